@@ -1,0 +1,1 @@
+"""Data readers shared by the examples (each module imports its optional deps lazily)."""

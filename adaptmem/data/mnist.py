@@ -1,0 +1,85 @@
+"""MNIST in the original IDX format (``*-idx3-ubyte`` / ``*-idx1-ubyte``, gzipped or not)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from adaptmem.data.download import download
+
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one IDX file (``.gz`` or plain) into a NumPy array."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise ValueError(f"read_idx: {path} is not an IDX file (bad magic number {data[:4]!r})")
+    ndim = data[3]
+    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    arr = np.frombuffer(data, dtype=dtype, offset=4 + 4 * ndim)
+    if arr.size != int(np.prod(dims)):
+        raise ValueError(f"read_idx: {path} holds {arr.size} values, header says {dims}")
+    return arr.reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def _find(data_dir: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if (data_dir / name).exists():
+            return data_dir / name
+    return None
+
+
+def load_mnist(data_dir: str | os.PathLike, split: str = "train", *,
+               download_if_missing: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``uint8 [N, 28, 28]`` and labels ``int64 [N]`` of one MNIST split.
+
+    Args:
+        data_dir: folder with the IDX files (e.g. ``t10k-images-idx3-ubyte.gz``).
+        split: ``"train"`` (60,000 digits) or ``"test"`` (10,000).
+        download_if_missing: fetch the split's two files into ``data_dir`` when absent.
+    """
+    if split not in _FILES:
+        raise ValueError(f"load_mnist: split must be 'train' or 'test', got {split!r}")
+    data_dir = Path(data_dir)
+    paths = []
+    for stem in _FILES[split]:
+        p = _find(data_dir, stem)
+        if p is None:
+            if not download_if_missing:
+                raise FileNotFoundError(
+                    f"load_mnist: {stem}[.gz] not found in {data_dir}; pass "
+                    f"download_if_missing=True (or --download) to fetch it"
+                )
+            p = download([m + stem + ".gz" for m in _MIRRORS], data_dir / (stem + ".gz"))
+        paths.append(p)
+    images, labels = read_idx(paths[0]), read_idx(paths[1])
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(f"load_mnist: {paths[0]} / {paths[1]} have shapes {images.shape} / {labels.shape}")
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write a ``uint8`` array as an IDX file (gzipped when ``path`` ends in ``.gz``); for tests."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(header + array.tobytes())

@@ -1,0 +1,25 @@
+"""Plumbing shared by the library and its examples."""
+
+from adaptmem.utils.checkpoint import atomic_save, load_checkpoint, save_checkpoint
+from adaptmem.utils.checks import check_floating, check_same_device, check_shape, fmt_shape
+from adaptmem.utils.logging import MetricLogger
+from adaptmem.utils.paths import default_data_root
+from adaptmem.utils.progress import progress
+from adaptmem.utils.seed import get_rng_state, seed_everything, set_rng_state, set_threads
+
+__all__ = [
+    "MetricLogger",
+    "atomic_save",
+    "check_floating",
+    "check_same_device",
+    "check_shape",
+    "default_data_root",
+    "fmt_shape",
+    "get_rng_state",
+    "load_checkpoint",
+    "progress",
+    "save_checkpoint",
+    "seed_everything",
+    "set_rng_state",
+    "set_threads",
+]
