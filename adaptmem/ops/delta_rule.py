@@ -1,0 +1,47 @@
+"""Delta-rule op (DeltaNet): public entry point and backend dispatch."""
+
+from __future__ import annotations
+
+import torch
+
+from adaptmem.ops.delta_rule_chunk import delta_rule_chunk
+from adaptmem.ops.delta_rule_reference import delta_rule_reference
+from adaptmem.utils.checks import check_choice, check_positive_int
+
+
+def delta_rule(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    *,
+    initial_state: torch.Tensor | None = None,
+    reset: torch.Tensor | None = None,
+    mode: str = "chunk",
+    chunk_size: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The delta rule (Schlag et al., ICML 2021): write, then read.
+
+    .. math::
+        S_t = S_{t-1} + \beta_t k_t^\top (v_t - k_t S_{t-1}), \qquad o_t = q_t S_t
+
+    (``W_t = W_{t-1} + beta_t (v_t - W_{t-1} k_t) k_t^T, y_t = W_t q_t`` in column form.)
+
+    Args:
+        q, k: ``[B, T, H, Dk]`` (feature-mapped; keys should be normalised for stability).
+        v: ``[B, T, H, Dv]``.
+        beta: write strengths ``[B, T, H]`` (one per head and step).
+        initial_state: ``S`` ``[B, H, Dk, Dv]``; zeros when ``None``. Receives gradients.
+        reset: optional bool ``[B]`` or ``[B, T]``: zero that row's state before that step.
+        mode: ``"chunk"`` (chunkwise-parallel WY form, any T) or ``"recurrent"`` (step loop).
+        chunk_size: chunk length C for ``mode="chunk"`` (capped at T).
+
+    Returns:
+        ``(o [B, T, H, Dv], S_T [B, H, Dk, Dv])``; ``S_T`` in float32 (float64 for float64 inputs).
+    """
+    check_choice("delta_rule", "mode", mode, ("chunk", "recurrent"))
+    check_positive_int("delta_rule", "chunk_size", chunk_size)
+    with torch.autocast(q.device.type, enabled=False):
+        if mode == "recurrent":
+            return delta_rule_reference(q, k, v, beta, initial_state=initial_state, reset=reset)
+        return delta_rule_chunk(q, k, v, beta, initial_state=initial_state, reset=reset, chunk_size=chunk_size)

@@ -1,0 +1,51 @@
+"""Chunkwise-parallel delta rule (WY form; Yang et al., NeurIPS 2024) in plain PyTorch.
+
+Per chunk of C steps with incoming state ``S0``::
+
+    A  = I + StrictTril(diag(beta) K K^T)     (unit lower-triangular, C x C)
+    W  = A^-1 (beta * K)        U = A^-1 (beta * V)
+    U' = U - W S0               (row t is u_t = beta_t (v_t - k_t S_{t-1}))
+    O  = Q S0 + Tril(Q K^T) U'  S1 = S0 + K^T U'
+
+Everything but the short scan over chunks runs batched over all chunks at once. The last
+chunk is padded with k = 0 and beta = 0, which touch neither A nor K^T U'. Resets zero the
+state inside a chunk through the masks of :func:`adaptmem.ops._chunk.reset_masks`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from adaptmem.ops._checks_qkv import check_qkv, to_heads
+from adaptmem.ops._chunk import chunk, reset_masks
+from adaptmem.ops._common import check_reset, compute_dtype
+
+
+def delta_rule_chunk(q, k, v, beta, *, initial_state=None, reset=None, chunk_size: int = 64):
+    """Chunkwise delta rule; same contract as :func:`adaptmem.ops.delta_rule`."""
+    B, T, H, Dk, Dv = check_qkv("delta_rule", q, k, v, beta, initial_state)
+    reset = check_reset("delta_rule", reset, B, T, q.device)
+    dtype = compute_dtype(q, k, v, beta, initial_state)
+    C = min(chunk_size, T)
+    Q, K, V = (chunk(to_heads(t, dtype), C) for t in (q, k, v))  # [B, H, n, C, D]
+    b = chunk(beta.to(dtype).transpose(1, 2)[..., None], C)  # [B, H, n, C, 1]
+    A = (b * (K @ K.transpose(-1, -2))).tril(-1)
+    QK = (Q @ K.transpose(-1, -2)).tril()
+    bK = b * K
+    if reset is not None:
+        m = reset_masks(reset, C, dtype)
+        A, QK, Q, K_end, bK = A * m.same, QK * m.same, Q * m.carry, K * m.tail, bK * m.carry
+    else:
+        K_end = K
+    eye = torch.eye(C, dtype=dtype, device=q.device)
+    WU = torch.linalg.solve_triangular(A + eye, torch.cat((bK, b * V), -1), upper=False, unitriangular=True)
+    W, U = WU.split([Dk, Dv], dim=-1)
+    S = initial_state.to(dtype) if initial_state is not None else Q.new_zeros(B, H, Dk, Dv)
+    outs = []
+    for c in range(Q.shape[2]):
+        U_c = U[:, :, c] - W[:, :, c] @ S
+        outs.append(Q[:, :, c] @ S + QK[:, :, c] @ U_c)
+        S_in = S * m.carry_end[:, :, c] if reset is not None else S
+        S = S_in + K_end[:, :, c].transpose(-1, -2) @ U_c
+    O = torch.stack(outs, dim=2).flatten(2, 3)[:, :, :T]
+    return O.transpose(1, 2).to(v.dtype), S

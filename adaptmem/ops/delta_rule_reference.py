@@ -1,0 +1,43 @@
+"""The delta rule as a plain step loop: the specification (and ``mode="recurrent"``).
+
+Schlag, Irie, Schmidhuber, "Linear Transformers Are Secretly Fast Weight Programmers", ICML
+2021. State ``S`` is ``Dk x Dv`` (row vectors); write, then read::
+
+    u_t = beta_t (v_t - k_t S)
+    S  <- S + k_t^T u_t             = (I - beta_t k_t^T k_t) S + beta_t k_t^T v_t
+    o_t = q_t S
+"""
+
+from __future__ import annotations
+
+import torch
+
+from adaptmem.ops._checks_qkv import check_qkv, to_heads
+from adaptmem.ops._common import check_reset, compute_dtype
+
+
+def delta_rule_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    *,
+    initial_state: torch.Tensor | None = None,
+    reset: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step-loop delta rule; same contract as :func:`adaptmem.ops.delta_rule`."""
+    B, T, H, Dk, Dv = check_qkv("delta_rule", q, k, v, beta, initial_state)
+    reset = check_reset("delta_rule", reset, B, T, q.device)
+    dtype = compute_dtype(q, k, v, beta, initial_state)
+    qh, kh, vh = to_heads(q, dtype), to_heads(k, dtype), to_heads(v, dtype)
+    bh = beta.to(dtype).transpose(1, 2)  # [B, H, T]
+    S = initial_state.to(dtype) if initial_state is not None else qh.new_zeros(B, H, Dk, Dv)
+    outs = []
+    for t in range(T):
+        if reset is not None:
+            S = torch.where(reset[:, t, None, None, None], 0.0, S)
+        k_t = kh[:, :, t]
+        u = bh[:, :, t, None] * (vh[:, :, t] - torch.einsum("bhk,bhkv->bhv", k_t, S))
+        S = S + torch.einsum("bhk,bhv->bhkv", k_t, u)
+        outs.append(torch.einsum("bhk,bhkv->bhv", qh[:, :, t], S))
+    return torch.stack(outs, dim=1).to(v.dtype), S

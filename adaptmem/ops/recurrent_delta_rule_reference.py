@@ -1,0 +1,88 @@
+"""The Recurrent Delta Net's recurrence as a plain step loop: the specification.
+
+Irie, Schlag, Csordás, Schmidhuber, "Going Beyond Linear Transformers with Recurrent Fast
+Weight Programmers", NeurIPS 2021. The slow projections of the input (``q_in = x W_q`` etc.)
+are given; per head the previous output feeds back through ``tanh``::
+
+    h   = tanh(y_{t-1})
+    q_t = softmax(q_in_t + h R_q)     k_t = softmax(k_in_t + h R_k)
+    v_t = v_in_t + h R_v              beta_t = sigmoid(beta_in_t + h . r_b)
+    S  <- S + beta_t k_t^T (v_t - k_t S)          y_t = q_t S
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from adaptmem.ops._common import check_reset, compute_dtype
+from adaptmem.utils.checks import check_floating, check_same_device, check_shape, fmt_shape
+
+
+class RecurrentDeltaState(NamedTuple):
+    S: torch.Tensor  # [B, H, D, D] fast weights
+    y: torch.Tensor  # [B, H, D] last output (fed back through tanh)
+
+
+def check_recurrent_delta_inputs(fn, q, k, v, beta, R_q, R_k, R_v, r_b, initial_state):
+    check_floating(fn, "q", q)
+    if q.dim() != 4:
+        raise ValueError(f"{fn}: q must be [B, T, H, D], got shape {fmt_shape(q)}")
+    B, T, H, D = q.shape
+    if T == 0:
+        raise ValueError(f"{fn}: q must have at least one time step, got shape {fmt_shape(q)}")
+    for name, t in (("k", k), ("v", v)):
+        check_shape(fn, name, t, (B, T, H, D), "[B, T, H, D] like q")
+    check_shape(fn, "beta", beta, (B, T, H), "[B, T, H]")
+    for name, t in (("R_q", R_q), ("R_k", R_k), ("R_v", R_v)):
+        check_shape(fn, name, t, (H, D, D), "[H, D, D]")
+    check_shape(fn, "r_b", r_b, (H, D), "[H, D]")
+    if initial_state is not None:
+        check_shape(fn, "initial_state.S", initial_state[0], (B, H, D, D), "[B, H, D, D]")
+        check_shape(fn, "initial_state.y", initial_state[1], (B, H, D), "[B, H, D]")
+    check_same_device(fn, q=q, k=k, v=v, beta=beta, R_q=R_q, R_k=R_k, R_v=R_v, r_b=r_b,
+                      S=None if initial_state is None else initial_state[0])
+    return B, T, H, D
+
+
+def recurrent_delta_steps(q, k, v, beta, R_q, R_k, R_v, r_b, S, y, reset):
+    """Run the steps of one span. Inputs ``[B, H, L, ...]`` in the compute dtype; ``reset``
+    ``[B, L]`` bool or ``None``. Returns ``(outputs [B, H, L, D], S, y)``."""
+    outs = []
+    for t in range(q.shape[2]):
+        if reset is not None:
+            S = torch.where(reset[:, t, None, None, None], 0.0, S)
+            y = torch.where(reset[:, t, None, None], 0.0, y)
+        h = torch.tanh(y)
+        q_t = torch.softmax(q[:, :, t] + torch.einsum("bhd,hde->bhe", h, R_q), dim=-1)
+        k_t = torch.softmax(k[:, :, t] + torch.einsum("bhd,hde->bhe", h, R_k), dim=-1)
+        v_t = v[:, :, t] + torch.einsum("bhd,hde->bhe", h, R_v)
+        b_t = torch.sigmoid(beta[:, :, t] + (h * r_b).sum(-1))
+        u = b_t[..., None] * (v_t - torch.einsum("bhk,bhkv->bhv", k_t, S))
+        S = S + torch.einsum("bhk,bhv->bhkv", k_t, u)
+        y = torch.einsum("bhk,bhkv->bhv", q_t, S)
+        outs.append(y)
+    return torch.stack(outs, dim=2), S, y
+
+
+def prepare(q, k, v, beta, R_q, R_k, R_v, r_b, initial_state, dtype):
+    B, T, H, D = q.shape
+    heads = [t.to(dtype).transpose(1, 2) for t in (q, k, v, beta)]
+    rec = [t.to(dtype) for t in (R_q, R_k, R_v, r_b)]
+    if initial_state is None:
+        S, y = heads[0].new_zeros(B, H, D, D), heads[0].new_zeros(B, H, D)
+    else:
+        S, y = initial_state[0].to(dtype), initial_state[1].to(dtype)
+    return heads, rec, S, y
+
+
+def recurrent_delta_rule_reference(q, k, v, beta, R_q, R_k, R_v, r_b, *, initial_state=None, reset=None):
+    """Step-loop Recurrent Delta Net; same contract as :func:`adaptmem.ops.recurrent_delta_rule`."""
+    fn = "recurrent_delta_rule"
+    B, T, H, D = check_recurrent_delta_inputs(fn, q, k, v, beta, R_q, R_k, R_v, r_b, initial_state)
+    reset = check_reset(fn, reset, B, T, q.device)
+    dtype = compute_dtype(q, k, v, beta, R_q)
+    heads, rec, S, y = prepare(q, k, v, beta, R_q, R_k, R_v, r_b, initial_state, dtype)
+    out, S, y = recurrent_delta_steps(*heads, *rec, S, y, reset)
+    return out.transpose(1, 2).to(v.dtype), RecurrentDeltaState(S, y)
