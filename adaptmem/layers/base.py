@@ -1,0 +1,86 @@
+"""What all fast-weight layers share: state shapes, zero states, input checks."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from adaptmem.utils.checks import check_floating, fmt_shape
+
+
+class FastWeightLayer(nn.Module):
+    """Base class: ``forward(x [B, T, d_model], state=None, reset=None) -> (y, new_state)``.
+
+    Subclasses define ``state_type`` (a ``NamedTuple``) and :meth:`state_shapes`. The zero
+    state is the fresh state (for SRWM: the learned initial weights, unchanged).
+    """
+
+    state_type: type[NamedTuple]
+    d_model: int
+
+    def state_shapes(self, batch_size: int) -> tuple[tuple[int, ...], ...]:
+        raise NotImplementedError
+
+    def init_state(self, batch_size: int, device: torch.device | str | None = None,
+                   dtype: torch.dtype = torch.float32) -> NamedTuple:
+        """The fresh (all-zero) state for ``batch_size`` rows."""
+        device = device if device is not None else next(self.parameters()).device
+        return self.state_type(*(torch.zeros(s, device=device, dtype=dtype) for s in self.state_shapes(batch_size)))
+
+    def check_input(self, x: Any, state: Any) -> tuple[int, int]:
+        """Validate ``x`` and ``state``; returns ``(B, T)``."""
+        name = type(self).__name__
+        check_floating(name, "x", x)
+        if x.dim() != 3 or x.shape[-1] != self.d_model or x.shape[1] == 0:
+            raise ValueError(f"{name}: x must be [B, T, d_model] = (*, >0, {self.d_model}), got shape {fmt_shape(x)}")
+        B = x.shape[0]
+        if state is not None:
+            shapes = self.state_shapes(B)
+            fields = self.state_type._fields
+            if not isinstance(state, tuple) or len(state) != len(shapes):
+                raise TypeError(f"{name}: state must be a {self.state_type.__name__}{fields}, got {type(state).__name__}")
+            for f, s, t in zip(fields, shapes, state):
+                check_floating(name, f"state.{f}", t)
+                if tuple(t.shape) != s:
+                    raise ValueError(f"{name}: state.{f} must have shape {fmt_shape(s)} for batch size {B}, got {fmt_shape(t)}")
+                if t.device != x.device:
+                    raise ValueError(f"{name}: state.{f} is on {t.device} but x is on {x.device}")
+        return B, x.shape[1]
+
+
+def detach_state(state: Any) -> Any:
+    """Detach every tensor in a (nested) state: truncated BPTT at a segment boundary."""
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(detach_state(s) for s in state))
+    if isinstance(state, (list, tuple)):
+        return type(state)(detach_state(s) for s in state)
+    return state
+
+
+def mask_state(state: Any, keep: torch.Tensor) -> Any:
+    """Zero the rows of a (nested) state where ``keep`` ([B] bool) is False."""
+    if isinstance(state, torch.Tensor):
+        return state * keep.view(-1, *([1] * (state.dim() - 1))).to(state.dtype)
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(mask_state(s, keep) for s in state))
+    if isinstance(state, (list, tuple)):
+        return type(state)(mask_state(s, keep) for s in state)
+    return state
+
+
+def resolve_heads(name: str, d_model: int, num_heads: int, head_dim: int | None) -> int:
+    for arg, val in (("d_model", d_model), ("num_heads", num_heads)):
+        if isinstance(val, bool) or not isinstance(val, int) or val <= 0:
+            raise ValueError(f"{name}: {arg} must be a positive int, got {val!r}")
+    if head_dim is None:
+        if d_model % num_heads:
+            raise ValueError(f"{name}: d_model ({d_model}) must be divisible by num_heads ({num_heads}) "
+                             f"when head_dim is not given")
+        return d_model // num_heads
+    if isinstance(head_dim, bool) or not isinstance(head_dim, int) or head_dim <= 0:
+        raise ValueError(f"{name}: head_dim must be a positive int, got {head_dim!r}")
+    return head_dim

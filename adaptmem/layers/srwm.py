@@ -1,0 +1,114 @@
+"""The SRWM layer."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from adaptmem.layers.base import FastWeightLayer, resolve_heads
+from adaptmem.ops.srwm import srwm
+
+
+class SRWMState(NamedTuple):
+    """Fast weights minus the learned initial weights (all zero = fresh)."""
+
+    dW_y: torch.Tensor  # [B, H, D, D]
+    dW_q: torch.Tensor  # [B, H, D, D]
+    dW_k: torch.Tensor  # [B, H, D, D]
+    dw_b: torch.Tensor  # [B, H, D, 4]
+
+
+class SRWM(FastWeightLayer):
+    r"""Self-referential weight matrix layer (Irie, Schlag, Csordás, Schmidhuber, ICML 2022).
+
+    Each head keeps fast matrices :math:`W_y, W_q, W_k` (D x D) and :math:`w_b` (D x 4), starts
+    from learned initial values and rewrites all four at every step, read before write:
+
+    .. math::
+        y_t = x_t W_y,\; q_t = \mathrm{softmax}(x_t W_q),\; k_t = \mathrm{softmax}(x_t W_k),\;
+        b_t = \sigma(x_t w_b) \\
+        M \leftarrow M + b_M\, k_t^\top (q_t M - k_t M), \quad M \in (W_y, W_q, W_k, w_b)
+
+    The block is the paper's few-shot one: ``out = LayerNorm(x) + Dropout(W_o [y^1; ..; y^H])``
+    (``norm_skip=False`` gives the RL block ``x + Dropout(W_o y)``).
+
+    Args:
+        d_model: input and output size.
+        num_heads: H.
+        head_dim: D (default ``d_model // num_heads``); if ``H * D != d_model`` an input
+            projection ``d_model -> H * D`` (no bias) is added.
+        dropout: dropout on the output projection.
+        beta_init: mean of the initial ``w_b`` (the paper's few-shot and RL runs use 0).
+        input_softmax: softmax each head's input first (the paper's RL agent does).
+        norm_skip: LayerNorm on the skip path (few-shot block) or plain residual (RL block).
+        backend, checkpoint_every: passed to :func:`adaptmem.ops.srwm`.
+
+    Inputs: ``x, state=None, reset=None``
+        - **x** ``[B, T, d_model]``
+        - **state** :class:`SRWMState` or ``None`` (fresh): the fast weights' shift from the
+          learned initial weights. Because the state is a difference, the initial weights keep
+          receiving gradients when the caller detaches the state between segments.
+        - **reset** bool ``[B]`` or ``[B, T]``: restart that row from the initial weights
+          before that step.
+
+    Outputs: ``(y, new_state)`` with ``y`` ``[B, T, d_model]``.
+
+    Example::
+
+        >>> layer = SRWM(d_model=64, num_heads=4)
+        >>> y, state = layer(torch.randn(2, 10, 64))
+        >>> y2, state = layer(torch.randn(2, 5, 64), state)   # continue the sequence
+    """
+
+    state_type = SRWMState
+
+    def __init__(self, d_model: int, num_heads: int, head_dim: int | None = None, dropout: float = 0.0,
+                 beta_init: float = 0.0, input_softmax: bool = False, norm_skip: bool = True,
+                 backend: str = "auto", checkpoint_every: int = 64) -> None:
+        super().__init__()
+        D = resolve_heads("SRWM", d_model, num_heads, head_dim)
+        self.d_model, self.num_heads, self.head_dim = d_model, num_heads, D
+        self.beta_init, self.input_softmax, self.norm_skip = beta_init, input_softmax, norm_skip
+        self.backend, self.checkpoint_every = backend, checkpoint_every
+        H = num_heads
+        self.in_proj = nn.Linear(d_model, H * D, bias=False) if H * D != d_model else None
+        self.W_y = nn.Parameter(torch.empty(H, D, D))
+        self.W_q = nn.Parameter(torch.empty(H, D, D))
+        self.W_k = nn.Parameter(torch.empty(H, D, D))
+        self.w_b = nn.Parameter(torch.empty(H, D, 4))
+        self.out_proj = nn.Linear(H * D, d_model, bias=False)
+        self.norm = nn.LayerNorm(d_model) if norm_skip else None
+        self.dropout = nn.Dropout(dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        std = 1.0 / math.sqrt(self.head_dim)
+        for w in (self.W_y, self.W_q, self.W_k):
+            nn.init.normal_(w, mean=0.0, std=std)
+        nn.init.normal_(self.w_b, mean=self.beta_init, std=std)
+
+    def state_shapes(self, batch_size: int):
+        B, H, D = batch_size, self.num_heads, self.head_dim
+        return (B, H, D, D), (B, H, D, D), (B, H, D, D), (B, H, D, 4)
+
+    def forward(self, x: torch.Tensor, state: SRWMState | None = None,
+                reset: torch.Tensor | None = None) -> tuple[torch.Tensor, SRWMState]:
+        B, T = self.check_input(x, state)
+        h = self.in_proj(x) if self.in_proj is not None else x
+        h = h.view(B, T, self.num_heads, self.head_dim)
+        if self.input_softmax:
+            h = torch.softmax(h, dim=-1)
+        W0 = (self.W_y, self.W_q, self.W_k, self.w_b)
+        start = W0 if state is None else tuple(w + s for w, s in zip(W0, state))
+        y, W_T = srwm(h, *start, reset=reset, reset_to=W0, backend=self.backend,
+                      checkpoint_every=self.checkpoint_every)
+        new_state = SRWMState(*(w_t - w0.to(w_t.dtype) for w_t, w0 in zip(W_T, W0)))
+        out = self.dropout(self.out_proj(y.reshape(B, T, -1)))
+        return (self.norm(x) if self.norm is not None else x) + out, new_state
+
+    def extra_repr(self) -> str:
+        return (f"d_model={self.d_model}, num_heads={self.num_heads}, head_dim={self.head_dim}, "
+                f"beta_init={self.beta_init}, input_softmax={self.input_softmax}, norm_skip={self.norm_skip}")
