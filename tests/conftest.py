@@ -12,8 +12,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
-try:  # FAISS's OpenMP threads collapse under contention; one thread is predictable in CI.
+# One intra-op thread per test process: the tests run many tiny ops, and OpenMP threads that
+# spin-wait on shared cores made a backward 17x slower (94 s vs 5.6 s CPU) under load. Use
+# `pytest -n 2` (pytest-xdist) to spread the tests over cores instead.
+torch.set_num_threads(int(os.environ.get("ADAPTMEM_TEST_THREADS", "1")))
+try:  # FAISS's OpenMP threads collapse the same way (about 4x).
     import faiss
 
     faiss.omp_set_num_threads(1)

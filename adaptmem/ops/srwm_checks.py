@@ -36,12 +36,12 @@ def check_srwm_inputs(fn: str, x, weights, reset_to=None) -> tuple[int, int, int
         for name, w in zip(_NAMES, ws):
             name = prefix + name
             check_floating(fn, name, w)
-            last = 4 if name.endswith("w_b") else D
+            is_rate = name.endswith("w_b")
+            last, sym = (4, "4") if is_rate else (D, "D")
             if w.shape[-3:] != (H, D, last) or w.dim() not in (3, 4) or (w.dim() == 4 and w.shape[0] != B):
                 raise ValueError(
-                    f"{fn}: {name} must be [H, D, {'4' if last == 4 else 'D'}] = ({H}, {D}, {last}) or "
-                    f"[B, H, D, {'4' if last == 4 else 'D'}] = ({B}, {H}, {D}, {last}) for x of shape "
-                    f"{fmt_shape(x)}, got shape {fmt_shape(w)}"
+                    f"{fn}: {name} must be [H, D, {sym}] = ({H}, {D}, {last}) or [B, H, D, {sym}] = "
+                    f"({B}, {H}, {D}, {last}) for x of shape {fmt_shape(x)}, got shape {fmt_shape(w)}"
                 )
     named = {"x": x, **dict(zip(_NAMES, weights))}
     if reset_to is not None:
