@@ -49,19 +49,21 @@ def check_recurrent_delta_inputs(fn, q, k, v, beta, R_q, R_k, R_v, r_b, initial_
 def recurrent_delta_steps(q, k, v, beta, R_q, R_k, R_v, r_b, S, y, reset):
     """Run the steps of one span. Inputs ``[B, H, L, ...]`` in the compute dtype; ``reset``
     ``[B, L]`` bool or ``None``. Returns ``(outputs [B, H, L, D], S, y)``."""
+    D = q.shape[-1]
+    R = torch.cat((R_q, R_k, R_v, r_b[..., None]), dim=-1)  # all four feedback maps in one matmul
     outs = []
     for t in range(q.shape[2]):
         if reset is not None:
             S = torch.where(reset[:, t, None, None, None], 0.0, S)
             y = torch.where(reset[:, t, None, None], 0.0, y)
-        h = torch.tanh(y)
-        q_t = torch.softmax(q[:, :, t] + torch.einsum("bhd,hde->bhe", h, R_q), dim=-1)
-        k_t = torch.softmax(k[:, :, t] + torch.einsum("bhd,hde->bhe", h, R_k), dim=-1)
-        v_t = v[:, :, t] + torch.einsum("bhd,hde->bhe", h, R_v)
-        b_t = torch.sigmoid(beta[:, :, t] + (h * r_b).sum(-1))
-        u = b_t[..., None] * (v_t - torch.einsum("bhk,bhkv->bhv", k_t, S))
-        S = S + torch.einsum("bhk,bhv->bhkv", k_t, u)
-        y = torch.einsum("bhk,bhkv->bhv", q_t, S)
+        fb_q, fb_k, fb_v, fb_b = (torch.tanh(y).unsqueeze(-2) @ R).squeeze(-2).split([D, D, D, 1], dim=-1)
+        q_t = torch.softmax(q[:, :, t] + fb_q, dim=-1)
+        k_t = torch.softmax(k[:, :, t] + fb_k, dim=-1)
+        v_t = v[:, :, t] + fb_v
+        b_t = torch.sigmoid(beta[:, :, t, None] + fb_b)  # [B, H, 1]
+        u = b_t * (v_t - (k_t.unsqueeze(-2) @ S).squeeze(-2))
+        S = S + k_t.unsqueeze(-1) * u.unsqueeze(-2)
+        y = (q_t.unsqueeze(-2) @ S).squeeze(-2)
         outs.append(y)
     return torch.stack(outs, dim=2), S, y
 

@@ -1,0 +1,61 @@
+"""Shared benchmark plumbing: run a case in a fresh process, time it, measure its peak memory."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _child(build: Callable[[], Callable[[], Any]], repeats: int, threads: int, q) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    run = build()  # allocate inputs outside the measurement
+    base = _rss_kb()
+    run()  # warm-up (also reaches the same peak as the timed runs)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux
+    q.put((statistics.median(times), max(0, peak - base) / 1024))
+
+
+def measure(build: Callable[[], Callable[[], Any]], *, repeats: int = 3, threads: int = 2) -> tuple[float, float]:
+    """Median seconds per call and peak extra memory (MiB) of ``build()()`` in a fresh process.
+
+    ``build`` must be a module-level function (it is pickled into the child).
+    """
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(build, repeats, threads, q))
+    p.start()
+    result = q.get()
+    p.join()
+    return result
+
+
+def load_note() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} cores"
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    fmt = "| " + " | ".join(f"{{:{w}}}" for w in widths) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([fmt.format(*header), sep, *(fmt.format(*map(str, r)) for r in rows)])

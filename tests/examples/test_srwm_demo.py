@@ -1,0 +1,31 @@
+import importlib.util
+from pathlib import Path
+
+import torch
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "srwm_demo.py"
+
+
+def load():
+    spec = importlib.util.spec_from_file_location("srwm_demo", EXAMPLE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_recall_batches_ask_for_a_shown_key():
+    demo = load()
+    cfg = demo.Config()
+    keys, values, answer = demo.make_batch(cfg, 32, torch.Generator().manual_seed(0))
+    assert keys.shape == values.shape == (32, cfg.n_pairs + 1)
+    assert (values[:, -1] == cfg.n_values).all()
+    for b in range(32):
+        shown = keys[b, :-1].tolist().index(keys[b, -1].item())
+        assert values[b, shown] == answer[b]
+
+
+def test_demo_runs_end_to_end_and_prints_a_table(capsys):
+    demo = load()
+    demo.main(demo.Config(steps=3, batch_size=4, d_model=16, num_heads=2, threads=1))
+    out = capsys.readouterr().out
+    assert "| srwm |" in out and "test accuracy" in out
