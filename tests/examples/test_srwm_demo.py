@@ -1,16 +1,10 @@
-import importlib.util
-from pathlib import Path
-
 import torch
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "srwm_demo.py"
+from tests.examples import load_example
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("srwm_demo", EXAMPLE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example("srwm_demo")
 
 
 def test_recall_batches_ask_for_a_shown_key():
