@@ -52,7 +52,7 @@ def _forward(q, k, v, beta, h0, reset8, save: bool):
         T, H,
         K=K, V=V, BK=BK, BV=BV,
         IS_DELTA=is_delta, HAS_H0=h0 is not None, HAS_RESET=reset8 is not None, SAVE_R=save_r,
-        num_warps=num_warps,
+        num_warps=num_warps, enable_fp_fusion=True,  # explicit: Triton 3.9 warns when it is left to a default
     )
     return o, hT, r
 
@@ -84,7 +84,8 @@ class FusedRecurrentFunction(torch.autograd.Function):
         store_dh0 = h0 is not None and ctx.needs_input_grad[4]
         dh0 = torch.empty(B, H, K, V, **f32) if store_dh0 else dv
         dummy = dv
-        common = dict(K=K, V=V, BK=BK, BV=BV, IS_DELTA=is_delta, HAS_RESET=reset8 is not None, num_warps=num_warps)
+        common = dict(K=K, V=V, BK=BK, BV=BV, IS_DELTA=is_delta, HAS_RESET=reset8 is not None, num_warps=num_warps,
+                      enable_fp_fusion=True)
         recurrent_bwd_reverse_kernel[(B * H, NV)](
             q, k, v, beta if is_delta else dummy, r if is_delta else dummy,
             reset8 if reset8 is not None else dummy, do, dhT.contiguous() if dhT is not None else dummy,

@@ -7,6 +7,11 @@ calls them a dozen times per time step, which made the CPU tests several times s
 kernels call the names below instead: compiled, they *are* ``tl.sum``, ``tl.max``,
 ``tl.sigmoid`` and ``triton.jit``; interpreted, they are plain functions with the same results
 (the interpreter maps a reduce with Triton's own sum/max combine functions onto ``numpy``).
+
+For the same reason the kernels use only builtins of ``triton.language`` besides these (e.g.
+``tl.full`` rather than ``tl.zeros``, a jit function): when ``triton`` was imported before
+``TRITON_INTERPRET`` was set, its jit library functions stay compiled-only and cannot be called
+by an interpreted kernel.
 """
 
 from __future__ import annotations

@@ -51,11 +51,11 @@ def recurrent_fwd_kernel(
     if HAS_H0:
         S = tl.load(h0_ptr + off_s, mask=mkv, other=0.0).to(tl.float32)
     else:
-        S = tl.zeros([BK, BV], dtype=tl.float32)
+        S = tl.full([BK, BV], 0.0, tl.float32)
     for t in range(T):
         if HAS_RESET:
             if tl.load(reset_ptr + b * T + t) != 0:
-                S = tl.zeros([BK, BV], dtype=tl.float32)
+                S = tl.full([BK, BV], 0.0, tl.float32)
         row = (b * T + t) * H + h
         kt = tl.load(k_ptr + row * K + ik, mask=mk, other=0.0).to(tl.float32)
         vt = tl.load(v_ptr + row * V + jv, mask=mv, other=0.0).to(tl.float32)
@@ -94,7 +94,7 @@ def recurrent_bwd_reverse_kernel(
     if HAS_DHT:
         dS = tl.load(dht_ptr + off_s, mask=mkv, other=0.0).to(tl.float32)
     else:
-        dS = tl.zeros([BK, BV], dtype=tl.float32)
+        dS = tl.full([BK, BV], 0.0, tl.float32)
     part = iv * B * T * H  # this value tile's slice of the partial sums
     for j in range(T):
         t = T - 1 - j
@@ -119,7 +119,7 @@ def recurrent_bwd_reverse_kernel(
         tl.store(dk_ptr + (part + row) * K + ik, dkt, mask=mk)
         if HAS_RESET:
             if tl.load(reset_ptr + b * T + t) != 0:
-                dS = tl.zeros([BK, BV], dtype=tl.float32)
+                dS = tl.full([BK, BV], 0.0, tl.float32)
     if STORE_DH0:
         tl.store(dh0_ptr + off_s, dS, mask=mkv)
 
@@ -144,12 +144,12 @@ def recurrent_bwd_forward_kernel(
     if HAS_H0:
         S = tl.load(h0_ptr + n * K * V + ik[:, None] * V + jv[None, :], mask=mkv, other=0.0).to(tl.float32)
     else:
-        S = tl.zeros([BK, BV], dtype=tl.float32)
+        S = tl.full([BK, BV], 0.0, tl.float32)
     part = iv * B * T * H
     for t in range(T):
         if HAS_RESET:
             if tl.load(reset_ptr + b * T + t) != 0:
-                S = tl.zeros([BK, BV], dtype=tl.float32)
+                S = tl.full([BK, BV], 0.0, tl.float32)
         row = (b * T + t) * H + h
         kt = tl.load(k_ptr + row * K + ik, mask=mk, other=0.0).to(tl.float32)
         if IS_DELTA:

@@ -159,10 +159,10 @@ def srwm_bwd_kernel(
     if HAS_GM:
         Gy, Gq, Gk, Gb = _load_blocks(gm_ptr + n * D * E, off, off_b, mask, mask_b, D)
     else:
-        Gy = tl.zeros([BD, BD], dtype=tl.float32)
-        Gq = tl.zeros([BD, BD], dtype=tl.float32)
-        Gk = tl.zeros([BD, BD], dtype=tl.float32)
-        Gb = tl.zeros([BD, 4], dtype=tl.float32)
+        Gy = tl.full([BD, BD], 0.0, tl.float32)
+        Gq = tl.full([BD, BD], 0.0, tl.float32)
+        Gk = tl.full([BD, BD], 0.0, tl.float32)
+        Gb = tl.full([BD, 4], 0.0, tl.float32)
     for cc in range(NC):
         c = NC - 1 - cc
         t0 = c * C
@@ -230,9 +230,9 @@ def srwm_bwd_kernel(
                 if tl.load(reset_ptr + n * T + t) != 0:
                     Ry, Rq, Rk, Rb = _load_blocks(dr_ptr + n * D * E, off, off_b, mask, mask_b, D)
                     _store_blocks(dr_ptr + n * D * E, Ry + Gy, Rq + Gq, Rk + Gk, Rb + Gb, off, off_b, mask, mask_b, D)
-                    Gy = tl.zeros([BD, BD], dtype=tl.float32)
-                    Gq = tl.zeros([BD, BD], dtype=tl.float32)
-                    Gk = tl.zeros([BD, BD], dtype=tl.float32)
-                    Gb = tl.zeros([BD, 4], dtype=tl.float32)
+                    Gy = tl.full([BD, BD], 0.0, tl.float32)
+                    Gq = tl.full([BD, BD], 0.0, tl.float32)
+                    Gk = tl.full([BD, BD], 0.0, tl.float32)
+                    Gb = tl.full([BD, 4], 0.0, tl.float32)
         tl.debug_barrier()  # the next chunk overwrites the scratch read above
     _store_blocks(dm0_ptr + n * D * E, Gy, Gq, Gk, Gb, off, off_b, mask, mask_b, D)
