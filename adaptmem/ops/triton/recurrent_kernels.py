@@ -39,7 +39,7 @@ def recurrent_fwd_kernel(
     IS_DELTA: tl.constexpr, HAS_H0: tl.constexpr, HAS_RESET: tl.constexpr, SAVE_R: tl.constexpr,
 ):
     n = tl.program_id(0).to(tl.int64)
-    iv = tl.program_id(1)
+    iv = tl.program_id(1).to(tl.int64)
     b = n // H
     h = n % H
     ik = tl.arange(0, BK)
@@ -82,7 +82,7 @@ def recurrent_bwd_reverse_kernel(
     IS_DELTA: tl.constexpr, HAS_DHT: tl.constexpr, HAS_RESET: tl.constexpr, STORE_DH0: tl.constexpr,
 ):
     n = tl.program_id(0).to(tl.int64)
-    iv = tl.program_id(1)
+    iv = tl.program_id(1).to(tl.int64)
     b = n // H
     h = n % H
     ik = tl.arange(0, BK)
@@ -133,7 +133,7 @@ def recurrent_bwd_forward_kernel(
     IS_DELTA: tl.constexpr, HAS_H0: tl.constexpr, HAS_RESET: tl.constexpr,
 ):
     n = tl.program_id(0).to(tl.int64)
-    iv = tl.program_id(1)
+    iv = tl.program_id(1).to(tl.int64)
     b = n // H
     h = n % H
     ik = tl.arange(0, BK)
