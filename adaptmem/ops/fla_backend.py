@@ -99,8 +99,15 @@ def fla_passes_check(op: str, mode: str, dtype: torch.dtype, K: int, V: int, dev
     """Forward and backward of fla vs our reference on a small random problem (cached).
 
     ``T = 80`` crosses fla's 64-step chunk; the inputs are those the layers feed (unit-norm
-    positive keys, rates in (0, 1)), with an initial state and gradients on everything.
+    positive keys, rates in (0, 1)), with an initial state and gradients on everything. It runs
+    with gradients on and autocast off whatever the caller's context (the first call may come
+    from inference code), and draws from its own generator, not the global RNG.
     """
+    with torch.inference_mode(False), torch.enable_grad(), torch.autocast(torch.device(device).type, enabled=False):
+        return _check(op, mode, dtype, K, V, device)
+
+
+def _check(op: str, mode: str, dtype: torch.dtype, K: int, V: int, device: str) -> bool:
     from adaptmem.ops.delta_rule_reference import delta_rule_reference
     from adaptmem.ops.linear_attention_reference import linear_attention_reference
 
