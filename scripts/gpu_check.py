@@ -65,8 +65,8 @@ def delta_fn(backend, mode="chunk"):
     return lambda q, k, v, b, S0: delta_rule(q, k, v, b, initial_state=S0, backend=backend, mode=mode)
 
 
-def linear_fn(backend):
-    return lambda q, k, v, S0: linear_attention(q, k, v, initial_state=S0, backend=backend)
+def linear_fn(backend, mode="chunk"):
+    return lambda q, k, v, S0: linear_attention(q, k, v, initial_state=S0, backend=backend, mode=mode)
 
 
 def compare(name, fn, ref_fn, inputs, dtype) -> bool:
@@ -107,7 +107,7 @@ def main() -> None:
                 inputs = qkv_problem(B, T, H, D, a.device, with_beta=False)
                 if backend == "triton" or T >= H:  # fla's linear attention rejects T < H
                     results.append(compare(f"linear_attention {backend} T={T} D={D}", linear_fn(backend),
-                                           linear_fn("torch"), inputs, bf16))
+                                           linear_fn("torch", "recurrent"), inputs, bf16))
     T_long = 50 if a.quick else a.long
     print(f"\nT = {T_long}: finite outputs and gradients")
     for name, fn, inputs in [

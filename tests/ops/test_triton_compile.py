@@ -14,8 +14,11 @@ triton = pytest.importorskip("triton")
 compiler = pytest.importorskip("triton.compiler")
 backends = pytest.importorskip("triton.backends.compiler")
 
-pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1",
-                                reason="kernels are decorated for the interpreter in this process")
+pytestmark = [
+    pytest.mark.slow,  # about 10 s of compilation
+    pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1",
+                       reason="kernels are decorated for the interpreter in this process"),
+]
 
 
 def _signature(kernel, constexprs, bf16_args):
