@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from adaptmem.ops._backend import resolve_qkv_backend
+from adaptmem.ops._checks_qkv import check_qkv
+from adaptmem.ops._common import check_reset
 from adaptmem.ops.delta_rule_chunk import delta_rule_chunk
 from adaptmem.ops.delta_rule_reference import delta_rule_reference
 from adaptmem.utils.checks import check_choice, check_positive_int
@@ -19,6 +22,7 @@ def delta_rule(
     reset: torch.Tensor | None = None,
     mode: str = "chunk",
     chunk_size: int = 64,
+    backend: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""The delta rule (Schlag et al., ICML 2021): write, then read.
 
@@ -33,15 +37,32 @@ def delta_rule(
         beta: write strengths ``[B, T, H]`` (one per head and step).
         initial_state: ``S`` ``[B, H, Dk, Dv]``; zeros when ``None``. Receives gradients.
         reset: optional bool ``[B]`` or ``[B, T]``: zero that row's state before that step.
-        mode: ``"chunk"`` (chunkwise-parallel WY form, any T) or ``"recurrent"`` (step loop).
-        chunk_size: chunk length C for ``mode="chunk"`` (capped at T).
+        mode: ``"chunk"`` (chunkwise-parallel WY form, any T) or ``"recurrent"`` (step loop);
+            picks the PyTorch form, and fla's chunk or fused-recurrent kernel.
+        chunk_size: chunk length C for the PyTorch ``mode="chunk"`` (capped at T).
+        backend: ``"auto"`` (on CUDA: flash-linear-attention when installed and the call is
+            supported, else our Triton recurrent kernel; on CPU: ``"torch"``), ``"torch"``,
+            ``"fla"`` or ``"triton"`` (our fused recurrent kernel, any ``mode``). See
+            :func:`adaptmem.ops._backend.resolve_qkv_backend`.
 
     Returns:
         ``(o [B, T, H, Dv], S_T [B, H, Dk, Dv])``; ``S_T`` in float32 (float64 for float64 inputs).
     """
     check_choice("delta_rule", "mode", mode, ("chunk", "recurrent"))
     check_positive_int("delta_rule", "chunk_size", chunk_size)
+    B, T, _, _, _ = check_qkv("delta_rule", q, k, v, beta, initial_state)
+    reset = check_reset("delta_rule", reset, B, T, q.device)
+    backend = resolve_qkv_backend("delta_rule", backend, mode=mode, q=q, k=k, v=v, beta=beta,
+                                  initial_state=initial_state, reset=reset)
     with torch.autocast(q.device.type, enabled=False):
+        if backend == "fla":
+            from adaptmem.ops.fla_backend import run_fla
+
+            return run_fla("delta_rule", mode, q, k, v, beta, initial_state)
+        if backend == "triton":
+            from adaptmem.ops.recurrent_triton import delta_rule_triton  # lazy: CPU never imports Triton
+
+            return delta_rule_triton(q, k, v, beta, initial_state=initial_state, reset=reset)
         if mode == "recurrent":
             return delta_rule_reference(q, k, v, beta, initial_state=initial_state, reset=reset)
         return delta_rule_chunk(q, k, v, beta, initial_state=initial_state, reset=reset, chunk_size=chunk_size)
