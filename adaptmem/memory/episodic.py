@@ -8,8 +8,9 @@ filled slots, with FAISS (``faiss.knn``) or chunked torch matmul + ``topk``.
 Every backend finds candidates with its own fast arithmetic and then re-ranks them with one
 canonical formula, ``sum((q - h)^2)`` in float32, ordering by (distance, slot). Rows whose
 candidate list could hide a tie (the last candidate lies within the float error bound of the
-k-th distance) are recomputed by a full canonical scan. So the FAISS and torch backends return
-the same slots and bit-identical distances, and ties always go to the lowest slot.
+k-th distance) are searched again with a 4x longer list, at worst over every entry. So the
+FAISS and torch backends return the same slots and bit-identical distances, and ties always go
+to the lowest slot.
 """
 
 from __future__ import annotations
@@ -209,19 +210,40 @@ class EpisodicMemory:
         if k > self._size:
             raise ValueError(f"{fn}: k = {k} exceeds the number of stored entries ({self._size})")
         q = q_in.to(self.device, torch.float32).contiguous()
-        extra = min(self._size, k + max(16, k // 2))
-        if self.backend == "ivf":
-            cand = self._candidates_ivf(q, extra)
-        elif self.backend == "faiss":
-            cand = self._candidates_faiss(q, extra)
-        else:
-            cand = self._candidates_torch(q, extra)
-        dist, slots = self._rerank(q, *cand, k)
-        values = self._values[slots]
+        m = min(self._size, k + max(16, k // 2))
+        dist, slots, unsafe = self._search_once(q, k, m)
+        while len(unsafe):  # rare: ties or near-ties straddle the candidate list; widen it
+            m = min(self._size, 4 * m)
+            d_u, s_u, again = self._search_once(q[unsafe], k, m)
+            dist[unsafe], slots[unsafe] = d_u, s_u
+            unsafe = unsafe[again]
+        dist, slots = self._finish(dist, slots)
         dev = q_in.device
-        return SearchResult(dist.to(dev), values.to(dev), slots.to(dev))
+        return SearchResult(dist.to(dev), self._values[slots].to(dev), slots.to(dev))
 
-    def _candidates_torch(self, q: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    def _search_once(self, q: torch.Tensor, k: int, m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Exact top-k among ``m`` candidates per row, and the rows whose result is not proven."""
+        every = m == self._size  # every entry is a candidate: the result is exact
+        if self.backend == "ivf" and not every:
+            cand, last = self._candidates_ivf(q, m)
+        elif self.backend in ("faiss", "ivf"):
+            cand, last = self._candidates_faiss(q, m)
+        else:
+            cand, last = self._candidates_torch(q, m)
+        d, slots = self._rerank_candidates(q, cand, k)
+        if every:
+            unsafe = torch.zeros(len(q), dtype=torch.bool, device=q.device)
+        elif self.backend == "ivf":  # approximate by design; only rows that found < k live entries
+            unsafe = torch.isinf(d[:, -1])
+        else:
+            # An entry outside the list has an approximate value >= last; the matmul-form and the
+            # canonical float32 values each err by at most ~D eps (|q|^2 + |h|^2).
+            bound = q.pow(2).sum(-1) + self._sqnorms[: self._size].max()
+            unsafe = last - 4 * self.key_dim * _EPS32 * bound <= d[:, -1]
+        return d, slots, unsafe.nonzero().flatten()
+
+    def _candidates_torch(self, q: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``m`` candidate slots per row by matmul-form distances, and each row's largest value."""
         keys, sq = self._keys[: self._size], self._sqnorms[: self._size]
         rows = max(1, _CHUNK_ELEMENTS // self._size)
         slots, last = [], []
@@ -233,9 +255,9 @@ class EpisodicMemory:
             v, i = d.topk(m, dim=1, largest=False, sorted=False)
             slots.append(i)
             last.append(v.max(dim=1).values)
-        return torch.cat(slots), torch.cat(last), m == self._size
+        return torch.cat(slots), torch.cat(last)
 
-    def _candidates_faiss(self, q: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    def _candidates_faiss(self, q: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
         import faiss
 
         metric = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
@@ -250,7 +272,7 @@ class EpisodicMemory:
             d_np, i_np = faiss.knn(q.numpy(), keys.numpy(), m, metric=metric)
             d, i = torch.from_numpy(d_np), torch.from_numpy(i_np)
         v = d if self.metric == "l2" else -d
-        return i.long(), v.max(dim=1).values, m == self._size
+        return i.long(), v.max(dim=1).values
 
     # ------------------------------------------------------------------ exact re-ranking
     def _canonical(self, q: torch.Tensor, cand_keys: torch.Tensor) -> torch.Tensor:
@@ -258,26 +280,6 @@ class EpisodicMemory:
         if self.metric == "l2":
             return (q[:, None, :] - cand_keys).pow(2).sum(-1)
         return -(q[:, None, :] * cand_keys).sum(-1)
-
-    def _rerank(self, q: torch.Tensor, cand: torch.Tensor, last: torch.Tensor, complete: bool,
-                k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Exact top-k among candidate slots ``[Q, M]`` (``-1`` = none), then fix unsafe rows.
-
-        ``last [Q]`` is each row's largest approximate ordering value among its candidates; an
-        entry outside the list is at least that far away, up to float error ``tol``.
-        """
-        d, slots = self._rerank_candidates(q, cand, k)
-        if complete:
-            return self._finish(d, slots)
-        if self.backend == "ivf":  # approximate by design; only rows that found < k live entries
-            unsafe = torch.isinf(d[:, -1]).nonzero().flatten()
-        else:
-            qn = q.pow(2).sum(-1)
-            tol = 8 * self.key_dim * _EPS32 * (qn + self._sqnorms[: self._size].max())
-            unsafe = (last - tol <= d[:, -1]).nonzero().flatten()
-        for r in unsafe.tolist():  # rare: exact ties or near-ties straddle the candidate list
-            d[r], slots[r] = self._full_scan(q[r], k)
-        return self._finish(d, slots)
 
     def _rerank_candidates(self, q: torch.Tensor, cand: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         rows = max(1, _CHUNK_ELEMENTS // (cand.shape[1] * self.key_dim))
@@ -291,24 +293,13 @@ class EpisodicMemory:
             out_s.append(c_c.gather(1, order))
         return torch.cat(out_d), torch.cat(out_s)
 
-    def _full_scan(self, q_row: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        all_slots = torch.arange(self._size, device=self.device)
-        best_d, best_s = None, None
-        for s_c in all_slots.split(max(1, _CHUNK_ELEMENTS // self.key_dim)):
-            d = self._canonical(q_row[None], self._keys[s_c][None])[0]
-            if best_d is not None:
-                d, s_c = torch.cat([best_d, d]), torch.cat([best_s, s_c])
-            keep = _sort_key(d, s_c).topk(min(k, d.numel()), largest=False).indices
-            best_d, best_s = d[keep], s_c[keep]
-        return best_d, best_s
-
     def _finish(self, d: torch.Tensor, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         order = _sort_key(d, slots).argsort(dim=1)  # keys are distinct, so this is deterministic
         d, slots = d.gather(1, order), slots.gather(1, order)
         return (d if self.metric == "l2" else -d), slots
 
     # ------------------------------------------------------------------ IVF backend
-    def _candidates_ivf(self, q: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    def _candidates_ivf(self, q: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
         if self._ivf is None or self._total - self._ivf_built_at >= max(self._ivf_built_at, 1):
             self._build_ivf()  # amortised O(1) per write: rebuilt after as many writes as it held
         if self._ivf is None:  # too few entries to train an IVF quantizer: exact search
@@ -316,14 +307,14 @@ class EpisodicMemory:
         lo = self._total - self._size  # write ids below lo were overwritten (stale in the index)
         want = m
         while True:
-            _, ids = self._ivf.search(q.cpu().numpy(), min(want, self._ivf.ntotal))
+            _, ids = self._ivf.search(q.cpu().numpy(), min(want, self._ivf.ntotal))  # ids: write counters
             ids = torch.from_numpy(ids).to(self.device)
             live = ids >= lo
             if bool((live.sum(1) >= m).all()) or want >= self._ivf.ntotal:
                 break
             want *= 4
         slots = torch.where(live, ids % self.capacity, torch.full_like(ids, -1))
-        return slots, torch.zeros(len(q), device=self.device), False
+        return slots, torch.zeros(len(q), device=self.device)
 
     def _build_ivf(self) -> None:
         import faiss
