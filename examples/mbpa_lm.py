@@ -9,8 +9,10 @@ with the LSTM's and a neural cache's (Grave et al., ICLR 2017):
 The corpus is a datasets name (``wikitext:wikitext-2-raw-v1``), a Penn Treebank folder
 (``ptb.{train,valid,test}.txt``), a WikiText folder, or a plain text file (default: Tiny
 Shakespeare, split 90/10). λ_cache, λ_mbpa and K are swept over the values given; the best
-combination on the validation set is reported for both splits. Evaluation reads each split as
-one stream; the cache is updated after every token, the MbPA memory after every --bptt segment.
+combination on the validation set is reported for both splits (a corpus without a test split,
+like one text file, has its validation tokens halved into valid and test). Evaluation reads each
+split as one stream; the cache is updated after every token, the MbPA memory after every --bptt
+segment (so MbPA never sees the current segment).
 
     python examples/mbpa_lm.py                                        # Tiny Shakespeare, chars
     python examples/mbpa_lm.py --corpus data/ptb --level word --hidden 512 --steps 20000
@@ -155,6 +157,10 @@ def main(argv=None) -> dict:
     print(f"trained {args.steps} steps in {time.time() - t0:.0f} s")
 
     splits = {"valid": corpus.valid, "test": corpus.test}
+    if corpus.test is None:  # e.g. one text file: tune on the first half of valid, report the second
+        half = len(corpus.valid) // 2
+        splits = {"valid": corpus.valid[:half], "test": corpus.valid[half:]}
+        print(f"no test split: using the two halves of the validation split ({half:,} tokens each)")
     scores = {}
     for name, tokens in splits.items():
         if tokens is not None:

@@ -121,7 +121,7 @@ class EpisodicMemory:
         self._size = 0
         self._total = 0  # writes ever made; the next write goes to slot _total % capacity
         self._ivf: Any = None  # faiss index with ids = write counters (IVF backend only)
-        self._ivf_built_at = 0
+        self._ivf_built_size = 0
 
     # ------------------------------------------------------------------ basics
     def __len__(self) -> int:
@@ -162,7 +162,7 @@ class EpisodicMemory:
         self._size = 0
         self._total = 0
         self._ivf = None
-        self._ivf_built_at = 0
+        self._ivf_built_size = 0
 
     # ------------------------------------------------------------------ writing
     def write(self, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -300,8 +300,10 @@ class EpisodicMemory:
 
     # ------------------------------------------------------------------ IVF backend
     def _candidates_ivf(self, q: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._ivf is None or self._total - self._ivf_built_at >= max(self._ivf_built_at, 1):
-            self._build_ivf()  # amortised O(1) per write: rebuilt after as many writes as it held
+        if self._ivf is None or self._ivf.ntotal >= 2 * self._size or self._size >= 2 * self._ivf_built_size:
+            # Rebuilt when half the index is stale or the memory has doubled since training:
+            # O(N) work after >= N/2 writes, so amortised O(1) per write.
+            self._build_ivf()
         if self._ivf is None:  # too few entries to train an IVF quantizer: exact search
             return self._candidates_torch(q, m)
         lo = self._total - self._size  # write ids below lo were overwritten (stale in the index)
@@ -332,7 +334,7 @@ class EpisodicMemory:
         index.train(keys)
         index.nprobe = min(self.nprobe, nlist)
         self._ivf, self._ivf_quantizer = index, quantizer
-        self._ivf_built_at = self._total
+        self._ivf_built_size = n
         slots = torch.arange(n, device=self.device)
         self._ivf_add(self._keys[:n], self._slot_ids(slots))
 
@@ -377,7 +379,7 @@ class EpisodicMemory:
             import faiss
 
             state["ivf"] = torch.from_numpy(faiss.serialize_index(self._ivf).copy())
-            state["ivf_built_at"] = self._ivf_built_at
+            state["ivf_built_size"] = self._ivf_built_size
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -400,7 +402,7 @@ class EpisodicMemory:
             import faiss
 
             self._ivf = faiss.deserialize_index(state["ivf"].numpy())
-            self._ivf_built_at = int(state["ivf_built_at"])
+            self._ivf_built_size = int(state["ivf_built_size"])
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the memory to ``path`` atomically (temp file + rename)."""

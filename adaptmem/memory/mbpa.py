@@ -120,6 +120,8 @@ class MbPA(nn.Module):
             dist, labels, slots = self.memory.search(h_c, k)
             keys, _ = self.memory.fetch(slots)
             kappa = 1.0 / (self.kernel_eps + dist.to(h.dtype))
+            exact = torch.isinf(kappa)  # kernel_eps = 0 and a stored copy of the query
+            kappa = torch.where(exact.any(-1, keepdim=True), exact.to(kappa.dtype), kappa)
             w = kappa / kappa.sum(-1, keepdim=True)
             args = (h_c, keys.to(h.dtype), labels.long(), w)
             out.append(self._adapt_chunk(theta, buffers, *args))

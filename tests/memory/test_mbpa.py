@@ -38,6 +38,14 @@ def test_hand_computed_two_dimensional_example():
         torch.testing.assert_close(out, F.log_softmax(torch.tensor([[-1.8, 1.8]]), -1))
 
 
+def test_zero_kernel_eps_with_an_exact_copy_of_the_query_stays_finite():
+    mem = EpisodicMemory(2, capacity=3, backend="torch")
+    mem.write(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), torch.tensor([0, 1, 1]))
+    head = nn.Linear(2, 2)
+    out = MbPA(head, mem, k=3, steps=3, lr=1.0, kernel_eps=0.0)(torch.tensor([[1.0, 0.0]]))
+    assert torch.isfinite(out).all() and out.argmax(-1).item() == 0  # all weight on the copy
+
+
 @pytest.mark.parametrize("mode", ["vmap", "loop"])
 def test_zero_steps_reproduce_the_base_head(mode):
     head, mem = mlp_head(), filled_memory()
