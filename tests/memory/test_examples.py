@@ -1,0 +1,85 @@
+"""End-to-end smoke tests of the two MbPA examples at tiny sizes."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from adaptmem.data.mnist import write_idx
+from adaptmem.data.text import make_synthetic_corpus
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def load_example(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_permuted_mnist_example_runs_end_to_end_on_fake_digits(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, size=300).astype(np.uint8)
+    # digits whose class is visible as a bright row, so a few steps learn something
+    images = rng.integers(0, 60, size=(300, 28, 28)).astype(np.uint8)
+    images[np.arange(300), 2 + 2 * labels, :] = 255
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels)
+    example = load_example("mbpa_permuted_mnist")
+    acc = example.main(["--data-dir", str(tmp_path), "--tasks", "2", "--train-per-task", "200",
+                        "--test-per-task", "50", "--hidden", "16", "--k", "8", "--mbpa-steps", "2",
+                        "--fisher-samples", "20", "--epochs", "4", "--batch-size", "16", "--lr", "0.01",
+                        "--replay", "--out-dir", str(tmp_path / "out"), "--threads", "1"])
+    out = capsys.readouterr().out
+    assert "| MbPA+replay |" in out and "| EWC |" in out
+    assert set(acc) == {"SGD", "EWC", "MbPA", "MbPA+replay"}
+    assert all(len(a) == 2 and all(0.0 <= x <= 1.0 for x in a) for a in acc.values())
+    assert acc["SGD"][1] > 0.3  # the last task is learnt (chance: 0.1)
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "out" / "per_task_accuracy.png").stat().st_size > 0
+
+
+LM_TINY = ["--level", "word", "--emb", "8", "--hidden", "16", "--batch-size", "4", "--bptt", "8",
+           "--eval-tokens", "120", "--cache-size", "20", "--mem-size", "50", "--k", "4", "8",
+           "--lambda-cache", "0.1", "--lambda-mbpa", "0.1", "0.2", "--threads", "1", "--ckpt-every", "2"]
+
+
+def test_lm_example_runs_end_to_end_on_a_generated_ptb_corpus(tmp_path, capsys):
+    folder = make_synthetic_corpus(tmp_path / "ptb", "ptb", lines=(80, 20, 20), vocab_size=60)
+    example = load_example("mbpa_lm")
+    result = example.main(["--corpus", str(folder), "--steps", "3", "--ckpt", str(tmp_path / "ck.pt"),
+                           "--cache-dir", str(tmp_path / "cache"), *LM_TINY])
+    out = capsys.readouterr().out
+    assert "| + cache + MbPA |" in out
+    rows = result["rows"]
+    assert list(rows) == ["LSTM", "+ cache", "+ MbPA", "+ cache + MbPA"]
+    for (lam_c, lam_m, k), ppl in rows.values():
+        assert set(ppl) == {"valid", "test"} and all(math.isfinite(v) and v > 1 for v in ppl.values())
+    (c, m, k), _ = rows["+ cache + MbPA"]
+    assert c == 0.1 and m in (0.1, 0.2) and k in (4, 8)  # chosen from the swept grid
+    assert rows["LSTM"][0] == (0.0, 0.0, None)
+
+
+def test_lm_example_resumes_training_exactly(tmp_path):
+    folder = make_synthetic_corpus(tmp_path / "ptb", "ptb", lines=(80, 20, 20), vocab_size=60)
+    example = load_example("mbpa_lm")
+    common = ["--corpus", str(folder), "--cache-dir", str(tmp_path / "cache"), "--eval-tokens", "20",
+              *LM_TINY[:LM_TINY.index("--eval-tokens")], "--k", "4", "--threads", "1", "--ckpt-every", "2"]
+    straight = example.main([*common, "--steps", "4", "--ckpt", str(tmp_path / "a.pt")])["model"]
+    example.main([*common, "--steps", "2", "--ckpt", str(tmp_path / "b.pt")])
+    resumed = example.main([*common, "--steps", "4", "--ckpt", str(tmp_path / "b.pt"), "--resume"])["model"]
+    for (name, p), q in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(p, q), name
+
+
+def test_memory_benchmark_quick_mode_prints_both_tables(capsys):
+    spec = importlib.util.spec_from_file_location("bench_memory", EXAMPLES.parent / "benchmarks" / "bench_memory.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--quick", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert "(a) kNN search" in out and "(b) MbPA" in out and "MISMATCH" not in out
