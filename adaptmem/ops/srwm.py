@@ -38,7 +38,7 @@ def srwm(
     reset: torch.Tensor | None = None,
     reset_to: SRWMWeights | tuple[torch.Tensor, ...] | None = None,
     backend: str = "auto",
-    checkpoint_every: int = 64,
+    checkpoint_every: int = 32,
 ) -> tuple[torch.Tensor, SRWMWeights]:
     r"""Self-referential weight matrix (Irie et al., ICML 2022), per head, read before write.
 

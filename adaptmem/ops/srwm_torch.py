@@ -83,25 +83,27 @@ class SRWMFunction(torch.autograd.Function):
         dR = torch.zeros_like(R) if R is not None else None
         reset_steps = set(torch.nonzero(reset.any(0)).flatten().tolist()) if reset is not None else set()
         xt = x.transpose(0, 1)  # [T, N, D]
-        # Per-step vectors of the whole sequence, computed in one go from the saved pre-activations.
-        qk_all = a_all[..., D : 3 * D].reshape(T, N, 2, D).softmax(-1)  # [T, N, 2, D]
-        b_all = torch.sigmoid(a_all[..., 3 * D :])  # [T, N, 4]
-        u_all = d_all * b_all.index_select(2, idx)  # [T, N, E]
-        sig_grad = b_all * (1 - b_all)
-        # P_t = [q - k, x] (D x 2): the two rank-one terms of dL/dM_{t-1} are P_t [dd; da].
-        P_all = torch.stack((qk_all[:, :, 0] - qk_all[:, :, 1], xt), dim=-1)  # [T, N, D, 2]
         for c in reversed(range(ckpts.shape[0])):
             t0, t1 = c * C, min(T, (c + 1) * C)
+            # This chunk's per-step vectors, rebuilt from the saved pre-activations: keeping
+            # them for the whole sequence would cost several [T, N, E] buffers at once.
+            a_c, d_c = a_all[t0:t1], d_all[t0:t1]
+            qk_c = a_c[..., D : 3 * D].reshape(t1 - t0, N, 2, D).softmax(-1)  # [L, N, 2, D]
+            b_c = torch.sigmoid(a_c[..., 3 * D :])  # [L, N, 4]
+            u_c = d_c * b_c.index_select(2, idx)  # [L, N, E]
+            sig_grad = b_c * (1 - b_c)
+            # P_t = [q - k, x] (D x 2): the two rank-one terms of dL/dM_{t-1} are P_t [dd; da].
+            P_c = torch.stack((qk_c[:, :, 0] - qk_c[:, :, 1], xt[t0:t1]), dim=-1)  # [L, N, D, 2]
             Ms = x.new_empty(t1 - t0, N, D, E)  # Ms[i]: the weights step t0 + i reads
             Ms[0] = ckpts[c]
             for i in range(1, t1 - t0):
                 t = t0 + i
-                torch.baddbmm(Ms[i - 1], qk_all[t - 1, :, 1].unsqueeze(2), u_all[t - 1].unsqueeze(1), out=Ms[i])
+                torch.baddbmm(Ms[i - 1], qk_c[i - 1, :, 1].unsqueeze(2), u_c[i - 1].unsqueeze(1), out=Ms[i])
                 if t in reset_steps:
                     Ms[i] = torch.where(reset[:, t, None, None], R, Ms[i])
             for i in reversed(range(t1 - t0)):
                 t = t0 + i
-                M, qk, d, u, b_t = Ms[i], qk_all[t], d_all[t], u_all[t], b_all[t]
+                M, qk, d, u, b_t = Ms[i], qk_c[i], d_c[i], u_c[i], b_c[i]
                 du = torch.bmm(qk[:, 1].unsqueeze(1), G).squeeze(1)  # k G            [N, E]
                 dk_write = torch.bmm(G, u.unsqueeze(2)).squeeze(2)  # G u^T          [N, D]
                 dd = du * b_t.index_select(1, idx)
@@ -109,13 +111,14 @@ class SRWMFunction(torch.autograd.Function):
                 dqk_read = torch.bmm(M, dd.unsqueeze(2)).squeeze(2)  # M dd^T: d/dq, -d/dk of (q - k) M
                 dqk = torch.stack((dqk_read, dk_write - dqk_read), dim=1)  # [N, 2, D]
                 da_qk = qk * (dqk - (dqk * qk).sum(-1, keepdim=True))  # softmax backward
-                da = torch.cat((gy[t], da_qk.flatten(1), db * sig_grad[t]), dim=1)  # [N, E]
+                da = torch.cat((gy[t], da_qk.flatten(1), db * sig_grad[i]), dim=1)  # [N, E]
                 torch.bmm(M, da.unsqueeze(2), out=dx[t].unsqueeze(2))
-                G = torch.baddbmm(G, P_all[t], torch.stack((dd, da), dim=1))
+                G = torch.baddbmm(G, P_c[i], torch.stack((dd, da), dim=1))
                 if t in reset_steps:
                     m = reset[:, t, None, None]
                     dR += torch.where(m, G, 0)
                     G = torch.where(m, 0, G)
+            del Ms
         return dx.transpose(0, 1), G, dR, None, None
 
 
