@@ -18,6 +18,11 @@ are split 8,000 train / 2,000 test.
 
     python examples/mbpa_permuted_mnist.py                      # 5 tasks, a few minutes on 2 cores
     python examples/mbpa_permuted_mnist.py --tasks 10 --epochs 3 --no-replay
+    python examples/mbpa_permuted_mnist.py --resume             # continue after the last finished task
+
+After every task the models, memories, EWC anchors and all RNG states are saved atomically to
+--out-dir/ckpt.pt; --resume continues from there and gives the same numbers as an
+uninterrupted run.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from torch.func import functional_call, grad, vmap
 from adaptmem.data.mnist import load_mnist
 from adaptmem.memory import EpisodicMemory, MbPA
 from adaptmem.utils import default_data_root, progress, seed_everything, set_threads
+from adaptmem.utils.checkpoint import atomic_save
+from adaptmem.utils.seed import get_rng_state, set_rng_state
 from adaptmem.utils.logging import plot_curves
 
 
@@ -58,7 +65,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--kernel-eps", type=float, default=1e-3, help="ε of the MbPA kernel 1/(ε + d²)")
     p.add_argument("--replay", action=argparse.BooleanOptionalAction, default=True,
                    help="also train and evaluate MbPA+replay")
-    p.add_argument("--out-dir", type=Path, default=Path("runs/mbpa_permuted_mnist"), help="where the plot goes")
+    p.add_argument("--out-dir", type=Path, default=Path("runs/mbpa_permuted_mnist"),
+                   help="where the checkpoint and the plot go")
+    p.add_argument("--resume", action="store_true", help="continue from --out-dir/ckpt.pt")
+    p.add_argument("--stop-after-task", type=int, default=None,
+                   help="stop (checkpoint saved) after this many tasks; for running in pieces")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: OMP_NUM_THREADS or all)")
     return p.parse_args(argv)
@@ -74,6 +85,12 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x))
+
+
+def _run_config(args) -> dict:
+    """The settings a checkpoint must share with the run that resumes it."""
+    skip = {"resume", "stop_after_task", "threads", "out_dir", "data_dir", "download"}
+    return {k: v for k, v in vars(args).items() if k not in skip}
 
 
 def load_data(args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -149,8 +166,23 @@ def main(argv=None) -> dict[str, list[float]]:
         m.load_state_dict(models["SGD"].state_dict())
     memories = {m: EpisodicMemory(args.hidden, capacity) for m in ("SGD", "replay")}
     anchors: list = []
+    ckpt, start = args.out_dir / "ckpt.pt", 0
+    if args.resume and ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        if state["args"] != _run_config(args):
+            raise ValueError(f"--resume: {ckpt} was written with different settings: {state['args']}")
+        for name, m in models.items():
+            m.load_state_dict(state["models"][name])
+        for name, mem in memories.items():
+            mem.load_state_dict(state["memories"][name])
+        anchors, start = state["anchors"], state["tasks_done"]
+        g.set_state(state["generator"])
+        set_rng_state(state["rng"])
+        print(f"  resumed after task {start} from {ckpt}")
     t0 = time.time()
     for t, perm in enumerate(perms):
+        if t < start:
+            continue
         x = xtr[:, perm]
         train_task(models["SGD"], x, ytr, args, memory=memories["SGD"], desc=f"task {t + 1} SGD")
         train_task(models["EWC"], x, ytr, args, anchors=anchors, desc=f"task {t + 1} EWC")
@@ -161,7 +193,14 @@ def main(argv=None) -> dict[str, list[float]]:
             past = (torch.cat([xtr[:, p] for p in perms[:t]]), ytr.repeat(t)) if t else (xtr[:0], ytr[:0])
             train_task(models["replay"], x, ytr, args, memory=memories["replay"], replay=past,
                        desc=f"task {t + 1} replay")
+        atomic_save({"args": _run_config(args), "tasks_done": t + 1, "anchors": anchors,
+                     "models": {n: m.state_dict() for n, m in models.items()},
+                     "memories": {n: mem.state_dict() for n, mem in memories.items()},
+                     "generator": g.get_state(), "rng": get_rng_state()}, ckpt)
         print(f"  trained task {t + 1}/{args.tasks} ({time.time() - t0:.0f} s)")
+        if args.stop_after_task is not None and t + 1 >= args.stop_after_task and t + 1 < args.tasks:
+            print(f"stopped after task {t + 1}; continue with --resume")
+            return {}
 
     for m in models.values():
         m.eval()

@@ -43,6 +43,25 @@ def test_permuted_mnist_example_runs_end_to_end_on_fake_digits(tmp_path, capsys)
     assert (tmp_path / "out" / "per_task_accuracy.png").stat().st_size > 0
 
 
+def test_permuted_mnist_example_resumes_exactly_after_an_interruption(tmp_path):
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 10, size=200).astype(np.uint8)
+    images = rng.integers(0, 60, size=(200, 28, 28)).astype(np.uint8)
+    images[np.arange(200), 2 + 2 * labels, :] = 255
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels)
+    example = load_example("mbpa_permuted_mnist")
+    args = ["--data-dir", str(tmp_path), "--tasks", "3", "--train-per-task", "100", "--test-per-task", "40",
+            "--hidden", "16", "--k", "4", "--mbpa-steps", "1", "--fisher-samples", "10", "--batch-size", "16",
+            "--threads", "1"]
+    whole = example.main(args + ["--out-dir", str(tmp_path / "a")])
+    assert example.main(args + ["--out-dir", str(tmp_path / "b"), "--stop-after-task", "1"]) == {}
+    resumed = example.main(args + ["--out-dir", str(tmp_path / "b"), "--resume"])
+    assert resumed == whole
+    with pytest.raises(ValueError, match="different settings"):
+        example.main(args[:-2] + ["--hidden", "8", "--out-dir", str(tmp_path / "b"), "--resume"] + args[-2:])
+
+
 LM_TINY = ["--level", "word", "--emb", "8", "--hidden", "16", "--batch-size", "4", "--bptt", "8",
            "--eval-tokens", "120", "--cache-size", "20", "--mem-size", "50", "--k", "4", "8",
            "--lambda-cache", "0.1", "--lambda-mbpa", "0.1", "0.2", "--threads", "1", "--ckpt-every", "2"]
