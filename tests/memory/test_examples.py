@@ -10,15 +10,9 @@ import torch
 
 from adaptmem.data.mnist import write_idx
 from adaptmem.data.text import make_synthetic_corpus
+from tests.examples import load_example
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def load_example(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_permuted_mnist_example_runs_end_to_end_on_fake_digits(tmp_path, capsys):
