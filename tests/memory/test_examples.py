@@ -15,14 +15,18 @@ from tests.examples import load_example
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
+def write_fake_digits(folder, n, seed):
+    """MNIST test-set IDX files whose class is visible as a bright row, so a few steps learn it."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, size=n).astype(np.uint8)
+    images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+    images[np.arange(n), 2 + 2 * labels, :] = 255
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", images)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels)
+
+
 def test_permuted_mnist_example_runs_end_to_end_on_fake_digits(tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 10, size=300).astype(np.uint8)
-    # digits whose class is visible as a bright row, so a few steps learn something
-    images = rng.integers(0, 60, size=(300, 28, 28)).astype(np.uint8)
-    images[np.arange(300), 2 + 2 * labels, :] = 255
-    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images)
-    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels)
+    write_fake_digits(tmp_path, 300, seed=0)
     example = load_example("mbpa_permuted_mnist")
     acc = example.main(["--data-dir", str(tmp_path), "--tasks", "2", "--train-per-task", "200",
                         "--test-per-task", "50", "--hidden", "16", "--k", "8", "--mbpa-steps", "2",
@@ -38,12 +42,7 @@ def test_permuted_mnist_example_runs_end_to_end_on_fake_digits(tmp_path, capsys)
 
 
 def test_permuted_mnist_example_resumes_exactly_after_an_interruption(tmp_path):
-    rng = np.random.default_rng(1)
-    labels = rng.integers(0, 10, size=200).astype(np.uint8)
-    images = rng.integers(0, 60, size=(200, 28, 28)).astype(np.uint8)
-    images[np.arange(200), 2 + 2 * labels, :] = 255
-    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", images)
-    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels)
+    write_fake_digits(tmp_path, 200, seed=1)
     example = load_example("mbpa_permuted_mnist")
     args = ["--data-dir", str(tmp_path), "--tasks", "3", "--train-per-task", "100", "--test-per-task", "40",
             "--hidden", "16", "--k", "4", "--mbpa-steps", "1", "--fisher-samples", "10", "--batch-size", "16",

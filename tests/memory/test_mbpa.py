@@ -18,6 +18,13 @@ def filled_memory(n=400, dim=8, classes=5, seed=0):
     return mem
 
 
+def zero_linear(dim=2, classes=2):
+    head = nn.Linear(dim, classes)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    return head
+
+
 def mlp_head(dim=8, classes=5):
     return nn.Sequential(nn.Linear(dim, 16), nn.Tanh(), nn.Linear(16, classes))
 
@@ -30,9 +37,7 @@ def test_hand_computed_two_dimensional_example():
     # one step with lr 1: W = [[0.1, -0.8], [-0.1, 0.8]], b = (-0.3, 0.3); logits(q) = (-1.8, 1.8)
     mem = EpisodicMemory(2, capacity=2, backend="torch")
     mem.write(torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 1]))
-    head = nn.Linear(2, 2)
-    nn.init.zeros_(head.weight)
-    nn.init.zeros_(head.bias)
+    head = zero_linear()
     for mode in ("vmap", "loop"):
         out = MbPA(head, mem, k=2, steps=1, lr=1.0, kernel_eps=0.0, mode=mode)(torch.tensor([[1.0, 2.0]]))
         torch.testing.assert_close(out, F.log_softmax(torch.tensor([[-1.8, 1.8]]), -1))
@@ -96,9 +101,7 @@ def test_retrieval_is_euclidean_not_inner_product():
     # A far key with a large inner product must not outweigh a near key (pitfall 11).
     mem = EpisodicMemory(2, capacity=2, backend="torch")
     mem.write(torch.tensor([[1.0, 0.0], [10.0, 0.0]]), torch.tensor([0, 1]))
-    head = nn.Linear(2, 2)
-    nn.init.zeros_(head.weight)
-    nn.init.zeros_(head.bias)
+    head = zero_linear()
     out = MbPA(head, mem, k=1, steps=1, lr=1.0)(torch.tensor([[1.2, 0.0]]))
     assert out.argmax(-1).item() == 0
     with pytest.raises(ValueError, match="metric must be 'l2'"):
