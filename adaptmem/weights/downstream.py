@@ -19,7 +19,8 @@ class DownstreamProbe(nn.Module):
 
     Classification targets are integer ``[N]`` or ``[N, K]`` (K independent labels, each in
     ``0 .. num_classes - 1``); regression targets are float ``[N]`` or ``[N, K]`` (standardised
-    internally). :meth:`score` gives accuracy (mean over the K labels) or R^2 (mean over K).
+    internally). :meth:`score` gives accuracy (mean over the K labels) or R^2 (mean over K;
+    NaN when a target is constant on the scored set).
 
     Example::
 
@@ -74,7 +75,9 @@ class DownstreamProbe(nn.Module):
         if self.kind == "classification":
             return (pred.argmax(-1) == y).float().mean().item()
         sse = ((pred - y) ** 2).sum(0)
-        sst = ((y - y.mean(0)) ** 2).sum(0).clamp_min(1e-12)
+        sst = ((y - y.mean(0)) ** 2).sum(0)
+        if (sst <= 1e-12 * len(y)).any():
+            return float("nan")  # R^2 is undefined for a constant target
         return (1 - sse / sst).mean().item()
 
 

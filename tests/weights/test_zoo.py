@@ -25,6 +25,7 @@ def test_geometric_schedule_matches_the_paper_at_20k_steps():
     assert geometric_checkpoints(20000) == [0, 100, 200, 500, 1000, 2000, 5000, 10000, 20000]
     assert geometric_checkpoints(1000) == [0, 5, 10, 20, 50, 100, 200, 500, 1000]
     assert geometric_checkpoints(12, 3) == [0, 10, 12]
+    assert ZooConfig(steps=10).checkpoint_steps == [0, 1, 2, 5, 10] and ZooConfig(steps=10).num_checkpoints == 5
 
 
 def test_sampled_strings_are_accepted_and_corruptions_are_not():
@@ -53,7 +54,7 @@ def test_task_split_holds_out_the_most_balanced_tasks():
 def test_tiny_zoo_layout_and_dataset(tiny_zoo):
     cfg = ZooConfig(**TINY)
     arrays = _read(tiny_zoo)
-    E = cfg.num_runs * cfg.checkpoints
+    E = cfg.num_runs * cfg.num_checkpoints
     spec = cfg.spec
     assert sorted(arrays) == sorted(ARRAYS)
     assert arrays["weights"].shape == (E, spec.num_params)
@@ -62,7 +63,7 @@ def test_tiny_zoo_layout_and_dataset(tiny_zoo):
     assert arrays["step"].tolist()[:3] == [0, 10, 12] and arrays["run"].tolist()[:4] == [0, 0, 0, 1]
     assert ((arrays["accuracy"] >= 0) & (arrays["accuracy"] <= 1)).all()
     # weights change during training; step-0 weights differ between runs
-    w = arrays["weights"].reshape(cfg.num_runs, cfg.checkpoints, -1)
+    w = arrays["weights"].reshape(cfg.num_runs, cfg.num_checkpoints, -1)
     assert np.abs(w[:, 0] - w[:, -1]).max() > 0 and np.abs(w[0, 0] - w[1, 0]).max() > 0
     # the training signal decreases the held-out loss on average
     vl = arrays["valid_loss"].reshape(cfg.num_runs, -1)

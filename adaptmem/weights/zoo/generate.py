@@ -132,6 +132,25 @@ class ZooConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: (tuple(v) if k == "weight_decays" else v) for k, v in d.items() if k in known})
 
+    @classmethod
+    def parse_overrides(cls, text: str) -> dict[str, Any]:
+        """``"hidden_size=16,rollouts=10"`` -> ``{"hidden_size": 16, "rollouts": 10}``, typed like the fields."""
+        types = {f.name: f.type for f in fields(cls)}
+        out: dict[str, Any] = {}
+        for item in filter(None, (t.strip() for t in text.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep or key not in types:
+                raise ValueError(f"ZooConfig.parse_overrides: expected key=value with a key in {sorted(types)}, got {item!r}")
+            kind = types[key]
+            out[key] = int(value) if kind == "int" else float(value) if kind == "float" else value
+        return out
+
+    def short_hash(self) -> str:
+        """8 hex digits identifying the config (for folder names)."""
+        import hashlib
+
+        return hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+
     @property
     def spec(self) -> WeightSpec:
         if self.kind == "formal_language":
@@ -141,6 +160,11 @@ class ZooConfig:
     @property
     def checkpoint_steps(self) -> list[int]:
         return geometric_checkpoints(self.steps, self.checkpoints)
+
+    @property
+    def num_checkpoints(self) -> int:
+        """Entries per run (fewer than ``checkpoints`` when ``steps`` is too small for them)."""
+        return len(self.checkpoint_steps)
 
     @property
     def num_units(self) -> int:
@@ -416,7 +440,7 @@ _NUMPY_DTYPES = {torch.float32: np.float32, torch.uint8: np.uint8, torch.int64: 
 
 def _assemble(root: Path, cfg: ZooConfig) -> None:
     """Copy the unit shards into memory-mapped ``.npy`` arrays, then write ``meta.json``."""
-    C, R = cfg.checkpoints, cfg.num_runs
+    C, R = cfg.num_checkpoints, cfg.num_runs
     E = R * C
     shards = [torch.load(root / "shards" / f"unit_{u:05d}.pt", weights_only=False) for u in range(cfg.num_units)]
     arrays: dict[str, dict[str, Any]] = {}
