@@ -68,6 +68,13 @@ class BatchedRNN:
         else:
             self.b_x = [None if a is None else a + b for a, b in zip(b_ih, b_hh)]
             self.b_h = [None] * L
+        if spec.cell == "lstm":  # internal gate order i, f, o, g: one sigmoid over 3H, one tanh over H
+            H = spec.hidden_size
+            order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])
+            order = order.to(vectors.device)
+            self.w_ih_t = [w.index_select(-1, order) for w in self.w_ih_t]
+            self.w_hh_t = [w.index_select(-1, order) for w in self.w_hh_t]
+            self.b_x = [None if b is None else b.index_select(-1, order) for b in self.b_x]
         if spec.output_size is not None:
             self.w_out_t = p["linear.weight"].transpose(1, 2)  # [N, H, out]
             self.b_out = p["linear.bias"].unsqueeze(1)  # [N, 1, out]
@@ -96,9 +103,10 @@ class BatchedRNN:
         cell, H = self.spec.cell, self.spec.hidden_size
         # split() rather than slicing: its backward is one cat instead of a zero-fill per slice
         if cell == "lstm":
-            i, f, g, o = torch.baddbmm(gx, h, self.w_hh_t[k]).split(H, dim=-1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            return torch.sigmoid(o) * torch.tanh(c), c
+            sig, g = torch.baddbmm(gx, h, self.w_hh_t[k]).split([3 * H, H], dim=-1)
+            i, f, o = torch.sigmoid(sig).split(H, dim=-1)
+            c = torch.addcmul(f * c, i, torch.tanh(g))
+            return o * torch.tanh(c), c
         if cell == "gru":
             gh = torch.bmm(h, self.w_hh_t[k]) if self.b_h[k] is None else torch.baddbmm(self.b_h[k], h, self.w_hh_t[k])
             xr, xz, xn = gx.split(H, dim=-1)

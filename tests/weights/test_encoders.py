@@ -92,6 +92,12 @@ def test_paper_parameter_counts():
     assert 1.2e6 < count(NFEncoder(fl)) < 1.35e6  # "1.28M"
 
 
+def test_statistics_encoder_honours_its_mlp_config():
+    # the paper's code silently replaced its configured 3 x 768 MLP by 1 x 128; ours builds what it is given
+    enc = LayerStatsEncoder(WeightSpec("lstm", 6, 32, 2, 6), hidden=768, num_hidden=3, merge_biases=False)
+    assert sum(p.numel() for p in enc.parameters()) == 70 * 768 + 768 + 2 * (768 * 768 + 768) + 768 * 16 + 16
+
+
 def test_statistics_features_are_the_documented_seven_per_tensor():
     enc = LayerStatsEncoder(SPEC, merge_biases=False)
     v = _weights(1)

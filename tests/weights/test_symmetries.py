@@ -25,6 +25,14 @@ def test_permuting_hidden_units_changes_weights_but_not_the_function(cell):
     torch.testing.assert_close(functional_rnn(spec, vp, x), functional_rnn(spec, v, x), atol=ATOL, rtol=0)
 
 
+def test_random_permutations_are_drawn_per_network_not_shared_across_the_batch():
+    spec = WeightSpec("lstm", 6, 32, 2, 6)
+    perms = random_permutations(spec, 16, torch.Generator().manual_seed(0))
+    assert len(perms) == 2 and perms[0].shape == (16, 32)
+    assert len({tuple(p.tolist()) for p in perms[0]}) == 16
+    assert not torch.equal(perms[0], perms[1])
+
+
 def test_permutation_of_one_layer_and_its_inverse_round_trip():
     spec, v, x, g = _setup("lstm", n=1)
     perm = torch.randperm(7, generator=g)
@@ -103,3 +111,15 @@ def test_bad_permutations_are_rejected():
         permute_hidden(v, spec, torch.arange(7.0), layer=0)
     with pytest.raises(ValueError, match="one entry per layer"):
         permute_hidden(v, spec, [torch.arange(7)])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_canonical_form_without_biases_uses_the_candidate_input_rows(cell):
+    g = torch.Generator().manual_seed(2)
+    spec = WeightSpec(cell, 5, 7, num_layers=2, output_size=4, bias=False)
+    v = spec.init_vectors(3, g) * 2
+    t = permute_hidden(v, spec, random_permutations(spec, 3, g))
+    t = flip_sign(t, spec, [torch.rand(3, 7, generator=g) < 0.5 for _ in range(2)])
+    torch.testing.assert_close(canonicalize(t, spec), canonicalize(v, spec), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="no biases"):
+        shift_biases(v, spec, torch.zeros(spec.gates * 7))

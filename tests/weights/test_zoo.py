@@ -145,6 +145,24 @@ def test_tiny_smnist_zoo_from_idx_files(tmp_path):
     assert (b["inputs"][:, 0] == 0).all()  # the BOS tile
 
 
+def test_mnist_accuracy_is_computed_over_every_evaluation_chunk(tmp_path, monkeypatch):
+    from adaptmem.weights.functional import BatchedRNN
+    from adaptmem.weights.zoo import generate
+
+    _fake_mnist(tmp_path / "mnist", n=60)
+    cfg = ZooConfig(kind="smnist", num_runs=2, hidden_size=8, rollouts=2, eval_images=0, data_dir=str(tmp_path / "mnist"))
+    plan = {k: v[:2] for k, v in generate.plan_runs(cfg).items()}
+    problem = generate._SequentialMNIST(cfg, plan, torch.Generator(), torch.Generator().manual_seed(1))
+    nets = BatchedRNN(cfg.spec, cfg.spec.init_vectors(2, torch.Generator().manual_seed(0)) * 4)
+    whole_acc, whole_loss = problem._evaluate(nets, problem.eval_x, problem.eval_y)
+    monkeypatch.setattr(generate, "EVAL_CHUNK", 5)  # 12 held-out digits -> chunks of 5, 5, 2
+    acc, loss = problem._evaluate(nets, problem.eval_x, problem.eval_y)
+    assert len(problem.eval_x) == 12
+    torch.testing.assert_close(acc, whole_acc)
+    torch.testing.assert_close(loss, whole_loss)
+    assert ((acc * 12).round() - acc * 12).abs().max() < 1e-5  # a fraction of all 12 digits
+
+
 def test_tiles_and_rotation():
     img = torch.zeros(1, 1, 28, 28, dtype=torch.uint8)
     img[0, 0, 0:4, 4:8] = 255  # exactly tile (row 0, col 1)

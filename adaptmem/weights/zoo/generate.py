@@ -50,6 +50,7 @@ from adaptmem.weights.zoo import smnist as sm
 
 KINDS = ("formal_language", "smnist")
 FORMAT_VERSION = 1
+EVAL_CHUNK = 250  # digits per evaluation forward pass (every chunk counts)
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,7 @@ class _SequentialMNIST:
         return ce.view(K, -1).mean(1).sum()
 
     def _evaluate(self, nets: BatchedRNN, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        K, correct, ce, chunk = nets.n, 0, 0, 250
+        K, correct, ce, chunk = nets.n, 0, 0, EVAL_CHUNK
         for s in range(0, len(images), chunk):
             x = images[s:s + chunk].unsqueeze(0).expand(K, -1, -1, -1)
             y = nets(sm.rotated_tiles(x, self.angle))[0]
