@@ -38,7 +38,7 @@ class Config:
     zoo_steps: int = 1000  # training steps per zoo network
     zoo_set: str = ""  # more ZooConfig fields, e.g. "hidden_size=16,rollouts=10"
     workers: int = 2  # processes that train the zoo
-    encoders: str = "interactive,probing,flat"  # any of interactive,probing,stats,flat,nf,transformer
+    encoders: str = "none,interactive,probing,flat"  # none (baseline),interactive,probing,stats,flat,nf,transformer
     steps: int = 800  # encoder + emulator training steps
     batch_size: int = 32  # zoo networks per step (one rollout each)
     lr: float = 1e-3
@@ -58,7 +58,7 @@ def parse_args() -> Config:
         "data_dir": "MNIST folder (IDX files) for --zoo smnist", "runs": "networks in the zoo",
         "zoo_steps": "training steps per zoo network",
         "zoo_set": "other ZooConfig fields as key=value,... (e.g. hidden_size=16,rollouts=10,max_n=6)", "workers": "processes training the zoo",
-        "encoders": "comma-separated: interactive,probing,stats,flat,nf,transformer",
+        "encoders": "comma-separated: none (baseline: one z for all),interactive,probing,stats,flat,nf,transformer",
         "steps": "encoder+emulator training steps", "batch_size": "zoo networks per step",
         "lr": "AdamW learning rate", "clip": "gradient-norm clip", "loss": "tv or reverse_kl",
         "width": "reader / emulator width", "emulator_layers": "emulator LSTM layers",
@@ -82,7 +82,7 @@ def encoder_kwargs(name: str, cfg: Config, kind: str) -> dict:
     probe = {"input_kind": "categorical" if kind == "formal_language" else "continuous",
              "probe_len": 22 if kind == "formal_language" else 50, "hidden": cfg.width}
     small = {"interactive": probe, "probing": {**probe, "num_probes": 8}, "stats": {}, "flat": {},
-             "nf": {"channels": 16, "num_layers": 2}, "transformer": {"d_model": 64, "num_layers": 2}}
+             "nf": {"channels": 16, "num_layers": 2}, "transformer": {"d_model": 64, "num_layers": 2}, "none": {}}
     if cfg.paper:
         small.update(nf={}, transformer={})
     return small[name]
@@ -143,10 +143,11 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
 
     # 5. PCA of z over all splits, coloured by the networks' accuracy
-    allz = {name: torch.cat([z[s] for s in data]) for name, z in codes.items()}
-    colour = torch.cat([torch.as_tensor(labels[s]["accuracy"]) for s in data]).numpy()
-    path = plot_pca({n: (z, colour) for n, z in allz.items()}, out / f"pca_{cfg.zoo}.png", color_label="accuracy")
-    print(f"\nPCA plot: {path}" if path else "\n(matplotlib not installed: no PCA plot)")
+    allz = {name: torch.cat([z[s] for s in data]) for name, z in codes.items() if name != "none"}
+    if allz:
+        colour = torch.cat([torch.as_tensor(labels[s]["accuracy"]) for s in data]).numpy()
+        path = plot_pca({n: (z, colour) for n, z in allz.items()}, out / f"pca_{cfg.zoo}.png", color_label="accuracy")
+        print(f"\nPCA plot: {path}" if path else "\n(matplotlib not installed: no PCA plot)")
 
 
 if __name__ == "__main__":

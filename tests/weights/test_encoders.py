@@ -14,6 +14,7 @@ SMALL = {  # small versions of every encoder, so the tests take milliseconds
     "nf": {"channels": 8, "num_layers": 2, "hidden": 16},
     "probing": {"num_probes": 3, "probe_len": 5, "hidden": 16},
     "interactive": {"probe_len": 5, "hidden": 16},
+    "none": {},
 }
 
 
@@ -36,6 +37,11 @@ def test_every_encoder_outputs_unit_norm_codes_and_trains(name):
     (z[:, 0]).sum().backward()
     assert all(p.grad is not None for p in enc.parameters() if p.requires_grad)
     assert sum(p.grad.abs().sum() for p in enc.parameters()) > 0
+
+
+def test_null_baseline_gives_every_network_the_same_code():
+    z = build_encoder("none", SPEC)(_weights())
+    assert torch.equal(z, z[:1].expand(4, -1))
 
 
 @pytest.mark.parametrize("name", ["probing", "interactive", "nf", "stats"])

@@ -8,13 +8,14 @@
 | ``nf``        | :class:`NFEncoder`             | yes (equivariant layers)     |
 | ``probing``   | :class:`ProbingEncoder`        | yes, and function-invariant  |
 | ``interactive`` | :class:`InteractiveProbingEncoder` | yes, and function-invariant |
+| ``none``      | :class:`NullEncoder` (baseline: one z for all) | trivially   |
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from adaptmem.weights.encoders.base import WeightEncoder, weight_tensors
+from adaptmem.weights.encoders.base import NullEncoder, WeightEncoder, weight_tensors
 from adaptmem.weights.encoders.flat import FlatMLPEncoder
 from adaptmem.weights.encoders.nf import NFEncoder
 from adaptmem.weights.encoders.probing import InteractiveProbingEncoder, ProbingEncoder, ResidualLSTMReader
@@ -29,6 +30,7 @@ ENCODERS: dict[str, type[WeightEncoder]] = {
     "nf": NFEncoder,
     "probing": ProbingEncoder,
     "interactive": InteractiveProbingEncoder,
+    "none": NullEncoder,
 }
 
 
@@ -39,6 +41,6 @@ def build_encoder(name: str, spec: WeightSpec, z_dim: int = 16, **kwargs: Any) -
     return ENCODERS[name](spec, z_dim, **kwargs)
 
 
-__all__ = ["ENCODERS", "FlatMLPEncoder", "InteractiveProbingEncoder", "LayerStatsEncoder", "NFEncoder",
+__all__ = ["ENCODERS", "FlatMLPEncoder", "InteractiveProbingEncoder", "LayerStatsEncoder", "NFEncoder", "NullEncoder",
            "ParameterTransformerEncoder", "ProbingEncoder", "ResidualLSTMReader", "WeightEncoder",
            "build_encoder", "weight_tensors"]

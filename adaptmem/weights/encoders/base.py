@@ -66,3 +66,21 @@ def mlp(in_features: int, hidden: int, out_features: int, num_hidden: int, act: 
         d = hidden
     layers.append(nn.Linear(d, out_features))
     return nn.Sequential(*layers)
+
+
+class NullEncoder(WeightEncoder):
+    """A baseline that ignores the weights: one learned z for every network.
+
+    An emulator trained with it can only imitate the zoo's average network, so its loss is
+    the yardstick for what the real encoders' codes add.
+    """
+
+    permutation_invariant = True
+    function_invariant = True
+
+    def __init__(self, spec: WeightSpec, z_dim: int = 16) -> None:
+        super().__init__(spec, z_dim)
+        self.z = torch.nn.Parameter(torch.randn(z_dim))
+
+    def embed(self, vectors: torch.Tensor) -> torch.Tensor:
+        return self.z.to(vectors.dtype).expand(len(vectors), -1)
