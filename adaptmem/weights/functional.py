@@ -56,8 +56,8 @@ class BatchedRNN:
         self.n = vectors.shape[0]
         p = unflatten(vectors, spec)
         L = spec.num_layers
-        self.w_ih_t = [p[f"weight_ih_l{k}"].transpose(1, 2) for k in range(L)]  # [N, in, GH]
-        self.w_hh_t = [p[f"weight_hh_l{k}"].transpose(1, 2) for k in range(L)]  # [N, H, GH]
+        w_ih = [p[f"weight_ih_l{k}"] for k in range(L)]  # [N, GH, in]
+        w_hh = [p[f"weight_hh_l{k}"] for k in range(L)]  # [N, GH, H]
         if spec.bias:
             b_ih = [p[f"bias_ih_l{k}"].unsqueeze(1) for k in range(L)]  # [N, 1, GH]
             b_hh = [p[f"bias_hh_l{k}"].unsqueeze(1) for k in range(L)]
@@ -72,9 +72,14 @@ class BatchedRNN:
             H = spec.hidden_size
             order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])
             order = order.to(vectors.device)
-            self.w_ih_t = [w.index_select(-1, order) for w in self.w_ih_t]
-            self.w_hh_t = [w.index_select(-1, order) for w in self.w_hh_t]
+            # reorder whole rows before transposing: a gather along the last dim is ~15x slower
+            w_ih = [w.index_select(1, order) for w in w_ih]
+            w_hh = [w.index_select(1, order) for w in w_hh]
             self.b_x = [None if b is None else b.index_select(-1, order) for b in self.b_x]
+        # w_ih is used once per sequence: a transposed view is enough. w_hh is used at every
+        # step, and bmm with more than one row per network would copy a transposed view each time.
+        self.w_ih_t = [w.transpose(1, 2) for w in w_ih]  # [N, in, GH]
+        self.w_hh_t = [w.transpose(1, 2).contiguous() for w in w_hh]  # [N, H, GH]
         if spec.output_size is not None:
             self.w_out_t = p["linear.weight"].transpose(1, 2)  # [N, H, out]
             self.b_out = p["linear.bias"].unsqueeze(1)  # [N, 1, out]
@@ -120,7 +125,9 @@ class BatchedRNN:
     def _project(self, k: int, x: torch.Tensor) -> torch.Tensor:
         """``x [N, M, in] -> x W_ih^T + b [N, M, GH]``."""
         b = self.b_x[k]
-        return torch.bmm(x, self.w_ih_t[k]) if b is None else torch.baddbmm(b, x, self.w_ih_t[k])
+        gx = torch.bmm(x, self.w_ih_t[k])
+        # bmm + add_ rather than baddbmm: baddbmm first materialises the broadcast bias [N, M, GH]
+        return gx if b is None else gx.add_(b)
 
     def _readout(self, h: torch.Tensor) -> torch.Tensor:
         if self.spec.output_size is None:
