@@ -35,5 +35,27 @@ def noam(d_model: int, warmup_steps: int, base_lr: float) -> Callable[[int], flo
     return f
 
 
+def piecewise_linear(knots: list[tuple[int, float]]) -> Callable[[int], float]:
+    """Linear interpolation through ``(step, value)`` knots, constant outside them.
+
+    Example: ``piecewise_linear([(0, 1.0), (10_000, 0.3), (20_000, 0.03)])``.
+    """
+    if not knots:
+        raise ValueError("piecewise_linear: knots must hold at least one (step, value) pair, got []")
+    steps = [s for s, _ in knots]
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        raise ValueError(f"piecewise_linear: knot steps must increase strictly, got {steps}")
+
+    def f(step: int) -> float:
+        if step <= knots[0][0]:
+            return float(knots[0][1])
+        for (s0, v0), (s1, v1) in zip(knots, knots[1:]):
+            if step <= s1:
+                return float(v0 + (v1 - v0) * (step - s0) / (s1 - s0))
+        return float(knots[-1][1])
+
+    return f
+
+
 def lambda_scheduler(optimizer: torch.optim.Optimizer, fn: Callable[[int], float]):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)

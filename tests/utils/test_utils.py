@@ -7,7 +7,7 @@ import torch
 from adaptmem.utils import MetricLogger, atomic_save, load_checkpoint, save_checkpoint
 from adaptmem.utils.checks import check_same_device, check_shape
 from adaptmem.utils.logging import plot_curves
-from adaptmem.utils.schedules import linear_decay, noam, warmup_cosine
+from adaptmem.utils.schedules import linear_decay, noam, piecewise_linear, warmup_cosine
 
 
 def test_atomic_save_leaves_no_temp_file_and_replaces_target(tmp_path):
@@ -92,3 +92,12 @@ def test_check_shape_messages():
         check_shape("f", "x", [1, 2], (None,), "[B]")
     with pytest.raises(ValueError, match="one device"):
         check_same_device("f", a=torch.zeros(1), b=torch.zeros(1, device="meta"))
+
+
+def test_piecewise_linear_interpolates_between_knots_and_clamps_outside():
+    f = piecewise_linear([(0, 1.0), (10, 0.3), (20, 0.03)])
+    assert f(0) == 1.0 and f(10) == pytest.approx(0.3) and f(20) == pytest.approx(0.03)
+    assert f(5) == pytest.approx(0.65) and f(15) == pytest.approx(0.165)
+    assert f(-3) == 1.0 and f(99) == pytest.approx(0.03)
+    with pytest.raises(ValueError, match="increase"):
+        piecewise_linear([(0, 1.0), (0, 0.5)])
