@@ -15,6 +15,14 @@ TINY = ["--num_layers", "1", "--d_model", "16", "--num_heads", "2", "--batch_siz
         "--eval_batch_size", "2", "--eval_tokens", "96", "--warmup", "2", "--threads", "1", "--log_interval", "1"]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one intra-op thread is faster (the example's --threads 1 sets the same)."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def corpus(tmp_path, monkeypatch):
     monkeypatch.setenv("ADAPTMEM_CACHE", str(tmp_path / "cache"))

@@ -15,6 +15,16 @@ V = 11
 SIZES = dict(num_layers=2, d_model=16, num_heads=2)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are tiny: a second intra-op thread only adds synchronisation (and is ~8x
+    slower than one on a loaded 2-core machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def tiny(kind, **kw):
     torch.manual_seed(0)
     return build_lm(kind, V, **{**SIZES, "max_len": 32, **kw}).eval()
@@ -184,7 +194,7 @@ def test_carried_state_lets_a_fast_weight_model_use_context_beyond_its_segment()
     stream = pattern.repeat(1, 8)
     lm = tiny("deltanet", num_layers=1, d_model=32, num_heads=1).train()
     opt = torch.optim.AdamW(lm.parameters(), lr=1e-2)
-    for _ in range(30):
+    for _ in range(10):
         state = None
         for t in range(0, stream.shape[1] - 4, 4):
             _, state = train_step(lm, stream[:, t:t + 4], stream[:, t + 1:t + 5], state, opt)
@@ -194,11 +204,11 @@ def test_carried_state_lets_a_fast_weight_model_use_context_beyond_its_segment()
         for t in range(0, stream.shape[1] - 4, 4):
             x, y = stream[:, t:t + 4], stream[:, t + 1:t + 5]
             logits, state = lm(x, state)
-            if t >= 48:  # the pattern has been seen at least 4 times
+            if t >= 24:  # the pattern has been seen twice
                 carried.append(lm_loss(logits, y).item())
                 fresh.append(lm_loss(lm(x)[0], y).item())  # the same segment from a fresh state
     carried, fresh = sum(carried) / len(carried), sum(fresh) / len(fresh)
-    assert carried < 1.0 and fresh > 1.5
+    assert carried < 1.2 and fresh > 1.8  # measured: 0.78 and 2.35
 
 
 def test_bad_inputs_raise_errors_naming_the_function():
