@@ -83,21 +83,37 @@ class Config:
     top_k: int | None = None
 
 
-HELP = {
-    "mode": "train one model, sample from a trained one, or compare kinds at equal parameters and wall time",
-    "data": "corpus: text file (first 90%% train), PTB/WikiText folder or datasets name path:config",
-    "train": "explicit training file (with --valid/--test)", "level": "tokens: char, word or bpe",
+HELP = {  # --help text of every flag
+    "mode": "train one model, sample from a trained one, or compare --kinds at equal parameters and time",
+    "data": "corpus: a text file (first 90%% train, rest valid), a PTB/WikiText folder, or a datasets name "
+            "path:config; default Tiny Shakespeare under $ADAPTMEM_DATA",
+    "train": "explicit training file (PTB-style or plain text)", "valid": "explicit validation file",
+    "test": "explicit test file", "level": "tokens: char, word or bpe",
     "kind": f"model: one of {', '.join(KINDS)}", "kinds": "comma-separated kinds for --mode compare",
-    "d_ff": "feed-forward width (default 4 * d_model, or matched to the Transformer's parameters)",
+    "num_layers": "blocks (sequence mixer + feed-forward)", "d_model": "residual width",
+    "num_heads": "heads of every layer (head size d_model / num_heads)",
+    "d_ff": "feed-forward width (default 4 * d_model; fast-weight models: matched, see --match_params)",
     "match_params": "fast-weight models: pick d_ff to match the Transformer's parameter count",
-    "untied": "separate input embedding and output layer", "max_len": "Transformer window (default seq_len)",
-    "batch_size": "streams per process", "reset_every": "reset each stream's state every N tokens (staggered)", "seq_len": "truncated-BPTT segment length",
-    "time_budget": "minutes of training per model (overrides --max_steps after a timing run)",
-    "amp": "autocast dtype on GPU: bf16, fp16 or fp32", "eval_tokens": "validation tokens read during training",
-    "resume": "continue from <out_dir>/<kind>/ckpt.pt", "halt_after": "stop after this step (pieces of one run)",
-    "threads": "intra-op CPU threads per process (small ops gain little from more; use torchrun for cores)",
-    "clock": "what --time_budget counts: wall time, or process CPU time (fair on a shared machine)", "prompt": "sample mode: text to continue",
+    "dropout": "dropout on embeddings and inside blocks", "untied": "separate input embedding and output layer",
+    "max_len": "Transformer attention window (default seq_len)",
+    "reset_every": "reset each stream's carried state every N tokens, staggered over streams (0: never)",
+    "batch_size": "token streams per process", "seq_len": "truncated-BPTT segment length",
+    "max_steps": "optimiser steps", "time_budget": "minutes of training per model: sets max_steps from a timing run",
+    "clock": "what --time_budget counts: wall time, or process CPU time (fair on a shared machine)",
+    "lr": "peak learning rate (AdamW)", "min_lr_ratio": "final learning rate / peak (cosine decay)",
+    "warmup": "linear warm-up steps", "weight_decay": "AdamW weight decay of matrices",
+    "grad_clip": "gradient-norm clipping (0: off)", "amp": "autocast dtype on GPU: bf16, fp16 or fp32",
+    "eval_interval": "steps between validation runs and checkpoints", "log_interval": "steps between train logs",
+    "eval_tokens": "validation tokens read during training (the final score reads all)",
+    "eval_batch_size": "validation streams", "out_dir": "runs go to <out_dir>/<kind>/",
+    "resume": "continue from <out_dir>/<kind>/ckpt.pt", "halt_after": "stop after this step (do a run in pieces)",
+    "seed": "random seed", "device": "auto, cpu or cuda[:i]",
+    "threads": "intra-op CPU threads per process (small ops gain little; use torchrun for more cores)",
+    "prompt": "sample mode: text to continue", "num_tokens": "sample mode: tokens to generate",
+    "temperature": "sample mode: softmax temperature (0: greedy)", "top_k": "sample mode: keep the k likeliest",
 }
+CHOICES = {"mode": ("train", "sample", "compare"), "kind": KINDS, "level": ("char", "word", "bpe"),
+           "clock": ("wall", "cpu"), "amp": ("bf16", "fp16", "fp32")}
 
 
 def parse_args() -> Config:
@@ -106,11 +122,14 @@ def parse_args() -> Config:
         kind = {"int | None": int, "float | None": float, "str | None": str}.get(str(f.type), f.type)
         if kind in (bool, "bool"):
             parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=f.default,
-                                help=HELP.get(f.name, " "))
+                                help=HELP[f.name])
         else:
             typ = {"int": int, "float": float, "str": str}.get(kind, kind)
-            parser.add_argument(f"--{f.name}", type=typ, default=f.default, help=HELP.get(f.name, " ") + " (%(default)s)")
-    return Config(**vars(parser.parse_args()))
+            parser.add_argument(f"--{f.name}", type=typ, default=f.default, choices=CHOICES.get(f.name),
+                                help=HELP[f.name] + " (%(default)s)")
+    cfg = Config(**vars(parser.parse_args()))
+    cfg.reset_every = cfg.reset_every or None
+    return cfg
 
 
 def build(cfg: Config, kind: str, vocab_size: int) -> torch.nn.Module:
@@ -121,6 +140,18 @@ def build(cfg: Config, kind: str, vocab_size: int) -> torch.nn.Module:
         target = count_parameters(build_lm("transformer", vocab_size, d_ff=cfg.d_ff, **sizes))
         d_ff = match_d_ff(target, lambda f: build_lm(kind, vocab_size, d_ff=f, **sizes))
     return build_lm(kind, vocab_size, d_ff=d_ff, **sizes)
+
+
+def seconds_per_step(cfg: Config, kind: str, corpus, streams, dist, device, clock) -> float:
+    """Time 10 real training steps of a throw-away copy (after 2 warm-up steps), averaged over ranks."""
+    probe = build(cfg, kind, len(corpus.vocab)).to(device)
+    opt = torch.optim.AdamW(probe.parameters(), lr=0.0)
+    state, t0 = None, 0.0
+    for i in range(12):
+        x, y, reset = streams.batch(i)
+        t0 = clock() if i == 2 else t0
+        _, state = train_step(probe, x.to(device), y.to(device), state, opt, reset=reset)
+    return all_reduce_mean(torch.tensor([(clock() - t0) / 10]), dist).item()
 
 
 def train(cfg: Config, kind: str, corpus, dist, device: torch.device) -> dict:
@@ -134,7 +165,8 @@ def train(cfg: Config, kind: str, corpus, dist, device: torch.device) -> dict:
     scaler = grad_scaler(device, cfg.amp)
     net = model
     if dist.enabled:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist.local_rank] if device.type == "cuda" else None)
+        ids = [dist.local_rank] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     streams = TokenStreams(corpus.train, cfg.batch_size, cfg.seq_len, reset_every=cfg.reset_every, seed=cfg.seed,
                            rank=dist.rank, world_size=dist.world_size)
     clock = time.process_time if cfg.clock == "cpu" else time.perf_counter
@@ -146,17 +178,9 @@ def train(cfg: Config, kind: str, corpus, dist, device: torch.device) -> dict:
         state = extra["state"][dist.rank] if extra["state"] is not None else None
         if dist.is_main:
             print(f"{kind}: resumed at step {step} of {max_steps}")
-    elif cfg.time_budget is not None:  # time a few real steps, then fit max_steps to the budget
-        probe = build(cfg, kind, len(corpus.vocab)).to(device)
-        probe_opt = torch.optim.AdamW(probe.parameters(), lr=0.0)
-        probe_state, t0 = None, 0.0
-        for i in range(12):
-            x, y, reset = streams.batch(i)
-            t0 = clock() if i == 2 else t0
-            _, probe_state = train_step(probe, x.to(device), y.to(device), probe_state, probe_opt, reset=reset)
-        per_step = all_reduce_mean(torch.tensor([(clock() - t0) / 10]), dist).item()
-        max_steps = max(cfg.warmup + 1, int(cfg.time_budget * 60 / per_step))
-        del probe, probe_opt
+    elif cfg.time_budget is not None:
+        max_steps = max(cfg.warmup + 1, int(cfg.time_budget * 60 / seconds_per_step(cfg, kind, corpus, streams,
+                                                                                    dist, device, clock)))
     schedule = warmup_cosine(cfg.warmup, max_steps, cfg.min_lr_ratio)
     log = MetricLogger(run_dir, resume_step=step, enabled=dist.is_main)
     last = min(max_steps, cfg.halt_after or max_steps)
@@ -191,8 +215,7 @@ def train(cfg: Config, kind: str, corpus, dist, device: torch.device) -> dict:
                                 vocab=corpus.vocab.to_json(), kind=kind)
             barrier(dist)
     result = {"kind": kind, "params": count_parameters(model), "steps": done, "train_min": elapsed / 60,
-              "wall_min": wall / 60,
-              "tokens": done * cfg.batch_size * cfg.seq_len * dist.world_size}
+              "wall_min": wall / 60, "tokens": done * cfg.batch_size * cfg.seq_len * dist.world_size}
     if done == max_steps:  # finished: score the whole validation set
         result["valid"] = evaluate(net, corpus.valid, batch_size=cfg.eval_batch_size, seq_len=cfg.seq_len,
                                    reset_every=cfg.reset_every, rank=dist.rank, world_size=dist.world_size)
@@ -200,6 +223,7 @@ def train(cfg: Config, kind: str, corpus, dist, device: torch.device) -> dict:
         curves = {s: ([r["step"] for r in log.read(s)], [r["loss"] for r in log.read(s)]) for s in ("train", "valid")}
         plot_curves(curves, run_dir / "curves.png", ylabel="loss (nats/token)", title=f"{kind} on {corpus.name}")
         result["curve"] = [(r["time"], r["loss"]) for r in log.read("valid")]
+        result["best"] = min((loss for _, loss in result["curve"]), default=float("nan"))
     log.close()
     return result
 
@@ -241,12 +265,13 @@ def main() -> None:
     kinds = cfg.kinds.split(",") if cfg.mode == "compare" else [cfg.kind]
     results = [train(cfg, kind, corpus, dist, device) for kind in kinds]
     if dist.is_main:
-        rows = [f"| model | parameters | steps | tokens | train min ({cfg.clock}) | wall min | valid loss (nats/token) |",
-                "|---|---|---|---|---|---|---|"]
+        rows = [f"| model | parameters | steps | tokens | train min ({cfg.clock}) | wall min | "
+                f"final valid loss (nats/token) | best valid loss (first {cfg.eval_tokens:,} tokens) |",
+                "|---|---|---|---|---|---|---|---|"]
         for r in results:
             val = f"{r['valid']:.4f}" if "valid" in r else "(unfinished)"
             rows.append(f"| {r['kind']} | {r['params']:,} | {r['steps']:,} | {r['tokens']:,} | {r['train_min']:.1f} | "
-                        f"{r['wall_min']:.1f} | {val} |")
+                        f"{r['wall_min']:.1f} | {val} | {r['best']:.4f} |")
         print("\n".join(rows))
         (Path(cfg.out_dir) / f"{cfg.mode}.md").write_text("\n".join(rows) + "\n")
         (Path(cfg.out_dir) / f"{cfg.mode}.json").write_text(json.dumps(results, indent=1))
