@@ -36,8 +36,11 @@ NO_TOKEN = -1  # a forgotten position in a TransformerLM context (masked out of 
 def _check_tokens(fn: str, idx: Any, vocab_size: int) -> torch.Tensor:
     idx = check_tensor(fn, "idx", idx)
     if idx.dim() != 2 or idx.shape[1] == 0 or idx.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"{fn}: idx must be [B, T] int64 token ids with T > 0, got shape {fmt_shape(idx)} "
-                         f"dtype {idx.dtype}")
+        raise ValueError(f"{fn}: idx must be [B, T] int64 (or int32) token ids with T > 0, got shape "
+                         f"{fmt_shape(idx)} dtype {idx.dtype}")
+    lo, hi = int(idx.min()), int(idx.max())
+    if lo < 0 or hi >= vocab_size:
+        raise ValueError(f"{fn}: idx must hold token ids in [0, {vocab_size}), got values in [{lo}, {hi}]")
     return idx
 
 
@@ -90,8 +93,8 @@ class FastWeightLM(nn.Module):
         nn.init.normal_(self.embed.weight, std=0.02)  # GPT-2's initialisation
         if not tie_weights:
             nn.init.normal_(self.head.weight, std=0.02)
-        # SRWM reads the raw residual stream: unit-scale inputs keep its softmax keys from being
-        # uniform (no fast-weight updates) at the start of training.
+        # SRWM reads the raw residual stream; at GPT-2's embedding scale (0.02) its softmax keys and
+        # queries would start uniform, i.e. without fast-weight updates. Normalise the input instead.
         self.embed_norm = nn.LayerNorm(d_model)
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> list:

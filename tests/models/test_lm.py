@@ -216,6 +216,8 @@ def test_bad_inputs_raise_errors_naming_the_function():
     lm = tiny("srwm")
     with pytest.raises(ValueError, match=r"FastWeightLM: idx must be \[B, T\] int64"):
         lm(torch.randn(2, 5))
+    with pytest.raises(ValueError, match=r"TransformerLM: idx must hold token ids in \[0, 11\), got values in \[0, 11\]"):
+        tiny("transformer")(torch.tensor([[0, 11]]))
     with pytest.raises(ValueError, match="FastWeightLM: kind must be one of"):
         FastWeightLM(V, kind="lstm")
     with pytest.raises(ValueError, match=r"TransformerLM: state must be the previous tokens"):
