@@ -56,7 +56,7 @@ class Config:
     # optimisation
     batch_size: int = 16
     seq_len: int = 64
-    max_steps: int = 2200
+    max_steps: int = 2000
     time_budget: float | None = None  # minutes of training; sets max_steps from a short timing run
     clock: str = "wall"  # what time_budget counts: wall or cpu (process) time
     lr: float = 2e-3
