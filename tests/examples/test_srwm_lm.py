@@ -1,0 +1,109 @@
+"""examples/srwm_lm.py end to end at a tiny size: compare, exact resume, sampling, DDP."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "srwm_lm.py"
+TINY = ["--num_layers", "1", "--d_model", "16", "--num_heads", "2", "--batch_size", "2", "--seq_len", "8",
+        "--eval_batch_size", "2", "--eval_tokens", "96", "--warmup", "2", "--threads", "1", "--log_interval", "1"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one intra-op thread is faster (the example's --threads 1 sets the same)."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def corpus(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADAPTMEM_CACHE", str(tmp_path / "cache"))
+    g = torch.Generator().manual_seed(0)
+    words = ["thou", "art", "the", "king", "and", "I", "am", "thy", "fool", "\n"]
+    text = " ".join(words[int(i)] for i in torch.randint(len(words), (700,), generator=g))
+    path = tmp_path / "input.txt"
+    path.write_text(text)
+    return path
+
+
+def run_example(monkeypatch, *args: str) -> None:
+    spec = importlib.util.spec_from_file_location("srwm_lm_example", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", ["srwm_lm.py", *args])
+    module.main()
+
+
+def checkpoint(run_dir: Path) -> dict:
+    return torch.load(run_dir / "ckpt.pt", map_location="cpu", weights_only=False)
+
+
+def test_compare_mode_trains_every_kind_at_equal_parameters_and_prints_the_table(corpus, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "runs"
+    run_example(monkeypatch, "--mode", "compare", "--kinds", "transformer,srwm,deltanet", "--data", str(corpus),
+                "--max_steps", "6", "--eval_interval", "3", "--out_dir", str(out), *TINY)
+    table = capsys.readouterr().out
+    rows = [line for line in table.splitlines() if line.startswith(("| transformer", "| srwm", "| deltanet"))]
+    assert len(rows) == 3 and (out / "compare.md").read_text().count("\n") == 5
+    params = [int(r.split("|")[2].replace(",", "")) for r in rows]
+    assert max(params) / min(params) < 1.1  # d_ff matched to the Transformer
+    for kind in ("transformer", "srwm", "deltanet"):
+        assert checkpoint(out / kind)["step"] == 6
+        assert len((out / kind / "valid.csv").read_text().splitlines()) == 3  # header + 2 evaluations
+        if importlib.util.find_spec("matplotlib"):
+            assert (out / kind / "curves.png").stat().st_size > 0
+
+
+def test_interrupted_run_resumes_bit_for_bit(corpus, tmp_path, monkeypatch):
+    args = ["--kind", "srwm", "--data", str(corpus), "--max_steps", "8", "--eval_interval", "4",
+            "--dropout", "0.1", *TINY]
+    run_example(monkeypatch, *args, "--out_dir", str(tmp_path / "straight"))
+    run_example(monkeypatch, *args, "--out_dir", str(tmp_path / "pieces"), "--halt_after", "4")
+    assert checkpoint(tmp_path / "pieces" / "srwm")["step"] == 4
+    run_example(monkeypatch, *args, "--out_dir", str(tmp_path / "pieces"), "--resume")
+    a, b = checkpoint(tmp_path / "straight" / "srwm"), checkpoint(tmp_path / "pieces" / "srwm")
+    assert a["step"] == b["step"] == 8
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for s, t in zip(a["extra"]["state"][0], b["extra"]["state"][0]):  # the carried fast weights
+        assert all(torch.equal(x, y) for x, y in zip(s, t))
+    rows = [(tmp_path / d / "srwm" / "train.csv").read_text().splitlines() for d in ("straight", "pieces")]
+    assert [r.split(",")[:3] for r in rows[0]] == [r.split(",")[:3] for r in rows[1]]  # step, loss, lr
+
+
+def test_sample_mode_generates_from_the_trained_checkpoint(corpus, tmp_path, monkeypatch, capsys):
+    out = str(tmp_path / "runs")
+    run_example(monkeypatch, "--kind", "deltanet", "--data", str(corpus), "--max_steps", "3", "--out_dir", out, *TINY)
+    capsys.readouterr()
+    run_example(monkeypatch, "--mode", "sample", "--kind", "deltanet", "--out_dir", out, "--prompt", "thou ",
+                "--num_tokens", "30", "--threads", "1")
+    text = capsys.readouterr().out
+    assert text.startswith("thou ") and "30 tokens at" in text
+    assert len(text.split("\n\n[")[0]) == len("thou ") + 30  # characters: one per token
+    with pytest.raises(SystemExit, match="no checkpoint"):
+        run_example(monkeypatch, "--mode", "sample", "--kind", "srwm", "--out_dir", out)
+
+
+def test_two_process_ddp_matches_one_process_with_the_combined_batch(corpus, tmp_path, monkeypatch):
+    common = ["--kind", "deltanet", "--data", str(corpus), "--max_steps", "4", "--eval_interval", "4", *TINY]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                    str(EXAMPLE), *common, "--out_dir", str(tmp_path / "ddp")], check=True, env=env, timeout=120,
+                   capture_output=True)
+    run_example(monkeypatch, *common, "--batch_size", "4", "--eval_batch_size", "2", "--out_dir", str(tmp_path / "one"))
+    a, b = checkpoint(tmp_path / "ddp" / "deltanet"), checkpoint(tmp_path / "one" / "deltanet")
+    assert len(a["extra"]["state"]) == 2  # each rank's carried state is saved
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], atol=1e-5, rtol=1e-4)
+    va = (tmp_path / "ddp" / "deltanet" / "valid.csv").read_text().splitlines()[1].split(",")[1]
+    vb = (tmp_path / "one" / "deltanet" / "valid.csv").read_text().splitlines()[1].split(",")[1]
+    assert float(va) == pytest.approx(float(vb), abs=1e-5)
