@@ -27,8 +27,10 @@ from adaptmem.rl.envs import EpisodeTracker, StepResult, check_actions
 from adaptmem.utils import set_threads
 
 SIZES = {
-    "default": dict(channels=(8, 16, 16), downsample=2, unroll_length=20, envs_per_game=16, batch_size=16),
-    "paper": dict(channels=(16, 32, 32), downsample=1, unroll_length=50, envs_per_game=16, batch_size=32),
+    "default": dict(channels=(8, 16, 16), res_blocks=1, downsample=2, unroll_length=20, envs_per_game=16,
+                    batch_size=16),
+    "paper": dict(channels=(16, 32, 32), res_blocks=2, downsample=1, unroll_length=50, envs_per_game=16,
+                  batch_size=32),
 }
 GAMES = ("starpilot", "fruitbot", "bigfish")
 
@@ -58,7 +60,7 @@ def build(core: str, args: argparse.Namespace, sizes: dict) -> ImpalaLearner:
     env = (make_procgen(games, sizes["envs_per_game"], seed=0) if args.env == "procgen"
            else RandomFrames(sizes["envs_per_game"] * len(games)))
     agent = make_agent(env.obs_shape, env.num_actions, core=core, channels=sizes["channels"],
-                       downsample=sizes["downsample"])
+                       num_res_blocks=sizes["res_blocks"], downsample=sizes["downsample"])
     config = ImpalaConfig(unroll_length=sizes["unroll_length"], batch_size=sizes["batch_size"], optimizer="rmsprop")
     return ImpalaLearner(agent, env, config, device=args.device)
 
@@ -104,7 +106,8 @@ def main() -> None:
     load = os.getloadavg()[0]
     n_envs = next(iter(learners.values())).env.num_envs
     print(f"# bench_rl: config={args.config} env={args.env} rows={n_envs} unroll={sizes['unroll_length']} "
-          f"batch={sizes['batch_size']} torso channels={sizes['channels']} downsample={sizes['downsample']} "
+          f"batch={sizes['batch_size']} torso channels={sizes['channels']} res_blocks={sizes['res_blocks']} "
+          f"downsample={sizes['downsample']} "
           f"device={args.device} threads={threads} load(1 min)={load:.1f}")
     ref = statistics.median(wall["lstm"]) if "lstm" in wall else None
     print("| core | parameters | frames/s (wall) | frames/CPU-s | vs LSTM (wall) |")

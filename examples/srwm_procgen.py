@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from adaptmem.rl import (PAPER_GAMES, PAPER_MEMORY_GAMES, ImpalaConfig, ImpalaLearner, MultiTaskEnv, RecallEnv,
-                         evaluate, format_table, make_agent, make_procgen, normalized_score, score_rows)
+                         evaluate, format_table, make_agent, make_procgen, normalized_score, procgen_unavailable,
+                         score_rows)
 from adaptmem.utils import MetricLogger, load_checkpoint, progress, seed_everything, set_threads
 from adaptmem.utils.logging import plot_curves
 
@@ -34,18 +35,18 @@ CONFIGS = {
     # ~4 minutes on an idle 2-core CPU: a 4x cheaper torso (half-resolution frames, half the channels).
     "default": dict(games=["starpilot", "fruitbot", "bigfish"], distribution_mode="easy", num_levels=200,
                     envs_per_game=16, total_frames=200_000, unroll_length=20, batch_size=16, optimizer="adam",
-                    lr=5e-4, entropy_cost=0.01, channels=[8, 16, 16], downsample=2, layers=2, heads=8,
-                    head_dim=16, d_ff=512, lstm_hidden=256),
+                    lr=5e-4, entropy_cost=0.01, channels=[8, 16, 16], res_blocks=1, downsample=2, layers=2,
+                    heads=8, head_dim=16, d_ff=512, lstm_hidden=256),
     # The paper: 6 easy games, 200 levels, batch 32 x unroll 50, RMSProp 6e-4 decayed to 0 over 300M frames.
     "paper": dict(games=list(PAPER_GAMES), distribution_mode="easy", num_levels=200, envs_per_game=16,
                   total_frames=300_000_000, unroll_length=50, batch_size=32, optimizer="rmsprop", lr=6e-4,
-                  entropy_cost=0.01, channels=[16, 32, 32], downsample=1, layers=2, heads=8, head_dim=16,
-                  d_ff=512, lstm_hidden=256),
+                  entropy_cost=0.01, channels=[16, 32, 32], res_blocks=2, downsample=1, layers=2, heads=8,
+                  head_dim=16, d_ff=512, lstm_hidden=256),
 }
 CONFIGS["memory"] = dict(CONFIGS["paper"], games=list(PAPER_MEMORY_GAMES), distribution_mode="memory",
                          num_levels=500, envs_per_game=24)
-MODEL_KEYS = ("env", "games", "distribution_mode", "core", "channels", "downsample", "layers", "heads", "head_dim",
-              "d_ff", "lstm_hidden")
+MODEL_KEYS = ("env", "games", "distribution_mode", "core", "channels", "res_blocks", "downsample", "layers", "heads",
+              "head_dim", "d_ff", "lstm_hidden")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -76,6 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--entropy-cost", type=float, default=None, help="(preset) entropy bonus weight")
     # agent
     a("--channels", type=int, nargs=3, default=None, help="(preset) IMPALA-CNN stage channels (paper: 16 32 32)")
+    a("--res-blocks", type=int, default=None, help="(preset) residual blocks per IMPALA-CNN stage (paper: 2)")
     a("--downsample", type=int, default=None, help="(preset) average-pool frames by this factor first")
     a("--layers", type=int, default=None, help="(preset) fast-weight layers")
     a("--heads", type=int, default=None, help="(preset) heads per fast-weight layer")
@@ -110,8 +112,8 @@ def build_env(args: argparse.Namespace, start_level: int, seed: int, envs_per_ga
 
 def build_agent(args: argparse.Namespace, env: MultiTaskEnv):
     return make_agent(env.obs_shape, env.num_actions, core=args.core, channels=args.channels,
-                      downsample=args.downsample, num_layers=args.layers, num_heads=args.heads,
-                      head_dim=args.head_dim, d_ff=args.d_ff, lstm_hidden=args.lstm_hidden)
+                      num_res_blocks=args.res_blocks, downsample=args.downsample, num_layers=args.layers,
+                      num_heads=args.heads, head_dim=args.head_dim, d_ff=args.d_ff, lstm_hidden=args.lstm_hidden)
 
 
 def normalizer(args: argparse.Namespace):
@@ -156,6 +158,9 @@ def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
     if args.eval is not None:
         return run_eval(args)
+    if args.env == "procgen" and (reason := procgen_unavailable(args.env_backend)):
+        raise SystemExit(f"srwm_procgen: {reason}. Run `bash scripts/setup.sh` (as root it installs Qt 5), "
+                         f"or try the built-in memory task with --env recall.")
     set_threads(args.threads)
     seed_everything(args.seed)
     out = Path(args.out)

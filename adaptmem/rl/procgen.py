@@ -13,6 +13,7 @@ apart. Observations are uint8 ``[N, 3, 64, 64]``; there are 15 actions.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -226,9 +227,11 @@ def make_procgen(games: Sequence[str], num_envs_per_game: int, *, num_levels: in
     return MultiTaskEnv(envs, games)
 
 
+@functools.cache
 def procgen_unavailable(backend: str = "envpool") -> str | None:
     """``None`` when ProcGen runs through ``backend`` here, else the reason it does not
-    (package missing, or envpool's ProcGen missing the system's Qt 5: ``apt-get install libqt5gui5``)."""
+    (package missing, or envpool's ProcGen missing the system's Qt 5: ``apt-get install libqt5gui5``).
+    The answer is cached for the process."""
     check_choice("procgen_unavailable", "backend", backend, BACKENDS)
     try:
         env = make_procgen(["coinrun"], 1, backend=backend)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from adaptmem.layers import SRWM, detach_state
-from adaptmem.rl import CORES, ImpalaCNN, ImpalaConfig, ImpalaLearner, LSTMCore, RecallEnv, impala_loss, make_agent, map_state
+from adaptmem.rl import (CORES, ImpalaCNN, ImpalaConfig, ImpalaLearner, LSTMCore, RecallEnv, impala_loss, make_agent,
+                         map_state)
 
 ATOL = 1e-5
 RECURRENT = ("srwm", "deltanet", "lstm")
@@ -107,7 +108,7 @@ def test_lstm_core_matches_a_per_step_masked_loop():
     core = LSTMCore(5, 7)
     B, T = 3, 10
     x, reset = torch.randn(B, T, 5), torch.rand(B, T) < 0.25
-    y, (h, c) = core(x, core.init_state(B), reset)
+    y, (h, _) = core(x, core.init_state(B), reset)
     hs, cs, ys = torch.zeros(1, B, 7), torch.zeros(1, B, 7), []
     for t in range(T):
         keep = (~reset[:, t]).float()[None, :, None]

@@ -17,13 +17,16 @@ def vtrace_by_definition(log_rhos, discounts, rewards, values, bootstrap, clip_r
     v_s = V(x_s) + sum_{t>=s} (prod_{i<t} gamma_i) (prod_{s<=i<t} c_i) delta_t."""
     B, T = rewards.shape
     rho = log_rhos.exp()
-    clip = lambda x, c: x if c is None else min(x, c)  # noqa: E731
+
+    def clip(x: float, c: float | None) -> float:
+        return x if c is None else min(x, c)
+
     vs = torch.zeros(B, T, dtype=torch.float64)
     adv = torch.zeros(B, T, dtype=torch.float64)
     for b in range(B):
         V = [float(v) for v in values[b]] + [float(bootstrap[b])]
-        delta = [clip(float(rho[b, t]), clip_rho) * (float(rewards[b, t]) + float(discounts[b, t]) * V[t + 1] - V[t])
-                 for t in range(T)]
+        delta = [clip(float(rho[b, t]), clip_rho)
+                 * (float(rewards[b, t]) + float(discounts[b, t]) * V[t + 1] - V[t]) for t in range(T)]
         for s in range(T):
             total, weight = 0.0, 1.0
             for t in range(s, T):
@@ -32,7 +35,8 @@ def vtrace_by_definition(log_rhos, discounts, rewards, values, bootstrap, clip_r
             vs[b, s] = V[s] + total
         for s in range(T):
             v_next = float(vs[b, s + 1]) if s + 1 < T else V[T]
-            adv[b, s] = clip(float(rho[b, s]), clip_pg_rho) * (float(rewards[b, s]) + float(discounts[b, s]) * v_next - V[s])
+            target = float(rewards[b, s]) + float(discounts[b, s]) * v_next
+            adv[b, s] = clip(float(rho[b, s]), clip_pg_rho) * (target - V[s])
     return vs, adv
 
 
@@ -64,9 +68,11 @@ def test_vtrace_equals_definition_with_random_episode_ends(clips):
     B, T = 3, 7
     log_rhos = torch.randn(B, T, generator=g, dtype=torch.float64)
     discounts = 0.95 * (torch.rand(B, T, generator=g, dtype=torch.float64) > 0.25)
-    rewards, values = torch.randn(B, T, generator=g, dtype=torch.float64), torch.randn(B, T, generator=g, dtype=torch.float64)
+    rewards = torch.randn(B, T, generator=g, dtype=torch.float64)
+    values = torch.randn(B, T, generator=g, dtype=torch.float64)
     bootstrap = torch.randn(B, generator=g, dtype=torch.float64)
-    out = vtrace(log_rhos, discounts, rewards, values, bootstrap, clip_rho=clips[0], clip_pg_rho=clips[1], clip_c=clips[2])
+    out = vtrace(log_rhos, discounts, rewards, values, bootstrap,
+                 clip_rho=clips[0], clip_pg_rho=clips[1], clip_c=clips[2])
     vs, adv = vtrace_by_definition(log_rhos, discounts, rewards, values, bootstrap, *clips)
     torch.testing.assert_close(out.vs, vs, atol=ATOL, rtol=0)
     torch.testing.assert_close(out.pg_advantages, adv, atol=ATOL, rtol=0)
@@ -75,7 +81,8 @@ def test_vtrace_equals_definition_with_random_episode_ends(clips):
 def test_on_policy_vtrace_targets_are_bootstrapped_discounted_returns():
     g = torch.Generator().manual_seed(2)
     B, T, gamma = 2, 5, 0.9
-    rewards, values = torch.randn(B, T, generator=g, dtype=torch.float64), torch.randn(B, T, generator=g, dtype=torch.float64)
+    rewards = torch.randn(B, T, generator=g, dtype=torch.float64)
+    values = torch.randn(B, T, generator=g, dtype=torch.float64)
     bootstrap = torch.randn(B, generator=g, dtype=torch.float64)
     out = vtrace(torch.zeros(B, T, dtype=torch.float64), torch.full((B, T), gamma, dtype=torch.float64),
                  rewards, values, bootstrap)
