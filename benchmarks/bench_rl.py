@@ -109,13 +109,15 @@ def main() -> None:
           f"batch={sizes['batch_size']} torso channels={sizes['channels']} res_blocks={sizes['res_blocks']} "
           f"downsample={sizes['downsample']} "
           f"device={args.device} threads={threads} load(1 min)={load:.1f}")
-    ref = statistics.median(wall["lstm"]) if "lstm" in wall else None
-    print("| core | parameters | frames/s (wall) | frames/CPU-s | vs LSTM (wall) |")
-    print("|---|---|---|---|---|")
+    ref_wall = statistics.median(wall["lstm"]) if "lstm" in wall else None
+    ref_cpu = statistics.median(cpu["lstm"]) if "lstm" in cpu else None
+    print("| core | parameters | frames/s (wall) | frames/CPU-s | vs LSTM (wall) | vs LSTM (CPU) |")
+    print("|---|---|---|---|---|---|")
     for core, learner in learners.items():
         w, c = statistics.median(wall[core]), statistics.median(cpu[core])
-        ratio = f"{w / ref:.2f}" if ref else "-"
-        print(f"| {core} | {sum(p.numel() for p in learner.agent.parameters()):,} | {w:,.0f} | {c:,.0f} | {ratio} |")
+        ratios = [f"{x / ref:.2f}" if ref else "-" for x, ref in ((w, ref_wall), (c, ref_cpu))]
+        print(f"| {core} | {sum(p.numel() for p in learner.agent.parameters()):,} | {w:,.0f} | {c:,.0f} | "
+              f"{' | '.join(ratios)} |")
     for learner in learners.values():
         learner.env.close()
 

@@ -18,6 +18,7 @@ the training levels and on unseen test levels, per game.
 from __future__ import annotations
 
 import argparse
+import signal
 import time
 from pathlib import Path
 
@@ -184,7 +185,15 @@ def main(argv: list[str] | None = None) -> str:
     recent: list[list[float]] = [[] for _ in env.task_names]
     bar = progress(total=args.total_frames, initial=learner.frames, desc=f"{args.core}", unit="frame")
     t0, frames0 = time.time(), learner.frames
-    while learner.frames < args.total_frames:
+    # Ctrl-C ends the run after the current train step with a checkpoint; a second one aborts at once.
+    interrupted, previous_handler = [], signal.getsignal(signal.SIGINT)
+
+    def stop(signum, frame):
+        interrupted.append(signum)
+        signal.signal(signal.SIGINT, previous_handler)
+
+    signal.signal(signal.SIGINT, stop)
+    while learner.frames < args.total_frames and not interrupted:
         before = learner.frames
         stats = learner.train_step()
         for ep in stats.pop("episodes"):
@@ -208,6 +217,13 @@ def main(argv: list[str] | None = None) -> str:
     train_fps = (learner.frames - frames0) / (time.time() - t0)
     learner.save(out / "last.pt", args=vars(args), frames=learner.frames)
     env.close()
+    signal.signal(signal.SIGINT, previous_handler)
+    if interrupted:
+        log.close()
+        message = (f"interrupted at {learner.frames:,} frames; saved {out / 'last.pt'}. Continue with "
+                   f"--resume (same --out and model flags) or evaluate it with --eval.")
+        print(message)
+        return message
 
     rows = log.read("returns")
     for g in env.task_names:

@@ -74,3 +74,25 @@ def test_example_smoke_run_on_procgen_for_200_steps(example, tmp_path):
                           "--eval-max-steps", "200", *TINY])
     assert "| bigfish" in table
     assert (tmp_path / "last.pt").exists() and (tmp_path / "train.csv").exists()
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resume_completes(example, tmp_path, monkeypatch, capsys):
+    import signal
+
+    train_step = example.ImpalaLearner.train_step
+
+    def train_step_then_ctrl_c(self):
+        stats = train_step(self)
+        signal.raise_signal(signal.SIGINT)  # as if the user pressed Ctrl-C during this step
+        return stats
+
+    run = ["--env", "recall", "--envs-per-game", "4", "--batch-size", "4", "--unroll-length", "5",
+           "--out", str(tmp_path), "--total-frames", "100", *TINY]
+    monkeypatch.setattr(example.ImpalaLearner, "train_step", train_step_then_ctrl_c)
+    assert example.main(run).startswith("interrupted at 20 frames")
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["extra"]["frames"] == 20
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
+
+    monkeypatch.setattr(example.ImpalaLearner, "train_step", train_step)
+    assert "| recall" in example.main(run + ["--resume"])
+    assert torch.load(tmp_path / "last.pt", weights_only=False)["extra"]["frames"] == 100
