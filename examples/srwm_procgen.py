@@ -33,7 +33,8 @@ from adaptmem.utils.logging import plot_curves
 
 # Flags left unset take their value from the chosen --config.
 CONFIGS = {
-    # ~4 minutes on an idle 2-core CPU: a 4x cheaper torso (half-resolution frames, half the channels).
+    # ~3 CPU-minutes (a 4x cheaper torso: half-resolution frames, half the channels). Too few frames for
+    # ProcGen returns to leave the random-policy level; it demonstrates the pipeline (docs/rl.md).
     "default": dict(games=["starpilot", "fruitbot", "bigfish"], distribution_mode="easy", num_levels=200,
                     envs_per_game=16, total_frames=200_000, unroll_length=20, batch_size=16, optimizer="adam",
                     lr=5e-4, entropy_cost=0.01, channels=[8, 16, 16], res_blocks=1, downsample=2, layers=2,
