@@ -237,6 +237,8 @@ def main(argv: list[str] | None = None) -> str:
                f"{args.eval_episodes} episode(s) x {args.eval_envs_per_game} rows per game and split\n{table}")
     (out / "results.md").write_text(summary + "\n")
     print(summary)
+    print(f"\nwritten to {out}/: last.pt (checkpoint), train.csv and returns.csv (logs), tb/ (TensorBoard), "
+          f"curve_<game>.png, results.md")
     return table
 
 
