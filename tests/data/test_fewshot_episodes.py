@@ -90,6 +90,12 @@ def test_loader_batches_ranks_disjoint_and_resume_continues_the_stream():
     assert torch.equal(r0.support_x, full[0].support_x) and torch.equal(r1.support_x, full[1].support_x)
 
 
+def test_default_loader_covers_every_episode_with_a_short_last_batch():
+    ds = EpisodeDataset(make_classes(), 3, 1, 1, seed=0, num_episodes=10)
+    sizes = [len(ep.query_y) for ep in episode_loader(ds, 4)]
+    assert sizes == [4, 4, 2]
+
+
 def test_loader_with_workers_gives_the_same_episodes():
     ds = EpisodeDataset(make_classes(), 3, 1, 1, seed=0, num_episodes=16)
     a = list(episode_loader(ds, 4, num_workers=0))

@@ -219,13 +219,14 @@ class EpisodeBatchSampler(Sampler[list[int]]):
     """Batches of episode indices ``[b * world + rank] * batch_size + j`` from batch ``start``.
 
     Every rank of a DDP job sees different episodes, and a resumed run continues the stream
-    by passing ``start = steps_done``.
+    by passing ``start = steps_done``. With ``total`` set, indices ``>= total`` are dropped, so
+    the last batch may be short (evaluation uses every one of its episodes).
     """
 
     def __init__(self, batch_size: int, num_batches: int, *, start: int = 0, rank: int = 0,
-                 world_size: int = 1) -> None:
+                 world_size: int = 1, total: int | None = None) -> None:
         self.batch_size, self.num_batches, self.start = batch_size, num_batches, start
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.total = rank, world_size, total
 
     def __len__(self) -> int:
         return max(0, self.num_batches - self.start)
@@ -233,7 +234,9 @@ class EpisodeBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         for b in range(self.start, self.num_batches):
             first = (b * self.world_size + self.rank) * self.batch_size
-            yield list(range(first, first + self.batch_size))
+            last = first + self.batch_size if self.total is None else min(first + self.batch_size, self.total)
+            if last > first:
+                yield list(range(first, last))
 
 
 def episode_loader(dataset: EpisodeDataset, batch_size: int, *, num_batches: int | None = None,
@@ -241,12 +244,15 @@ def episode_loader(dataset: EpisodeDataset, batch_size: int, *, num_batches: int
                    pin_memory: bool = False) -> DataLoader:
     """A DataLoader of batched :class:`Episode` s (see :class:`EpisodeBatchSampler`).
 
-    ``num_batches`` defaults to covering ``len(dataset)`` once on this rank.
+    ``num_batches`` defaults to covering ``len(dataset)`` exactly once over all ranks (the last
+    batch may then be short).
     """
     check_positive_int("episode_loader", "batch_size", batch_size)
+    total = None
     if num_batches is None:
-        num_batches = len(dataset) // (batch_size * world_size)
-    sampler = EpisodeBatchSampler(batch_size, num_batches, start=start, rank=rank, world_size=world_size)
+        num_batches, total = -(-len(dataset) // (batch_size * world_size)), len(dataset)
+    sampler = EpisodeBatchSampler(batch_size, num_batches, start=start, rank=rank, world_size=world_size,
+                                  total=total)
     # A private generator: creating the iterator must not draw from the global torch RNG, or
     # a resumed run's dropout masks would drift from the uninterrupted run's.
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
