@@ -60,8 +60,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--vision-dropout", type=float, default=0.0, help="dropout inside the vision stem")
     a("--lstm-hidden", type=int, default=None, help="LSTM width (default d_model; paper: 1024)")
     # optimisation
-    a("--steps", type=int, default=3000, help="training steps (batches of episodes)")
-    a("--batch-size", type=int, default=32, help="episodes per step (per process under torchrun)")
+    a("--steps", type=int, default=6000, help="training steps (batches of episodes); the cap under --time-budget")
+    a("--time-budget", type=float, default=0.0,
+      help="stop training after this many seconds of --clock time (validation included; 0: off)")
+    a("--clock", choices=("cpu", "wall"), default="cpu",
+      help="budget clock: cpu = this process's CPU time (fair on a shared machine), wall = elapsed time")
+    a("--batch-size", type=int, default=16, help="episodes per step (per process under torchrun)")
     a("--lr", type=float, default=1e-3, help="Adam learning rate (peak rate with --warmup)")
     a("--warmup", type=int, default=0, help="Transformer warm-up steps (noam schedule scaled to peak at --lr); 0: constant")
     a("--clip", type=float, default=1.0, help="gradient-norm clipping (0: off)")
@@ -101,10 +105,12 @@ def train(args, splits, model, dist, device) -> None:
     # noam peaks at d^-1/2 * w^-1/2; rescale its d so that the peak is --lr.
     sched = lambda_scheduler(opt, noam(1.0 / (args.lr**2 * args.warmup), args.warmup, args.lr)) if args.warmup else None
     scaler = grad_scaler(device, args.amp)
-    start, best = 0, -1.0
+    start, best, used = 0, -1.0, 0.0
     if args.resume:
         meta = load_checkpoint(out / "last.pt", model=model, optimizer=opt, scheduler=sched, scaler=scaler)
-        start, best = meta["step"], meta["best_val"]
+        start, best, used = meta["step"], meta["best_val"], meta.get("clock_used", 0.0)
+    clock = time.process_time if args.clock == "cpu" else time.time
+    c0 = clock() - used  # clock() - c0: budget spent so far, across resumes
     log = MetricLogger(out / "logs", tensorboard=args.tensorboard, resume_step=start if args.resume else None,
                        enabled=dist.is_main)
     net = DDP(model) if dist.enabled else model
@@ -131,12 +137,14 @@ def train(args, splits, model, dist, device) -> None:
             sched.step()
         seen += ep.support_y.numel() + (ep.query_y.numel() if args.protocol == "sync" else 0)
         bar.update(1)
-        if step % 50 == 0 or step == args.steps:
+        over = torch.tensor(float(args.time_budget > 0 and clock() - c0 >= args.time_budget))
+        over = bool(all_reduce_mean(over, dist) > 0)  # every rank stops at the same step
+        if step % 50 == 0 or step == args.steps or over:
             stats = all_reduce_mean(torch.stack([loss.detach().float(), acc.mean()]), dist)
             rate = seen * dist.world_size / (time.time() - t0)
             log.log("train", step, loss=stats[0], acc=stats[1], lr=opt.param_groups[0]["lr"], images_per_s=rate)
             bar.set_postfix(loss=f"{stats[0]:.3f}", acc=f"{stats[1]:.3f}", img_s=f"{rate:.0f}")
-        if step % args.val_every == 0 or step == args.steps:
+        if step % args.val_every == 0 or step == args.steps or over:
             if dist.is_main:
                 res = evaluate_episodes(model, val, args.protocol, device=device, amp=args.amp)
                 log.log("val", step, acc=res["acc"], ci95=res["ci95"])
@@ -145,8 +153,11 @@ def train(args, splits, model, dist, device) -> None:
                     best = res["acc"]
                     save_checkpoint(out / "best.pt", model=model, step=step, best_val=best, args=vars(args))
                 save_checkpoint(out / "last.pt", model=model, optimizer=opt, scheduler=sched, scaler=scaler,
-                                step=step, best_val=best, args=vars(args))
+                                step=step, best_val=best, clock_used=clock() - c0, args=vars(args))
             barrier(dist)
+        if over:
+            bar.write(f"time budget spent after step {step} ({clock() - c0:.0f} s of {args.clock} time)")
+            break
     bar.close()
     if dist.is_main:
         rows = {k: log.read(k) for k in ("train", "val")}
@@ -187,16 +198,18 @@ def main(argv: list[str] | None = None) -> dict | None:
     if dist.is_main:
         print(f"{args.dataset}: " + ", ".join(f"{k} {v.num_classes} classes" for k, v in splits.items()))
         print(f"{args.model}: {sum(p.numel() for p in model.parameters()):,} parameters, {dist.world_size} process(es)")
-    t0, load0 = time.time(), os.getloadavg()[0]
+    t0, cpu0, load0 = time.time(), time.process_time(), os.getloadavg()[0]
     if args.mode == "train":
         train(args, splits, model, dist, device)
-    minutes = (time.time() - t0) / 60
+    minutes, cpu_s = (time.time() - t0) / 60, time.process_time() - cpu0
     results = None
     if dist.is_main:
         results = test(args, splits, model, device)
         if args.mode == "train":  # the machine's load says how far wall-clock time is inflated
-            results.update(train_minutes=minutes, load_average_start=load0, load_average_end=os.getloadavg()[0])
-            print(f"training took {minutes:.1f} min (load average {load0:.1f} -> {os.getloadavg()[0]:.1f})")
+            results.update(train_minutes=minutes, train_cpu_s=cpu_s, threads=torch.get_num_threads(),
+                           load_average_start=load0, load_average_end=os.getloadavg()[0])
+            print(f"training took {minutes:.1f} min wall, {cpu_s:.0f} CPU-s on {torch.get_num_threads()} thread(s) "
+                  f"(load average {load0:.1f} -> {os.getloadavg()[0]:.1f})")
         (Path(args.out) / "results.json").write_text(json.dumps(results, indent=2))
     cleanup_distributed(dist)
     return results

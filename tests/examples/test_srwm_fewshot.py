@@ -63,6 +63,15 @@ def test_resume_continues_bit_exactly(example, data_root, tmp_path):
     assert rows(tmp_path / "full") == rows(tmp_path / "cut")
 
 
+@pytest.mark.parametrize("clock", ["cpu", "wall"])
+def test_time_budget_stops_training_validates_and_tests(example, data_root, tmp_path, clock):
+    res = run(example, data_root, tmp_path, "--steps", "1000", "--time-budget", "1e-9", "--clock", clock)
+    last = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert last["step"] == 1 and last["extra"]["clock_used"] > 0  # spent after the first step
+    assert (tmp_path / "logs" / "val.csv").read_text().splitlines()[1].startswith("1,")
+    assert res["train_cpu_s"] > 0 and res["settings"][0]["episodes"] == 4
+
+
 def test_evaluate_mode_with_other_ways_shots_and_lake_runs(example, data_root, tmp_path, capsys):
     write_lake_runs(tmp_path / "runs", n_runs=1)
     run(example, data_root, tmp_path, "--steps", "2", "--label-slots", "20")
