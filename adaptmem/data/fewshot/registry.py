@@ -1,0 +1,49 @@
+"""One call from a data-set name to its train / val / test class splits."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from adaptmem.data.fewshot.cifar import load_cifar_fewshot
+from adaptmem.data.fewshot.episodes import ROTATIONS, ClassImages
+from adaptmem.data.fewshot.mini_imagenet import load_mini_imagenet
+from adaptmem.data.fewshot.omniglot import FULL_SETS, MINIMAL_SETS, load_omniglot, omniglot_splits
+from adaptmem.utils.checks import check_choice
+from adaptmem.utils.paths import default_data_root
+
+DATASETS = ("omniglot-minimal", "omniglot", "omniglot-lake", "mini-imagenet", "cifar-fs", "fc100")
+
+
+def _first_dir(root: Path, names: tuple[str, ...]) -> Path:
+    return next((root / n for n in names if (root / n).is_dir()), root)
+
+
+def load_fewshot_splits(name: str, root: str | os.PathLike | None = None, *, download: bool = False,
+                        rotations: bool = True) -> dict[str, ClassImages]:
+    """``{"train", "val", "test"}`` class splits of a few-shot benchmark.
+
+    - ``omniglot-minimal``: Lake's two minimal background sets (8 alphabets), whole alphabets
+      held out (val: Early_Aramaic; test: Sanskrit, Tagalog).
+    - ``omniglot``: Vinyals' 1028 / 172 / 423 character split of the full set.
+    - ``omniglot-lake``: background alphabets for training, evaluation alphabets for testing.
+    - ``mini-imagenet``: 64 / 16 / 20 classes at 84x84 (read only; no public download).
+    - ``cifar-fs`` / ``fc100``: CIFAR-100 re-splits at 32x32.
+
+    Omniglot classes include 90/180/270-degree rotations unless ``rotations=False``. ``root``
+    defaults to :func:`adaptmem.utils.default_data_root`; each set is also looked for in a
+    sub-folder named after it (``omniglot/``, ``mini-imagenet/``, ``cifar100/``).
+    """
+    check_choice("load_fewshot_splits", "name", name, DATASETS)
+    root = Path(root) if root is not None else default_data_root()
+    if name.startswith("omniglot"):
+        sets = load_omniglot(root, MINIMAL_SETS if name == "omniglot-minimal" else FULL_SETS,
+                             download_if_missing=download)
+        scheme = {"omniglot-minimal": "minimal", "omniglot": "vinyals", "omniglot-lake": "background_evaluation"}[name]
+        return omniglot_splits(sets, scheme, rotations=ROTATIONS if rotations else (0,))
+    if name == "mini-imagenet":
+        folder = _first_dir(root, ("mini-imagenet", "miniimagenet", "miniImageNet"))
+        return {s: load_mini_imagenet(folder, s) for s in ("train", "val", "test")}
+    folder = _first_dir(root, ("cifar100", "cifar-100"))
+    return {s: load_cifar_fewshot(folder, name.replace("-", "_"), s, download_if_missing=download)
+            for s in ("train", "val", "test")}

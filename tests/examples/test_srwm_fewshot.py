@@ -1,0 +1,104 @@
+"""End-to-end runs of examples/srwm_fewshot.py at a tiny size on generated Omniglot zips."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.data.fewshot_fakes import one_thread, write_minimal_omniglot  # noqa: F401
+from tests.data.test_fewshot_readers import write_lake_runs
+
+pytest.importorskip("PIL")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "examples" / "srwm_fewshot.py"
+TINY = ["--batch-size", "2", "--val-every", "2", "--val-episodes", "4", "--test-episodes", "4", "--conv-channels", "4",
+        "--d-model", "16", "--heads", "2", "--layers", "1", "--threads", "1", "--dropout", "0.1", "--no-tensorboard"]
+
+
+@pytest.fixture(scope="module")
+def example():
+    spec = importlib.util.spec_from_file_location("srwm_fewshot", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return write_minimal_omniglot(tmp_path_factory.mktemp("omniglot"))
+
+
+def run(example, data_root, out, *extra):
+    return example.main(["--data-root", str(data_root), "--out", str(out), *TINY, *extra])
+
+
+@pytest.mark.parametrize("model,protocol", [("srwm", "sync"), ("deltanet", "delayed"), ("lstm", "sync")])
+def test_example_trains_tests_and_writes_its_outputs(example, data_root, tmp_path, model, protocol):
+    res = run(example, data_root, tmp_path, "--model", model, "--protocol", protocol, "--steps", "3",
+              *(["--shots", "2"] if protocol == "delayed" else []))
+    assert res["model"] == model and 0.0 <= res["settings"][0]["acc"] <= 1.0
+    assert {"best.pt", "last.pt", "results.json", "logs"} <= {p.name for p in tmp_path.iterdir()}
+    assert json.loads((tmp_path / "results.json").read_text())["settings"][0]["episodes"] == 4
+    if protocol == "delayed":
+        assert len(res["settings"][0]["acc_by_shot"]) == 2  # 1st and 2nd sighting of a class
+
+
+def test_resume_continues_bit_exactly(example, data_root, tmp_path):
+    run(example, data_root, tmp_path / "full", "--steps", "4")
+    run(example, data_root, tmp_path / "cut", "--steps", "2")
+    run(example, data_root, tmp_path / "cut", "--steps", "4", "--resume")
+    full = torch.load(tmp_path / "full" / "last.pt", weights_only=False)
+    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    assert full["step"] == cut["step"] == 4
+    for k, v in full["model"].items():
+        assert torch.equal(v, cut["model"][k]), k
+    rows = lambda p: (p / "logs" / "val.csv").read_text().splitlines()  # noqa: E731
+    assert rows(tmp_path / "full") == rows(tmp_path / "cut")
+
+
+@pytest.mark.parametrize("clock", ["cpu", "wall"])
+def test_time_budget_stops_training_validates_and_tests(example, data_root, tmp_path, clock):
+    res = run(example, data_root, tmp_path, "--steps", "1000", "--time-budget", "1e-9", "--clock", clock)
+    last = torch.load(tmp_path / "last.pt", weights_only=False)
+    assert last["step"] == 1 and last["extra"]["clock_used"] > 0  # spent after the first step
+    assert (tmp_path / "logs" / "val.csv").read_text().splitlines()[1].startswith("1,")
+    assert res["train_cpu_s"] > 0 and res["settings"][0]["episodes"] == 4
+
+
+def test_evaluate_mode_with_other_ways_shots_and_lake_runs(example, data_root, tmp_path, capsys):
+    write_lake_runs(tmp_path / "runs", n_runs=1)
+    run(example, data_root, tmp_path, "--steps", "2", "--label-slots", "20")
+    res = run(example, data_root, tmp_path, "--mode", "evaluate", "--label-slots", "20", "--eval-ways", "3", "20",
+              "--eval-shots", "1", "2", "--lake-runs", str(tmp_path / "runs"))
+    assert [(s["ways"], s["shots"]) for s in res["settings"]] == [(3, 1), (3, 2), (20, 1), (20, 2)]
+    assert 0.0 <= res["lake_mean_error"] <= 100.0
+    assert "| run01 |" in capsys.readouterr().out
+
+
+def test_torchrun_two_cpu_processes(data_root, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(SCRIPT), "--data-root", str(data_root), "--out", str(tmp_path), "--steps", "2", *TINY]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 process(es)" in proc.stdout
+    assert json.loads((tmp_path / "results.json").read_text())["settings"][0]["episodes"] == 4
+
+
+def test_benchmark_quick_prints_the_ratio_table(monkeypatch, capsys):
+    spec = importlib.util.spec_from_file_location("bench_fewshot", ROOT / "benchmarks" / "bench_fewshot.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(sys, "argv", ["bench_fewshot.py", "--quick", "--threads", "1"])
+    bench.main()
+    out = capsys.readouterr().out
+    for model in ("srwm", "deltanet", "lstm"):
+        assert f"| {model} |" in out
+    assert "| lstm |" in out and "1.00x / 1.00x |" in out
