@@ -1,6 +1,5 @@
 """End-to-end runs of examples/srwm_fewshot.py at a tiny size on generated Omniglot zips."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,6 +11,7 @@ import torch
 
 from tests.data.fewshot_fakes import one_thread, write_minimal_omniglot  # noqa: F401
 from tests.data.test_fewshot_readers import write_lake_runs
+from tests.examples import load_benchmark, load_example
 
 pytest.importorskip("PIL")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -24,10 +24,7 @@ TINY = ["--batch-size", "2", "--val-every", "2", "--val-episodes", "4", "--test-
 
 @pytest.fixture(scope="module")
 def example():
-    spec = importlib.util.spec_from_file_location("srwm_fewshot", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example("srwm_fewshot")
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +90,7 @@ def test_torchrun_two_cpu_processes(data_root, tmp_path):
 
 
 def test_benchmark_quick_prints_the_ratio_table(monkeypatch, capsys):
-    spec = importlib.util.spec_from_file_location("bench_fewshot", ROOT / "benchmarks" / "bench_fewshot.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_fewshot")
     monkeypatch.setattr(sys, "argv", ["bench_fewshot.py", "--quick", "--threads", "1"])
     bench.main()
     out = capsys.readouterr().out

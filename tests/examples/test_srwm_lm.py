@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.examples import load_example
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "srwm_lm.py"
 TINY = ["--num_layers", "1", "--d_model", "16", "--num_heads", "2", "--batch_size", "2", "--seq_len", "8",
@@ -35,10 +37,7 @@ def corpus(tmp_path, monkeypatch):
 
 
 def run_example(monkeypatch, *args: str) -> None:
-    spec = importlib.util.spec_from_file_location("srwm_lm_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
-    spec.loader.exec_module(module)
+    module = load_example("srwm_lm")
     monkeypatch.setattr(sys, "argv", ["srwm_lm.py", *args])
     module.main()
 

@@ -1,8 +1,6 @@
 """End-to-end smoke tests of the two MbPA examples at tiny sizes."""
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,9 +8,8 @@ import torch
 
 from adaptmem.data.mnist import write_idx
 from adaptmem.data.text import make_synthetic_corpus
-from tests.examples import load_example
+from tests.examples import load_benchmark, load_example
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def write_fake_digits(folder, n, seed):
@@ -89,9 +86,7 @@ def test_lm_example_resumes_training_exactly(tmp_path):
 
 
 def test_memory_benchmark_quick_mode_prints_both_tables(capsys):
-    spec = importlib.util.spec_from_file_location("bench_memory", EXAMPLES.parent / "benchmarks" / "bench_memory.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_memory")
     bench.main(["--quick", "--threads", "1"])
     out = capsys.readouterr().out
     assert "(a) kNN search" in out and "(b) MbPA" in out and "MISMATCH" not in out

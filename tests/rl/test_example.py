@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
 
 from adaptmem.rl import PAPER_GAMES, PAPER_MEMORY_GAMES, procgen_unavailable
+from tests.examples import load_example
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "srwm_procgen.py"
 TINY = ["--layers", "1", "--heads", "2", "--head-dim", "8", "--d-ff", "16", "--lstm-hidden", "8", "--threads", "1",
         "--eval-envs-per-game", "2", "--eval-episodes", "1"]
 
 
 @pytest.fixture(scope="module")
 def example():
-    spec = importlib.util.spec_from_file_location("srwm_procgen", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("srwm_procgen")
 
 
 def test_paper_config_reproduces_the_papers_sizes(example):
