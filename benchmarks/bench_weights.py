@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from adaptmem.utils.seed import set_threads
-from adaptmem.weights import WeightSpec, flatten, functional_rnn, load_into
+from adaptmem.weights import WeightSpec, functional_rnn, load_into
 from adaptmem.weights.zoo import ZooConfig
 from adaptmem.weights.zoo import formal_language as fl
 from adaptmem.weights.zoo.generate import _FormalLanguage, plan_runs

@@ -87,7 +87,7 @@ def main(cfg: Config) -> None:
         keys, values, answer = make_batch(cfg, 2000, torch.Generator().manual_seed(cfg.seed + 1))
         acc = (model(keys, values).argmax(-1) == answer).float().mean().item()
     params = sum(p.numel() for p in model.parameters())
-    print(f"\n| model | params | steps | test accuracy | chance | train time |\n|---|---|---|---|---|---|")
+    print("\n| model | params | steps | test accuracy | chance | train time |\n|---|---|---|---|---|---|")
     print(f"| {cfg.kind} | {params:,} | {cfg.steps} | {acc:.3f} | {1 / cfg.n_values:.3f} | {time.time() - start:.0f} s |")
 
 
