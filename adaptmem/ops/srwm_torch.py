@@ -52,7 +52,7 @@ def srwm_forward_loop(x, M, R, reset, C, save):
         b = torch.sigmoid(a[:, 0, 3 * D :])
         d = torch.bmm((qk[:, 0] - qk[:, 1]).unsqueeze(1), M, out=d_all[t] if save else None)
         u = d * b.index_select(1, idx).unsqueeze(1)
-        M = torch.baddbmm(M, qk[:, 1].unsqueeze(2), u)
+        M.baddbmm_(qk[:, 1].unsqueeze(2), u)  # M is this function's own copy: update in place
     return a_all.squeeze(2), (d_all.squeeze(2) if save else None), ckpts, M
 
 
@@ -113,7 +113,7 @@ class SRWMFunction(torch.autograd.Function):
                 da_qk = qk * (dqk - (dqk * qk).sum(-1, keepdim=True))  # softmax backward
                 da = torch.cat((gy[t], da_qk.flatten(1), db * sig_grad[i]), dim=1)  # [N, E]
                 torch.bmm(M, da.unsqueeze(2), out=dx[t].unsqueeze(2))
-                G = torch.baddbmm(G, P_c[i], torch.stack((dd, da), dim=1))
+                G.baddbmm_(P_c[i], torch.stack((dd, da), dim=1))
                 if t in reset_steps:
                     m = reset[:, t, None, None]
                     dR += torch.where(m, G, 0)
