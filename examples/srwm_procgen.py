@@ -40,17 +40,17 @@ CONFIGS = {
     "default": dict(games=["starpilot", "fruitbot"], distribution_mode="easy", num_levels=1,
                     envs_per_game=16, total_frames=300_000, unroll_length=20, batch_size=16, optimizer="adam",
                     lr=1e-3, entropy_cost=0.005, channels=[8, 16, 16], res_blocks=1, downsample=2, layers=2,
-                    heads=8, head_dim=16, d_ff=512, lstm_hidden=256),
+                    heads=8, head_dim=16, d_ff=512, lstm_hidden=256, srwm_block="fewshot"),
     # The paper: 6 easy games, 200 levels, batch 32 x unroll 50, RMSProp 6e-4 decayed to 0 over 300M frames.
     "paper": dict(games=list(PAPER_GAMES), distribution_mode="easy", num_levels=200, envs_per_game=16,
                   total_frames=300_000_000, unroll_length=50, batch_size=32, optimizer="rmsprop", lr=6e-4,
                   entropy_cost=0.01, channels=[16, 32, 32], res_blocks=2, downsample=1, layers=2, heads=8,
-                  head_dim=16, d_ff=512, lstm_hidden=256),
+                  head_dim=16, d_ff=512, lstm_hidden=256, srwm_block="rl"),
 }
 CONFIGS["memory"] = dict(CONFIGS["paper"], games=list(PAPER_MEMORY_GAMES), distribution_mode="memory",
                          num_levels=500, envs_per_game=24)
 MODEL_KEYS = ("env", "games", "distribution_mode", "core", "channels", "res_blocks", "downsample", "layers", "heads",
-              "head_dim", "d_ff", "lstm_hidden")
+              "head_dim", "d_ff", "lstm_hidden", "srwm_block")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -88,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--head-dim", type=int, default=None, help="(preset) dimension per head")
     a("--d-ff", type=int, default=None, help="(preset) feed-forward width")
     a("--lstm-hidden", type=int, default=None, help="(preset) LSTM size")
+    a("--srwm-block", choices=("rl", "fewshot"), default=None,
+      help="(preset) the paper's RL block (input softmax) or its few-shot block (LayerNorm skip), see docs/rl.md")
     # evaluation, logging, system
     a("--eval-envs-per-game", type=int, default=8, help="evaluation rows per game")
     a("--eval-episodes", type=int, default=1, help="evaluation episodes per row and split")
@@ -128,7 +130,8 @@ def build_env(args: argparse.Namespace, start_level: int, seed: int, envs_per_ga
 def build_agent(args: argparse.Namespace, env: MultiTaskEnv):
     return make_agent(env.obs_shape, env.num_actions, core=args.core, channels=args.channels,
                       num_res_blocks=args.res_blocks, downsample=args.downsample, num_layers=args.layers,
-                      num_heads=args.heads, head_dim=args.head_dim, d_ff=args.d_ff, lstm_hidden=args.lstm_hidden)
+                      num_heads=args.heads, head_dim=args.head_dim, d_ff=args.d_ff, lstm_hidden=args.lstm_hidden,
+                      srwm_block=args.srwm_block)
 
 
 def normalizer(args: argparse.Namespace):
