@@ -59,6 +59,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--dropout", type=float, default=0.0, help="sequence-model dropout")
     a("--vision-dropout", type=float, default=0.0, help="dropout inside the vision stem")
     a("--lstm-hidden", type=int, default=None, help="LSTM width (default d_model; paper: 1024)")
+    a("--srwm-input-softmax", action=argparse.BooleanOptionalAction, default=False,
+      help="SRWM: softmax each head's input (as the paper's RL agent)")
+    a("--srwm-norm-skip", action=argparse.BooleanOptionalAction, default=True,
+      help="SRWM: LayerNorm on the skip path (the paper's few-shot block); --no-srwm-norm-skip: x + W_o y")
+    a("--srwm-pre-norm", action=argparse.BooleanOptionalAction, default=False,
+      help="SRWM: read LayerNorm(x) instead of the raw residual stream (with --no-srwm-norm-skip: pre-LN block)")
+    a("--srwm-beta-init", type=float, default=0.0, help="SRWM: mean of the initial w_b (learning-rate logits)")
     # optimisation
     a("--steps", type=int, default=6000, help="training steps (batches of episodes); the cap under --time-budget")
     a("--time-budget", type=float, default=0.0,
@@ -90,7 +97,14 @@ def make_model(args: argparse.Namespace, image_shape: tuple[int, ...]) -> torch.
         args.model, num_classes=args.label_slots, in_channels=image_shape[0], image_size=image_shape[-1],
         backbone=args.backbone, conv_channels=args.conv_channels, vision_dropout=args.vision_dropout,
         d_model=args.d_model, num_layers=args.layers, num_heads=args.heads, d_ff=args.d_ff,
-        dropout=args.dropout, lstm_hidden=args.lstm_hidden)
+        dropout=args.dropout, lstm_hidden=args.lstm_hidden, **srwm_kwargs(args))
+
+
+def srwm_kwargs(args: argparse.Namespace) -> dict:
+    if args.model != "srwm":
+        return {}
+    return dict(input_softmax=args.srwm_input_softmax, norm_skip=args.srwm_norm_skip,
+                pre_norm=args.srwm_pre_norm, beta_init=args.srwm_beta_init)
 
 
 def eval_loader(classes, args, ways: int, shots: int, episodes: int, seed: int):

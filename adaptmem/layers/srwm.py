@@ -33,7 +33,8 @@ class SRWM(FastWeightLayer):
         M \leftarrow M + b_M\, k_t^\top (q_t M - k_t M), \quad M \in (W_y, W_q, W_k, w_b)
 
     The block is the paper's few-shot one: ``out = LayerNorm(x) + Dropout(W_o [y^1; ..; y^H])``
-    (``norm_skip=False`` gives the RL block ``x + Dropout(W_o y)``).
+    (``norm_skip=False`` gives the RL block ``x + Dropout(W_o y)``; adding ``pre_norm=True`` gives
+    the pre-LN block of the other layers, ``x + Dropout(W_o SRWM(LayerNorm(x)))``).
 
     Args:
         d_model: input and output size.
@@ -44,6 +45,7 @@ class SRWM(FastWeightLayer):
         beta_init: mean of the initial ``w_b`` (the paper's few-shot and RL runs use 0).
         input_softmax: softmax each head's input first (the paper's RL agent does).
         norm_skip: LayerNorm on the skip path (few-shot block) or plain residual (RL block).
+        pre_norm: feed the SRWM ``LayerNorm(x)`` instead of the raw residual stream ``x``.
         backend, checkpoint_every: passed to :func:`adaptmem.ops.srwm`.
 
     Inputs: ``x, state=None, reset=None``
@@ -67,11 +69,12 @@ class SRWM(FastWeightLayer):
 
     def __init__(self, d_model: int, num_heads: int, head_dim: int | None = None, dropout: float = 0.0,
                  beta_init: float = 0.0, input_softmax: bool = False, norm_skip: bool = True,
-                 backend: str = "auto", checkpoint_every: int = 64) -> None:
+                 pre_norm: bool = False, backend: str = "auto", checkpoint_every: int = 64) -> None:
         super().__init__()
         D = resolve_heads("SRWM", d_model, num_heads, head_dim)
         self.d_model, self.num_heads, self.head_dim = d_model, num_heads, D
         self.beta_init, self.input_softmax, self.norm_skip = beta_init, input_softmax, norm_skip
+        self.pre_norm = pre_norm
         self.backend, self.checkpoint_every = backend, checkpoint_every
         H = num_heads
         self.in_proj = nn.Linear(d_model, H * D, bias=False) if H * D != d_model else None
@@ -80,7 +83,7 @@ class SRWM(FastWeightLayer):
         self.W_k = nn.Parameter(torch.empty(H, D, D))
         self.w_b = nn.Parameter(torch.empty(H, D, 4))
         self.out_proj = nn.Linear(H * D, d_model, bias=False)
-        self.norm = nn.LayerNorm(d_model) if norm_skip else None
+        self.norm = nn.LayerNorm(d_model) if norm_skip or pre_norm else None
         self.dropout = nn.Dropout(dropout)
         self.reset_parameters()
 
@@ -97,7 +100,9 @@ class SRWM(FastWeightLayer):
     def forward(self, x: torch.Tensor, state: SRWMState | None = None,
                 reset: torch.Tensor | None = None) -> tuple[torch.Tensor, SRWMState]:
         B, T = self.check_input(x, state)
-        h = self.in_proj(x) if self.in_proj is not None else x
+        normed = self.norm(x) if self.norm is not None else x
+        h = normed if self.pre_norm else x
+        h = self.in_proj(h) if self.in_proj is not None else h
         h = h.view(B, T, self.num_heads, self.head_dim)
         if self.input_softmax:
             h = torch.softmax(h, dim=-1)
@@ -107,8 +112,9 @@ class SRWM(FastWeightLayer):
                       checkpoint_every=self.checkpoint_every)
         new_state = SRWMState(*(w_t - w0.to(w_t.dtype) for w_t, w0 in zip(W_T, W0)))
         out = self.dropout(self.out_proj(y.reshape(B, T, -1)))
-        return (self.norm(x) if self.norm is not None else x) + out, new_state
+        return (normed if self.norm_skip else x) + out, new_state
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, num_heads={self.num_heads}, head_dim={self.head_dim}, "
-                f"beta_init={self.beta_init}, input_softmax={self.input_softmax}, norm_skip={self.norm_skip}")
+                f"beta_init={self.beta_init}, input_softmax={self.input_softmax}, norm_skip={self.norm_skip}, "
+                f"pre_norm={self.pre_norm}")

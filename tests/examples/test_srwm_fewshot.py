@@ -97,3 +97,13 @@ def test_benchmark_quick_prints_the_ratio_table(monkeypatch, capsys):
     for model in ("srwm", "deltanet", "lstm"):
         assert f"| {model} |" in out
     assert "| lstm |" in out and "1.00x / 1.00x |" in out
+
+
+def test_srwm_flags_reach_every_srwm_layer_and_are_ignored_by_other_models(example):
+    args = example.parse_args(["--srwm-input-softmax", "--no-srwm-norm-skip", "--srwm-pre-norm",
+                               "--srwm-beta-init", "-1", *TINY])
+    args.label_slots = args.ways
+    layers = [b.fast for b in example.make_model(args, (1, 28, 28)).seq.blocks]
+    assert layers and all(l.input_softmax and not l.norm_skip and l.pre_norm and l.beta_init == -1.0 for l in layers)
+    args.model = "deltanet"
+    assert example.make_model(args, (1, 28, 28)).seq.blocks[0].fast.__class__.__name__ == "DeltaNet"
