@@ -40,7 +40,7 @@ CONFIGS = {
     "default": dict(games=["starpilot", "fruitbot"], distribution_mode="easy", num_levels=1,
                     envs_per_game=16, total_frames=300_000, unroll_length=20, batch_size=16, optimizer="adam",
                     lr=1e-3, entropy_cost=0.005, channels=[8, 16, 16], res_blocks=1, downsample=2, layers=2,
-                    heads=8, head_dim=16, d_ff=512, lstm_hidden=256, srwm_block="fewshot"),
+                    heads=8, head_dim=16, d_ff=512, lstm_hidden=256, srwm_block="rl"),
     # The paper: 6 easy games, 200 levels, batch 32 x unroll 50, RMSProp 6e-4 decayed to 0 over 300M frames.
     "paper": dict(games=list(PAPER_GAMES), distribution_mode="easy", num_levels=200, envs_per_game=16,
                   total_frames=300_000_000, unroll_length=50, batch_size=32, optimizer="rmsprop", lr=6e-4,
