@@ -6,23 +6,13 @@ import pytest
 import torch
 
 from adaptmem.ops import srwm
-from tests.ops.triton_interpret import interpreted_kernels
+from tests.ops.helpers import BF16_RTOL as BF16_TOL
+from tests.ops.helpers import FP32_RTOL as FP32_TOL
+from tests.ops.helpers import rel_err
+from tests.ops.triton_interpret import run_module_under_interpreter  # noqa: F401  (autouse fixture)
 
 pytest.importorskip("triton")
 
-FP32_TOL = 1e-5  # relative error of float32 outputs and gradients vs the float64 reference
-BF16_TOL = 2e-2
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _interpreter():
-    with interpreted_kernels():
-        yield
-
-
-def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double(), b.double()
-    return ((a - b).norm() / b.norm()).item()
 
 
 def make_problem(B, T, H, D, *, batched, seed=0):

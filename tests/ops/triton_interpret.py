@@ -51,3 +51,10 @@ def interpreted_kernels() -> Iterator[None]:
             os.environ.pop("TRITON_INTERPRET", None)
         else:
             os.environ["TRITON_INTERPRET"] = previous_env
+
+
+@pytest.fixture(scope="module", autouse=True)
+def run_module_under_interpreter():
+    """Autouse in every test module that imports it: the module's tests run the interpreted kernels."""
+    with interpreted_kernels():
+        yield
