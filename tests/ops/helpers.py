@@ -20,6 +20,13 @@ def assert_close(a, ref, rtol: float, what: str = "") -> None:
     assert err < rtol, f"{what}: relative error {err:.3g} >= {rtol:g}"
 
 
+def assert_all_close(got, want, rtol: float, what: str) -> None:
+    """:func:`assert_close` for each pair of two equally long sequences of tensors, shapes included."""
+    for i, (a, b) in enumerate(zip(got, want, strict=True)):
+        assert a.shape == b.shape, f"{what}[{i}]: shape {tuple(a.shape)} != {tuple(b.shape)}"
+        assert_close(a, b, rtol, f"{what}[{i}]")
+
+
 def grads(outputs, inputs, seed: int = 1):
     """Gradients of a random linear functional of all outputs (so every output matters)."""
     g = torch.Generator().manual_seed(seed)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from adaptmem.ops import delta_rule, linear_attention
 from tests.ops.helpers import BF16_RTOL as BF16_TOL
 from tests.ops.helpers import FP32_RTOL as FP32_TOL
+from tests.ops.helpers import assert_all_close as assert_close
 from tests.ops.helpers import rel_err
 from tests.ops.triton_interpret import run_module_under_interpreter  # noqa: F401  (autouse fixture)
 
@@ -43,13 +44,6 @@ def run(op, inputs, dtype, *, backend, reset=None, use_state=True, **kw):
     loss = sum((t.double() * torch.randn(t.shape, generator=g, dtype=torch.float64)).sum() for t in outs)
     loss.backward()
     return outs, [leaves[n].grad for n in names]
-
-
-def assert_close(got, want, tol, what):
-    for i, (a, b) in enumerate(zip(got, want)):
-        assert a.shape == b.shape, f"{what}[{i}]: shape {tuple(a.shape)} != {tuple(b.shape)}"
-        err = rel_err(a, b)
-        assert err < tol, f"{what}[{i}]: relative error {err:.2e} >= {tol}"
 
 
 def test_triton_delta_rule_matches_reference_with_resets_state_and_two_value_tiles():

@@ -8,7 +8,7 @@ import torch
 from adaptmem.ops import srwm
 from tests.ops.helpers import BF16_RTOL as BF16_TOL
 from tests.ops.helpers import FP32_RTOL as FP32_TOL
-from tests.ops.helpers import rel_err
+from tests.ops.helpers import assert_all_close as assert_close
 from tests.ops.triton_interpret import run_module_under_interpreter  # noqa: F401  (autouse fixture)
 
 pytest.importorskip("triton")
@@ -35,13 +35,6 @@ def run(x, weights, *, backend, dtype, reset=None, reset_to=None, checkpoint_eve
         loss = loss + (M.double() * torch.randn(M.shape, generator=g, dtype=torch.float64)).sum()
     loss.backward()
     return [y, *state], [t.grad for t in leaves]
-
-
-def assert_close(got, want, tol, what):
-    for i, (a, b) in enumerate(zip(got, want)):
-        assert a.shape == b.shape, f"{what}[{i}]: shape {tuple(a.shape)} != {tuple(b.shape)}"
-        err = rel_err(a, b)
-        assert err < tol, f"{what}[{i}]: relative error {err:.2e} >= {tol}"
 
 
 def test_triton_matches_reference_across_checkpoints_with_resets_and_final_state_gradient():
