@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from adaptmem.utils import markdown_table
+
 
 def _rss_kb() -> int:
     with open("/proc/self/status") as f:
@@ -55,7 +57,4 @@ def load_note() -> str:
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    fmt = "| " + " | ".join(f"{{:{w}}}" for w in widths) + " |"
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([fmt.format(*header), sep, *(fmt.format(*map(str, r)) for r in rows)])
+    return markdown_table(header, rows)

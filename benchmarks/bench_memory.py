@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from adaptmem.memory import EpisodicMemory, MbPA, faiss_available
-from adaptmem.utils import set_threads
+from adaptmem.utils import markdown_table, set_threads
 
 
 def timeit(fn, repeats: int) -> float:
@@ -85,10 +85,9 @@ def bench_mbpa(batch: int, k: int, steps: int, dim: int, n: int, repeats: int, t
 
 def print_table(title: str, rows: list[tuple], unit: str) -> None:
     print(f"\n{title}\n")
-    print(f"| method | threads | time (ms) | {unit}/s | speed-up vs first row |")
-    print("|---|---|---|---|---|")
-    for name, th, sec, rate, ratio in rows:
-        print(f"| {name} | {th} | {1e3 * sec:.1f} | {rate:,.0f} | {ratio:.1f}x |")
+    print(markdown_table(["method", "threads", "time (ms)", f"{unit}/s", "speed-up vs first row"],
+                         [[name, th, f"{1e3 * sec:.1f}", f"{rate:,.0f}", f"{ratio:.1f}x"]
+                          for name, th, sec, rate, ratio in rows]))
 
 
 def main(argv=None) -> None:

@@ -10,6 +10,7 @@ import torch
 
 from adaptmem.rl.agent import Agent
 from adaptmem.rl.envs import VecEnv
+from adaptmem.utils import markdown_table
 
 
 @torch.no_grad()
@@ -67,13 +68,7 @@ def format_table(rows: Sequence[dict[str, object]], columns: Sequence[str] | Non
             return "-" if math.isnan(v) else f"{v:.2f}"
         return str(v)
 
-    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[j]) for row in cells)) for j, c in enumerate(columns)]
-
-    def line(vals: Sequence[str]) -> str:
-        return "| " + " | ".join(v.ljust(w) for v, w in zip(vals, widths)) + " |"
-
-    return "\n".join([line(columns), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in cells])
+    return markdown_table(columns, [[fmt(r.get(c, "")) for c in columns] for r in rows])
 
 
 def score_rows(results: dict[str, dict[int, np.ndarray]], task_names: Sequence[str],

@@ -2,7 +2,7 @@
 
 from adaptmem.utils.checkpoint import atomic_save, load_checkpoint, save_checkpoint
 from adaptmem.utils.checks import check_floating, check_same_device, check_shape, fmt_shape
-from adaptmem.utils.logging import MetricLogger
+from adaptmem.utils.logging import MetricLogger, markdown_table
 from adaptmem.utils.paths import default_data_root
 from adaptmem.utils.progress import progress
 from adaptmem.utils.seed import get_rng_state, seed_everything, set_rng_state, set_threads
@@ -17,6 +17,7 @@ __all__ = [
     "fmt_shape",
     "get_rng_state",
     "load_checkpoint",
+    "markdown_table",
     "progress",
     "save_checkpoint",
     "seed_everything",

@@ -128,3 +128,15 @@ def plot_curves(
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def markdown_table(header: Sequence[object], rows: Iterable[Sequence[object]]) -> str:
+    """A GitHub-markdown table with padded columns; cells are printed with ``str``."""
+    cells = [[str(v) for v in row] for row in rows]
+    head = [str(h) for h in header]
+    widths = [max(len(h), *(len(row[j]) for row in cells)) for j, h in enumerate(head)]
+
+    def line(vals: Sequence[str]) -> str:
+        return "| " + " | ".join(v.ljust(w) for v, w in zip(vals, widths)) + " |"
+
+    return "\n".join([line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells)])

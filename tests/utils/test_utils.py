@@ -101,3 +101,14 @@ def test_piecewise_linear_interpolates_between_knots_and_clamps_outside():
     assert f(-3) == 1.0 and f(99) == pytest.approx(0.03)
     with pytest.raises(ValueError, match="increase"):
         piecewise_linear([(0, 1.0), (0, 0.5)])
+
+
+def test_markdown_table_pads_columns_to_the_widest_cell():
+    from adaptmem.utils import markdown_table
+
+    assert markdown_table(["op", "x"], [["srwm", 1.5], ["a", "wide cell"]]).splitlines() == [
+        "| op   | x         |",
+        "|------|-----------|",
+        "| srwm | 1.5       |",
+        "| a    | wide cell |",
+    ]
