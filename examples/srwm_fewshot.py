@@ -183,7 +183,7 @@ def train(args, splits, model, dist, device) -> None:
 def test(args, splits, model, device) -> dict:
     load_checkpoint(Path(args.out) / "best.pt", model=model, restore_rng=False)
     results = {"model": args.model, "protocol": args.protocol, "settings": []}
-    print(f"\n| model | protocol | test set | ways | shots | accuracy % | 95% CI | episodes |\n|---|---|---|---|---|---|---|---|")
+    print("\n| model | protocol | test set | ways | shots | accuracy % | 95% CI | episodes |\n|---|---|---|---|---|---|---|---|")
     for ways in args.eval_ways or [args.ways]:
         for shots in args.eval_shots or [args.shots]:
             loader = eval_loader(splits["test"], args, ways, shots, args.test_episodes, seed=20_000 + args.seed)

@@ -52,5 +52,7 @@ def barrier(info: DistInfo) -> None:
 
 
 def cleanup_distributed(info: DistInfo) -> None:
+    """Leave the process group; ranks wait for each other first so none tears down a peer's sockets."""
     if info.enabled and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

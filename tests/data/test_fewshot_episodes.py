@@ -11,7 +11,7 @@ from adaptmem.data.fewshot import (
     episode_loader,
     merge_classes,
 )
-from tests.data.fewshot_fakes import one_thread
+from tests.data.fewshot_fakes import one_thread  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,8 +1,6 @@
 """End-to-end runs of examples/srwm_fewshot.py at a tiny size on generated Omniglot zips."""
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import torch
 
 from tests.data.fewshot_fakes import one_thread, write_minimal_omniglot  # noqa: F401
 from tests.data.test_fewshot_readers import write_lake_runs
-from tests.examples import load_benchmark, load_example
+from tests.examples import load_benchmark, load_example, run_torchrun
 
 pytest.importorskip("PIL")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -80,11 +78,7 @@ def test_evaluate_mode_with_other_ways_shots_and_lake_runs(example, data_root, t
 
 
 def test_torchrun_two_cpu_processes(data_root, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(SCRIPT), "--data-root", str(data_root), "--out", str(tmp_path), "--steps", "2", *TINY]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_torchrun(SCRIPT, "--data-root", str(data_root), "--out", str(tmp_path), "--steps", "2", *TINY)
     assert "2 process(es)" in proc.stdout
     assert json.loads((tmp_path / "results.json").read_text())["settings"][0]["episodes"] == 4
 

@@ -1,15 +1,13 @@
 """examples/srwm_lm.py end to end at a tiny size: compare, exact resume, sampling, DDP."""
 
 import importlib.util
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.examples import load_example
+from tests.examples import load_example, run_torchrun
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "srwm_lm.py"
@@ -94,10 +92,7 @@ def test_sample_mode_generates_from_the_trained_checkpoint(corpus, tmp_path, mon
 
 def test_two_process_ddp_matches_one_process_with_the_combined_batch(corpus, tmp_path, monkeypatch):
     common = ["--kind", "deltanet", "--data", str(corpus), "--max_steps", "4", "--eval_interval", "4", *TINY]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                    str(EXAMPLE), *common, "--out_dir", str(tmp_path / "ddp")], check=True, env=env, timeout=120,
-                   capture_output=True)
+    run_torchrun(EXAMPLE, *common, "--out_dir", str(tmp_path / "ddp"))
     run_example(monkeypatch, *common, "--batch_size", "4", "--eval_batch_size", "2", "--out_dir", str(tmp_path / "one"))
     a, b = checkpoint(tmp_path / "ddp" / "deltanet"), checkpoint(tmp_path / "one" / "deltanet")
     assert len(a["extra"]["state"]) == 2  # each rank's carried state is saved
