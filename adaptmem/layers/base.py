@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from adaptmem.layers.state import detach_state, mask_state  # noqa: F401  (re-exported: their old home)
 from adaptmem.utils.checks import check_floating, fmt_shape
 
 

@@ -110,8 +110,9 @@ class FastWeightStack(nn.Module):
                       for _ in range(num_layers)]
         else:
             blocks, width = [], d_model
-            for i in range(num_layers):
-                blocks.append(make_layer(kind, width, num_heads, hidden_size=hidden_size or d_model,
+            hidden = d_model if hidden_size is None else hidden_size
+            for i in range(num_layers):  # dropout between layers, not after the last (as nn.LSTM)
+                blocks.append(make_layer(kind, width, num_heads, hidden_size=hidden,
                                          dropout=dropout if i < num_layers - 1 else 0.0, **layer_kwargs))
                 width = blocks[-1].out_dim
         self.blocks = nn.ModuleList(blocks)

@@ -5,11 +5,14 @@ import stat
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
 
 from adaptmem.utils import atomic_save, atomic_write, atomic_write_text
+
+REPO = Path(__file__).resolve().parents[2]  # the subprocess imports this checkout's adaptmem
 
 
 @pytest.fixture
@@ -59,7 +62,7 @@ def test_a_stale_temp_file_of_a_killed_save_is_removed_by_the_next_save(tmp_path
             os.kill(os.getpid(), signal.SIGKILL)
         atomic_write({str(target)!r}, write)
     """)
-    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": os.getcwd()},
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
                           capture_output=True, text=True)
     assert proc.returncode == -9, proc.stderr
     stale = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
