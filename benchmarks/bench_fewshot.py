@@ -20,7 +20,7 @@ import torch
 
 from adaptmem.data.fewshot import Episode
 from adaptmem.models import build_fewshot_learner, episode_loss
-from adaptmem.utils import set_threads
+from adaptmem.utils import count_parameters, set_threads
 
 
 def parse_args() -> argparse.Namespace:
@@ -84,7 +84,7 @@ def main() -> None:
     print(head + "\n" + "|---" * (4 + len(refs)) + "|")
     for k, (net, *_rest) in runs.items():
         ratios = " | ".join(f"{rate[k] / rate[r]:.2f}x / {cpu_rate[k] / cpu_rate[r]:.2f}x" for r in refs)
-        print(f"| {k} | {sum(p.numel() for p in net.parameters()):,} | {rate[k]:.0f} | {cpu_rate[k]:.0f} | {ratios} |")
+        print(f"| {k} | {count_parameters(net):,} | {rate[k]:.0f} | {cpu_rate[k]:.0f} | {ratios} |")
 
 
 if __name__ == "__main__":

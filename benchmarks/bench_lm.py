@@ -18,10 +18,10 @@ import time
 
 import torch
 
-from adaptmem.models.lm import build_lm, count_parameters, match_d_ff, train_step
-from adaptmem.utils import set_threads
+from adaptmem.models.lm import FAST_KINDS, build_lm, match_d_ff, train_step
+from adaptmem.utils import count_parameters, set_threads
 
-KINDS = ("transformer", "srwm", "deltanet", "linear", "recurrent_deltanet")
+KINDS = ("transformer", *FAST_KINDS)
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:

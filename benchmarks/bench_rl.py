@@ -24,7 +24,9 @@ import torch
 
 from adaptmem.rl import CORES, ImpalaConfig, ImpalaLearner, VecEnv, make_agent, make_procgen, procgen_unavailable
 from adaptmem.rl.envs import EpisodeTracker, StepResult, check_actions
-from adaptmem.utils import set_threads
+from adaptmem.utils import count_parameters, set_threads
+
+PAPER_CORES = ("srwm", "deltanet", "lstm", "ff")  # the agents the paper times (see above)
 
 SIZES = {
     "default": dict(channels=(8, 16, 16), res_blocks=1, downsample=2, unroll_length=20, envs_per_game=16,
@@ -73,7 +75,8 @@ def sync(device: str) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", choices=sorted(SIZES), default="default", help="torso/unroll/batch sizes")
-    p.add_argument("--cores", nargs="+", choices=CORES, default=list(CORES))
+    p.add_argument("--cores", nargs="+", choices=CORES, default=list(PAPER_CORES),
+                   help="cores to time (default: the paper's comparison)")
     p.add_argument("--games", type=int, default=3, help="number of ProcGen games (pools)")
     p.add_argument("--rounds", type=int, default=5, help="timed rounds per core (median reported)")
     p.add_argument("--steps", type=int, default=3, help="train steps (unroll + updates) per round")
@@ -116,7 +119,7 @@ def main() -> None:
     for core, learner in learners.items():
         w, c = statistics.median(wall[core]), statistics.median(cpu[core])
         ratios = [f"{x / ref:.2f}" if ref else "-" for x, ref in ((w, ref_wall), (c, ref_cpu))]
-        print(f"| {core} | {sum(p.numel() for p in learner.agent.parameters()):,} | {w:,.0f} | {c:,.0f} | "
+        print(f"| {core} | {count_parameters(learner.agent):,} | {w:,.0f} | {c:,.0f} | "
               f"{' | '.join(ratios)} |")
     for learner in learners.values():
         learner.env.close()

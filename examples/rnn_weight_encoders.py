@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
+from adaptmem.utils import count_parameters
 from adaptmem.utils.seed import seed_everything, set_threads
 from adaptmem.weights import (DownstreamProbe, EmulationConfig, Emulator, build_encoder, downstream_targets, encode,
                               evaluate_emulation, plot_pca, train_emulation)
-from adaptmem.weights.training import count_parameters
 from adaptmem.weights.zoo import ZooConfig, ZooDataset, generate_zoo
 
 

@@ -7,7 +7,7 @@ reading: exactly what SRWM and DeltaNet layers do (the few-shot setting in minia
 image with its label per step, then a query). Chance accuracy is 1 / n_values.
 
     python examples/srwm_demo.py                       # SRWM, ~1 min on 2 cores
-    python examples/srwm_demo.py --kind deltanet       # any adaptmem layer kind, or lstm
+    python examples/srwm_demo.py --kind deltanet       # any adaptmem layer kind (lstm included)
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from adaptmem.layers import FastWeightStack
-from adaptmem.utils import progress, seed_everything, set_threads
+from adaptmem.layers import FastWeightStack, layer_kinds
+from adaptmem.utils import count_parameters, progress, seed_everything, set_threads
 
 
 @dataclass
 class Config:
-    kind: str = "srwm"  # srwm | deltanet | linear | recurrent_deltanet | lstm
+    kind: str = "srwm"  # any of adaptmem.layers.layer_kinds()
     n_keys: int = 16
     n_values: int = 16
     n_pairs: int = 6
@@ -55,11 +55,9 @@ class RecallModel(nn.Module):
         super().__init__()
         self.key_embed = nn.Embedding(cfg.n_keys, cfg.d_model)
         self.value_embed = nn.Embedding(cfg.n_values + 1, cfg.d_model)
-        if cfg.kind == "lstm":
-            self.core = nn.LSTM(cfg.d_model, cfg.d_model, num_layers=cfg.num_layers, batch_first=True)
-        else:
-            self.core = FastWeightStack(cfg.kind, cfg.num_layers, cfg.d_model, cfg.num_heads, final_norm=True)
-        self.head = nn.Linear(cfg.d_model, cfg.n_values)
+        # final_norm applies to the fast-weight blocks; an LSTM stack is plain nn.LSTM layers
+        self.core = FastWeightStack(cfg.kind, cfg.num_layers, cfg.d_model, cfg.num_heads, final_norm=True)
+        self.head = nn.Linear(self.core.out_dim, cfg.n_values)
 
     def forward(self, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         h, _ = self.core(self.key_embed(keys) + self.value_embed(values))
@@ -86,7 +84,7 @@ def main(cfg: Config) -> None:
     with torch.no_grad():
         keys, values, answer = make_batch(cfg, 2000, torch.Generator().manual_seed(cfg.seed + 1))
         acc = (model(keys, values).argmax(-1) == answer).float().mean().item()
-    params = sum(p.numel() for p in model.parameters())
+    params = count_parameters(model)
     print("\n| model | params | steps | test accuracy | chance | train time |\n|---|---|---|---|---|---|")
     print(f"| {cfg.kind} | {params:,} | {cfg.steps} | {acc:.3f} | {1 / cfg.n_values:.3f} | {time.time() - start:.0f} s |")
 
@@ -95,7 +93,9 @@ def parse_args() -> Config:
     cfg = Config()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for name, value in vars(cfg).items():
-        ap.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value, help=f"(default: {value})")
+        choices = layer_kinds() if name == "kind" else None
+        ap.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value, choices=choices,
+                        help=f"(default: {value})")
     return Config(**vars(ap.parse_args()))
 
 

@@ -24,7 +24,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from adaptmem.data.fewshot import DATASETS, Episode, EpisodeDataset, episode_loader, evaluate_lake_runs, load_fewshot_splits
 from adaptmem.models import MODELS, build_fewshot_learner, episode_loss, evaluate_episodes
-from adaptmem.utils import MetricLogger, load_checkpoint, progress, save_checkpoint, seed_everything, set_threads
+from adaptmem.utils import (MetricLogger, count_parameters, load_checkpoint, progress, save_checkpoint, seed_everything,
+                            set_threads)
 from adaptmem.utils.amp import autocast, grad_scaler
 from adaptmem.utils.distributed import all_reduce_mean, barrier, cleanup_distributed, init_distributed
 from adaptmem.utils.logging import plot_curves
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         model.backbone.compile()
     if dist.is_main:
         print(f"{args.dataset}: " + ", ".join(f"{k} {v.num_classes} classes" for k, v in splits.items()))
-        print(f"{args.model}: {sum(p.numel() for p in model.parameters()):,} parameters, {dist.world_size} process(es)")
+        print(f"{args.model}: {count_parameters(model):,} parameters, {dist.world_size} process(es)")
     t0, cpu0, load0 = time.time(), time.process_time(), os.getloadavg()[0]
     if args.mode == "train":
         train(args, splits, model, dist, device)

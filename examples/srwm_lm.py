@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 from adaptmem.data.text import Vocab, load_corpus
-from adaptmem.models.lm import (KINDS, TokenStreams, build_lm, count_parameters, evaluate, generate,
-                                match_d_ff, train_step)
-from adaptmem.utils import MetricLogger, load_checkpoint, progress, save_checkpoint, seed_everything, set_threads
+from adaptmem.models.lm import KINDS, TokenStreams, build_lm, evaluate, generate, match_d_ff, train_step
+from adaptmem.utils import (MetricLogger, count_parameters, load_checkpoint, progress, save_checkpoint, seed_everything,
+                            set_threads)
 from adaptmem.utils.amp import grad_scaler
 from adaptmem.utils.distributed import all_reduce_mean, barrier, cleanup_distributed, init_distributed
 from adaptmem.utils.logging import plot_curves

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adaptmem.rl import (PAPER_GAMES, PAPER_MEMORY_GAMES, ImpalaConfig, ImpalaLearner, MultiTaskEnv, RecallEnv,
+from adaptmem.rl import (CORES, PAPER_GAMES, PAPER_MEMORY_GAMES, ImpalaConfig, ImpalaLearner, MultiTaskEnv, RecallEnv,
                          evaluate, format_table, make_agent, make_procgen, normalized_score, procgen_unavailable,
                          score_rows)
-from adaptmem.utils import MetricLogger, load_checkpoint, progress, seed_everything, set_threads
+from adaptmem.utils import MetricLogger, count_parameters, load_checkpoint, progress, seed_everything, set_threads
 from adaptmem.utils.logging import plot_curves
 
 # Flags left unset take their value from the chosen --config.
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
     a("--config", choices=sorted(CONFIGS), default="default", help="preset for every flag marked (preset)")
-    a("--core", choices=("srwm", "deltanet", "lstm", "ff"), default="srwm", help="the agent's memory")
+    a("--core", choices=CORES, default="srwm", help="the agent's memory: a layer kind, or ff (none)")
     a("--out", default="runs/srwm_procgen", help="folder for last.pt, CSV/TensorBoard logs, curve PNGs, results.md")
     a("--resume", action="store_true", help="continue from --out/last.pt (the learner resumes exactly; "
                                             "ProcGen episodes restart)")
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> str:
         if changed:
             raise ValueError(f"--resume: {changed} differ from the checkpoint's {[saved[k] for k in changed]}")
         learner.load(out / "last.pt")
-    print(f"{args.core} agent, {sum(p.numel() for p in agent.parameters()):,} parameters; games {env.task_names}; "
+    print(f"{args.core} agent, {count_parameters(agent):,} parameters; games {env.task_names}; "
           f"{env.num_envs} envs; {args.total_frames:,} frames")
 
     log = MetricLogger(out, resume_step=learner.frames)

@@ -7,6 +7,9 @@ import os
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
+
+from adaptmem.utils.atomic import atomic_write
 
 
 class DownloadError(RuntimeError):
@@ -15,23 +18,25 @@ class DownloadError(RuntimeError):
 
 def download(urls: Sequence[str], dest: str | os.PathLike, *, md5: str | None = None,
              timeout: float = 30.0) -> Path:
-    """Fetch the first mirror that works into ``dest`` (write to ``dest.part``, then rename)."""
+    """Fetch the first mirror that works into ``dest``, atomically (see
+    :func:`adaptmem.utils.atomic.atomic_write`): a failed or corrupt download leaves no file."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for url in urls:
-        part = dest.with_name(dest.name + ".part")
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as r, open(part, "wb") as f:
+
+        def fetch(f: BinaryIO, url: str = url) -> None:
+            h = hashlib.md5()
+            with urllib.request.urlopen(url, timeout=timeout) as r:
                 while chunk := r.read(1 << 20):
                     f.write(chunk)
-            if md5 is not None and file_md5(part) != md5:
+                    h.update(chunk)
+            if md5 is not None and h.hexdigest() != md5:  # checked before the file replaces dest
                 raise OSError(f"md5 mismatch for {url}")
-            os.replace(part, dest)
-            return dest
+
+        try:
+            return atomic_write(dest, fetch)
         except OSError as e:  # URLError and socket errors are OSErrors
             errors.append(f"{url}: {e}")
-            part.unlink(missing_ok=True)
     raise DownloadError(
         f"could not download {dest.name} ({'; '.join(errors)}). "
         f"Without network access, place the file at {dest} by hand."

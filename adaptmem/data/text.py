@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import socket
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
+from adaptmem.utils.atomic import atomic_write_text
 from adaptmem.utils.checkpoint import atomic_save
 from adaptmem.utils.checks import check_positive_int, check_tensor, fmt_shape
 from adaptmem.utils.paths import default_data_root
@@ -159,7 +159,7 @@ class Vocab:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the vocabulary as JSON (atomically)."""
-        _atomic_write_text(Path(path), self.to_json())
+        atomic_write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocab:
@@ -512,14 +512,3 @@ def make_synthetic_corpus(folder: str | os.PathLike, layout: str = "ptb", *, lin
         (folder / name).write_text(text(n))
     return folder
 
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,4 +1,4 @@
-"""What all fast-weight layers share: state shapes, zero states, input checks."""
+"""What all recurrent layers share: the layer contract, state shapes, zero states, input checks."""
 
 from __future__ import annotations
 
@@ -7,18 +7,27 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from adaptmem.layers.state import detach_state, mask_state  # noqa: F401  (re-exported: their old home)
 from adaptmem.utils.checks import check_floating, fmt_shape
 
 
-class FastWeightLayer(nn.Module):
-    """Base class: ``forward(x [B, T, d_model], state=None, reset=None) -> (y, new_state)``.
+class RecurrentLayer(nn.Module):
+    """The layer contract: ``forward(x [B, T, d_model], state=None, reset=None) -> (y, new_state)``.
 
-    Subclasses define ``state_type`` (a ``NamedTuple``) and :meth:`state_shapes`. The zero
-    state is the fresh state (for SRWM: the learned initial weights, unchanged).
+    ``y`` is ``[B, T, out_dim]``; ``state`` is a ``NamedTuple`` (``state_type``) of batch-first
+    tensors whose shapes :meth:`state_shapes` gives, all zero when fresh; ``reset`` (bool ``[B]``
+    or ``[B, T]``) restarts a row from the fresh state before that step. Every adaptmem layer
+    (the fast-weight layers and the :class:`~adaptmem.layers.LSTM` baseline) follows it, so
+    stacks, models and agents never special-case a kind.
     """
 
     state_type: type[NamedTuple]
     d_model: int
+
+    @property
+    def out_dim(self) -> int:
+        """Size of the output features (``d_model`` unless the layer changes the width)."""
+        return self.d_model
 
     def state_shapes(self, batch_size: int) -> tuple[tuple[int, ...], ...]:
         raise NotImplementedError
@@ -50,26 +59,10 @@ class FastWeightLayer(nn.Module):
         return B, x.shape[1]
 
 
-def detach_state(state: Any) -> Any:
-    """Detach every tensor in a (nested) state: truncated BPTT at a segment boundary."""
-    if isinstance(state, torch.Tensor):
-        return state.detach()
-    if isinstance(state, tuple) and hasattr(state, "_fields"):
-        return type(state)(*(detach_state(s) for s in state))
-    if isinstance(state, (list, tuple)):
-        return type(state)(detach_state(s) for s in state)
-    return state
-
-
-def mask_state(state: Any, keep: torch.Tensor) -> Any:
-    """Zero the rows of a (nested) state where ``keep`` ([B] bool) is False."""
-    if isinstance(state, torch.Tensor):
-        return state * keep.view(-1, *([1] * (state.dim() - 1))).to(state.dtype)
-    if isinstance(state, tuple) and hasattr(state, "_fields"):
-        return type(state)(*(mask_state(s, keep) for s in state))
-    if isinstance(state, (list, tuple)):
-        return type(state)(mask_state(s, keep) for s in state)
-    return state
+class FastWeightLayer(RecurrentLayer):
+    """A fast-weight memory layer (SRWM, DeltaNet, ...): a :class:`RecurrentLayer` whose state
+    is a set of per-head fast weight matrices and whose output keeps the width ``d_model``.
+    The zero state is the fresh state (for SRWM: the learned initial weights, unchanged)."""
 
 
 def resolve_heads(name: str, d_model: int, num_heads: int, head_dim: int | None) -> int:

@@ -1,33 +1,20 @@
-"""FastWeightBlock (fast-weight layer + feed-forward) and FastWeightStack (N blocks)."""
+"""FastWeightBlock (layer + feed-forward) and FastWeightStack (N blocks, or N bare recurrent layers)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
 from torch import nn
 
-from adaptmem.layers.base import FastWeightLayer
-from adaptmem.layers.delta_net import DeltaNet, LinearAttention, RecurrentDeltaNet
-from adaptmem.layers.srwm import SRWM
+from adaptmem.layers.registry import LAYERS, layer_kind, make_layer
 from adaptmem.utils.checks import fmt_shape
 
-LAYERS: dict[str, type[FastWeightLayer]] = {
-    "srwm": SRWM,
-    "deltanet": DeltaNet,
-    "linear": LinearAttention,
-    "recurrent_deltanet": RecurrentDeltaNet,
-}
+# LAYERS and make_layer lived here before the registry; they stay importable from here.
+__all__ = ["LAYERS", "FastWeightBlock", "FastWeightStack", "FeedForward", "make_layer"]
 
-
-def make_layer(kind: str | type[FastWeightLayer], d_model: int, num_heads: int, **kwargs: Any) -> FastWeightLayer:
-    """Build a fast-weight layer by name (``"srwm"``, ``"deltanet"``, ``"linear"``,
-    ``"recurrent_deltanet"``) or class."""
-    if isinstance(kind, str):
-        if kind not in LAYERS:
-            raise ValueError(f"make_layer: kind must be one of {list(LAYERS)}, got {kind!r}")
-        kind = LAYERS[kind]
-    return kind(d_model, num_heads, **kwargs)
+_NN_LSTM_PARAM = re.compile(r"(weight|bias)_(ih|hh)_l(\d+)")  # nn.LSTM(num_layers=L)'s, e.g. weight_ih_l1
 
 
 class FeedForward(nn.Module):
@@ -45,10 +32,10 @@ class FeedForward(nn.Module):
 
 
 class FastWeightBlock(nn.Module):
-    """One fast-weight layer followed by a pre-LN feed-forward block.
+    """One layer followed by a pre-LN feed-forward block.
 
     Args:
-        kind: ``"srwm"``, ``"deltanet"``, ``"linear"``, ``"recurrent_deltanet"`` or a layer class.
+        kind: a registered kind (:func:`adaptmem.layers.layer_kinds`) or a layer class.
         d_model, num_heads: sizes.
         d_ff: feed-forward width (default ``4 * d_model``).
         dropout: used in both sub-blocks.
@@ -57,11 +44,12 @@ class FastWeightBlock(nn.Module):
     Inputs/outputs as for the layer: ``forward(x, state=None, reset=None) -> (y, new_state)``.
     """
 
-    def __init__(self, kind: str | type[FastWeightLayer], d_model: int, num_heads: int,
+    def __init__(self, kind: str | type[nn.Module], d_model: int, num_heads: int,
                  d_ff: int | None = None, dropout: float = 0.0, **layer_kwargs: Any) -> None:
         super().__init__()
         self.fast = make_layer(kind, d_model, num_heads, dropout=dropout, **layer_kwargs)
-        self.ff = FeedForward(d_model, d_ff or 4 * d_model, dropout)
+        self.out_dim = self.fast.out_dim
+        self.ff = FeedForward(self.out_dim, d_ff or 4 * self.out_dim, dropout)
 
     def init_state(self, batch_size: int, device=None, dtype=torch.float32):
         return self.fast.init_state(batch_size, device, dtype)
@@ -72,13 +60,24 @@ class FastWeightBlock(nn.Module):
 
 
 class FastWeightStack(nn.Module):
-    """``num_layers`` x (fast-weight layer + feed-forward), carrying one state per layer.
+    """``num_layers`` layers of one kind, carrying one state per layer.
+
+    How a kind is stacked is the registry's call (:class:`~adaptmem.layers.LayerKind`):
+
+    - fast-weight kinds (``"srwm"``, ``"deltanet"``, ``"linear"``, ``"recurrent_deltanet"``):
+      ``num_layers`` x :class:`FastWeightBlock` (layer + pre-LN feed-forward), width ``d_model``,
+      then a LayerNorm if ``final_norm``;
+    - recurrent baselines (``"lstm"``): ``num_layers`` bare layers chained as ``nn.LSTM(num_layers,
+      dropout)`` chains its own, ``hidden_size`` wide; ``d_ff`` and ``final_norm`` do not apply
+      (there is no feed-forward, and the LSTM's output is already bounded).
 
     Args:
-        kind: layer kind for every block (see :class:`FastWeightBlock`).
-        num_layers, d_model, num_heads, d_ff, dropout: sizes.
-        final_norm: apply a LayerNorm to the output (useful before a softmax head).
-        **layer_kwargs: passed to every fast-weight layer.
+        kind: a registered kind (:func:`adaptmem.layers.layer_kinds`) or a layer class.
+        num_layers, d_model, num_heads, d_ff, dropout: sizes (``num_heads`` is unused by kinds
+            without heads).
+        final_norm: apply a LayerNorm to the output of a block stack (useful before a softmax head).
+        hidden_size: width of a recurrent-baseline stack (default ``d_model``); unused by blocks.
+        **layer_kwargs: passed to every layer (e.g. ``head_dim``, ``beta_init``).
 
     Inputs: ``x, state=None, reset=None``
         - **x** ``[B, T, d_model]``
@@ -86,7 +85,7 @@ class FastWeightStack(nn.Module):
         - **reset** bool ``[B]`` or ``[B, T]``: where set, that row's state of every layer is
           reset before that step (e.g. episode boundaries in RL).
 
-    Outputs: ``(y [B, T, d_model], new_state: list)``. States are never detached here: call
+    Outputs: ``(y [B, T, out_dim], new_state: list)``. States are never detached here: call
     :func:`adaptmem.layers.detach_state` between segments for truncated BPTT.
 
     Example::
@@ -98,17 +97,27 @@ class FastWeightStack(nn.Module):
         ...     state = detach_state(state)
     """
 
-    def __init__(self, kind: str | type[FastWeightLayer], num_layers: int, d_model: int, num_heads: int,
+    def __init__(self, kind: str | type[nn.Module], num_layers: int, d_model: int, num_heads: int,
                  d_ff: int | None = None, dropout: float = 0.0, final_norm: bool = False,
-                 **layer_kwargs: Any) -> None:
+                 hidden_size: int | None = None, **layer_kwargs: Any) -> None:
         super().__init__()
+        entry = layer_kind(kind, "FastWeightStack")
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers <= 0:
             raise ValueError(f"FastWeightStack: num_layers must be a positive int, got {num_layers!r}")
-        self.kind, self.d_model = kind, d_model
-        self.blocks = nn.ModuleList(
-            FastWeightBlock(kind, d_model, num_heads, d_ff, dropout, **layer_kwargs) for _ in range(num_layers)
-        )
-        self.norm = nn.LayerNorm(d_model) if final_norm else None
+        self.kind, self.d_model, self._bare = kind, d_model, not entry.blocks
+        if entry.blocks:
+            blocks = [FastWeightBlock(kind, d_model, num_heads, d_ff, dropout, **layer_kwargs)
+                      for _ in range(num_layers)]
+        else:
+            blocks, width = [], d_model
+            hidden = d_model if hidden_size is None else hidden_size
+            for i in range(num_layers):  # dropout between layers, not after the last (as nn.LSTM)
+                blocks.append(make_layer(kind, width, num_heads, hidden_size=hidden,
+                                         dropout=dropout if i < num_layers - 1 else 0.0, **layer_kwargs))
+                width = blocks[-1].out_dim
+        self.blocks = nn.ModuleList(blocks)
+        self.out_dim = self.blocks[-1].out_dim
+        self.norm = nn.LayerNorm(self.out_dim) if final_norm and entry.blocks else None
 
     def init_state(self, batch_size: int, device=None, dtype=torch.float32) -> list:
         """The fresh state of every layer."""
@@ -129,3 +138,13 @@ class FastWeightStack(nn.Module):
         if self.norm is not None:
             x = self.norm(x)
         return x, new_state
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # A stack of LSTM layers replaced the multi-layer nn.LSTM of earlier few-shot and demo
+        # models: load such a state dict by renaming "weight_ih_l<i>" to "blocks.<i>.lstm.weight_ih_l0".
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            m = _NN_LSTM_PARAM.fullmatch(key[len(prefix):])
+            if m and self._bare:
+                kind, gate, layer = m.groups()
+                state_dict[f"{prefix}blocks.{layer}.lstm.{kind}_{gate}_l0"] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -1,8 +1,9 @@
 """Sequential few-shot learners (Irie et al., ICML 2022): a vision stem feeding a sequence model.
 
 Each step sees one image's features concatenated with a one-hot label; the sequence model
-(a :class:`~adaptmem.layers.FastWeightStack` of SRWM / DeltaNet / linear-attention layers, or
-an LSTM) must learn the task from the sequence alone. Two label protocols:
+(a :class:`~adaptmem.layers.FastWeightStack` of any registered layer kind: SRWM, DeltaNet,
+linear attention, ..., or the LSTM baseline) must learn the task from the sequence alone. Two
+label protocols:
 
 - **synchronous**: the ``N*K`` support images with their labels, then a query with a "no
   label" input; loss on the query. Queries are evaluated in parallel from the state after the
@@ -20,20 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from adaptmem.data.fewshot.episodes import Episode
-from adaptmem.layers.stack import LAYERS, FastWeightStack
+from adaptmem.layers import FastWeightStack, layer_kinds, repeat_rows
 from adaptmem.utils.checks import check_choice, check_positive_int, fmt_shape
 
-MODELS = (*LAYERS, "lstm")
+MODELS = layer_kinds()  # the kinds registered at import; the constructor checks the current ones
 PROTOCOLS = ("sync", "delayed")
-
-
-def _repeat_rows(state: Any, n: int, dim: int = 0) -> Any:
-    """Repeat every batch row of a (nested) state ``n`` times (row b -> rows b*n .. b*n+n-1)."""
-    if isinstance(state, torch.Tensor):
-        return state.repeat_interleave(n, dim=dim)
-    if isinstance(state, tuple) and hasattr(state, "_fields"):
-        return type(state)(*(_repeat_rows(s, n, dim) for s in state))
-    return type(state)(_repeat_rows(s, n, dim) for s in state)
 
 
 class SequentialFewShotLearner(nn.Module):
@@ -51,10 +43,13 @@ class SequentialFewShotLearner(nn.Module):
         backbone: image encoder ``[n, C, H, W] -> [n, feature_dim]`` (e.g. :class:`Conv4`).
         feature_dim: its output size.
         num_classes: label slots (the largest N the model can handle).
-        model: ``"srwm"``, ``"deltanet"``, ``"linear"``, ``"recurrent_deltanet"`` or ``"lstm"``.
+        model: a layer kind, :func:`adaptmem.layers.layer_kinds` (``"srwm"``, ``"deltanet"``,
+            ``"linear"``, ``"recurrent_deltanet"``, ``"lstm"``).
         d_model, num_layers, num_heads, d_ff, dropout: sequence-model sizes (paper:
-            256 / 2 / 16 / 1024 on Omniglot); ``num_heads``/``d_ff`` are unused by the LSTM.
-        lstm_hidden: LSTM width (default ``d_model``).
+            256 / 2 / 16 / 1024 on Omniglot); ``num_heads``/``d_ff`` are unused by the LSTM,
+            whose layers are chained as ``nn.LSTM(num_layers, dropout)`` chains its own.
+        lstm_hidden: LSTM width (default ``d_model``; the stack's ``hidden_size``, unused by
+            the fast-weight kinds).
         feature_norm: BatchNorm1d on the image features (not in the paper; it shortens the
             initial plateau at chance level from hundreds of steps to tens).
         **layer_kwargs: passed to the fast-weight layers (e.g. ``beta_init`` for SRWM).
@@ -79,7 +74,7 @@ class SequentialFewShotLearner(nn.Module):
                  **layer_kwargs: Any) -> None:
         super().__init__()
         fn = "SequentialFewShotLearner"
-        check_choice(fn, "model", model, MODELS)
+        check_choice(fn, "model", model, layer_kinds())
         for name, v in (("feature_dim", feature_dim), ("num_classes", num_classes), ("d_model", d_model),
                         ("num_layers", num_layers)):
             check_positive_int(fn, name, v)
@@ -92,16 +87,11 @@ class SequentialFewShotLearner(nn.Module):
         # so that labels are as loud as features from the first step (see _inputs).
         self.in_proj = nn.Linear(feature_dim, d_model)
         self.label_embed = nn.Embedding(num_classes + 1, d_model)
-        if model == "lstm":
-            hidden = lstm_hidden or d_model
-            self.seq = nn.LSTM(d_model, hidden, num_layers=num_layers, batch_first=True,
-                               dropout=dropout if num_layers > 1 else 0.0)
-            out_dim = hidden
-        else:
-            self.seq = FastWeightStack(model, num_layers, d_model, num_heads, d_ff, dropout, final_norm=True,
-                                       **layer_kwargs)
-            out_dim = d_model
-        self.head = nn.Linear(out_dim, num_classes)
+        # The registry decides how a kind is stacked: fast-weight blocks end in a LayerNorm, the
+        # LSTM's layers are chained bare (the model this class built with nn.LSTM before).
+        self.seq = FastWeightStack(model, num_layers, d_model, num_heads, d_ff, dropout, final_norm=True,
+                                   hidden_size=lstm_hidden, **layer_kwargs)
+        self.head = nn.Linear(self.seq.out_dim, num_classes)
 
     # -- pieces ---------------------------------------------------------------------------
     def encode(self, images: torch.Tensor) -> torch.Tensor:
@@ -156,7 +146,7 @@ class SequentialFewShotLearner(nn.Module):
         # Every query continues from the post-support state on its own row: the same as B*Q
         # separate sequences "support, query", but the support set is processed once.
         h = self._inputs(feats[:, S:], None).reshape(B * Q, 1, -1)
-        out, _ = self.seq(h, _repeat_rows(state, Q, dim=1 if self.model_kind == "lstm" else 0))
+        out, _ = self.seq(h, repeat_rows(state, Q))
         return self._mask(self.head(out).view(B, Q, -1), support_y)
 
     def forward_delayed(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

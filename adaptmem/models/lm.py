@@ -22,10 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adaptmem.layers import FastWeightStack, FeedForward, detach_state
+from adaptmem.layers import FastWeightStack, FeedForward, detach_state, layer_kinds
 from adaptmem.utils.checks import check_choice, check_positive_int, check_tensor, fmt_shape
+from adaptmem.utils.parameters import count_parameters
 
-FAST_KINDS = ("srwm", "deltanet", "linear", "recurrent_deltanet")
+# The LM is a stack of residual blocks, so it takes the fast-weight kinds (blocks=True): an LSTM
+# has no feed-forward width for match_d_ff to size. Snapshots at import; the checks use the registry.
+FAST_KINDS = layer_kinds(blocks=True)
 KINDS = FAST_KINDS + ("transformer",)
 # Layer settings for short training segments (T ~ 64): the fastest on CPU in benchmarks/bench_lm.py
 # (SRWM's backward recomputes spans of checkpoint_every steps; DeltaNet's chunks are C x C solves).
@@ -55,7 +58,8 @@ class FastWeightLM(nn.Module):
 
     Args:
         vocab_size: number of tokens.
-        kind: ``"srwm"``, ``"deltanet"``, ``"linear"`` or ``"recurrent_deltanet"``.
+        kind: a fast-weight kind, ``adaptmem.layers.layer_kinds(blocks=True)`` (``"srwm"``,
+            ``"deltanet"``, ``"linear"``, ``"recurrent_deltanet"``).
         num_layers, d_model, num_heads: sizes of the stack.
         d_ff: feed-forward width (default ``4 * d_model``).
         dropout: on the embedding and inside every block.
@@ -81,7 +85,7 @@ class FastWeightLM(nn.Module):
                  **layer_kwargs: Any) -> None:
         super().__init__()
         check_positive_int("FastWeightLM", "vocab_size", vocab_size)
-        check_choice("FastWeightLM", "kind", kind, FAST_KINDS)
+        check_choice("FastWeightLM", "kind", kind, layer_kinds(blocks=True))
         self.vocab_size, self.kind = vocab_size, kind
         self.embed = nn.Embedding(vocab_size, d_model)
         self.drop = nn.Dropout(dropout)
@@ -243,16 +247,11 @@ def build_lm(kind: str, vocab_size: int, *, num_layers: int = 4, d_model: int = 
     """A :class:`TransformerLM` for ``kind="transformer"``, else a :class:`FastWeightLM`.
     ``max_len`` only applies to the Transformer, ``layer_kwargs`` only to fast-weight layers
     (on top of :data:`SEGMENT_DEFAULTS`)."""
-    check_choice("build_lm", "kind", kind, KINDS)
+    check_choice("build_lm", "kind", kind, (*layer_kinds(blocks=True), "transformer"))
     if kind == "transformer":
         return TransformerLM(vocab_size, num_layers, d_model, num_heads, d_ff, dropout, tie_weights, max_len)
     layer_kwargs = {**SEGMENT_DEFAULTS.get(kind, {}), **layer_kwargs}
     return FastWeightLM(vocab_size, kind, num_layers, d_model, num_heads, d_ff, dropout, tie_weights, **layer_kwargs)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of distinct trainable parameters (a tied embedding counts once)."""
-    return sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
 
 
 def match_d_ff(target: int, build: Callable[[int], nn.Module], *, multiple: int = 8) -> int:

@@ -10,34 +10,21 @@ trained, unlike in the reference agent, which steps and detaches per frame.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from adaptmem.layers import FastWeightStack
+from adaptmem.layers import LSTM, FastWeightStack, LSTMState, index_state, layer_kind, layer_kinds, map_state
 from adaptmem.utils.checks import check_choice, fmt_shape
 
-CORES = ("srwm", "deltanet", "lstm", "ff")
+# Every registered layer kind (at import; make_agent checks the current ones), and "ff": no memory.
+CORES = (*layer_kinds(), "ff")
 SRWM_BLOCKS = ("rl", "fewshot")
-
-
-def map_state(fn: Callable[[torch.Tensor], torch.Tensor], state: Any) -> Any:
-    """Apply ``fn`` to every tensor of a nested state (tensors, NamedTuples, lists, tuples)."""
-    if isinstance(state, torch.Tensor):
-        return fn(state)
-    if isinstance(state, tuple) and hasattr(state, "_fields"):
-        return type(state)(*(map_state(fn, s) for s in state))
-    if isinstance(state, (list, tuple)):
-        return type(state)(map_state(fn, s) for s in state)
-    return state
-
-
-def index_state(state: Any, rows: torch.Tensor | slice) -> Any:
-    """The rows ``rows`` of every tensor of a batch-first state."""
-    return map_state(lambda t: t[rows], state)
+__all__ = ["CORES", "SRWM_BLOCKS", "Agent", "AgentOutput", "FFCore", "FastWeightCore", "ImpalaCNN", "LSTMCore",
+           "LSTMState", "MLPTorso", "ResidualBlock", "index_state", "make_agent", "map_state"]
 
 
 class ResidualBlock(nn.Module):
@@ -117,72 +104,62 @@ class FFCore(nn.Module):
         return x, ()
 
 
-class LSTMState(NamedTuple):
-    h: torch.Tensor  # [B, hidden]
-    c: torch.Tensor  # [B, hidden]
-
-
-class LSTMCore(nn.Module):
-    """One LSTM layer with per-row resets inside the unroll.
-
-    The unroll is cut where any row starts an episode; each piece runs through cuDNN/oneDNN's
-    fused ``nn.LSTM`` and the finished rows' state is zeroed between pieces.
-    """
+class LSTMCore(LSTM):
+    """One :class:`~adaptmem.layers.LSTM` layer as a core (kept for code that built it by hand;
+    ``make_agent(core="lstm")`` builds the same network as a :class:`FastWeightCore`)."""
 
     def __init__(self, input_dim: int, hidden_size: int = 256) -> None:
-        super().__init__()
-        self.lstm = nn.LSTM(input_dim, hidden_size, batch_first=True)
-        self.out_dim = hidden_size
-
-    def init_state(self, batch_size: int, device: torch.device | str | None = None) -> LSTMState:
-        device = device if device is not None else self.lstm.weight_ih_l0.device
-        z = torch.zeros(batch_size, self.out_dim, device=device)
-        return LSTMState(z, z.clone())
-
-    def forward(self, x: torch.Tensor, state: LSTMState | None = None, reset: torch.Tensor | None = None):
-        B, T, _ = x.shape
-        h, c = state if state is not None else self.init_state(B, x.device)
-        cuts = [0] if reset is None else [0] + (reset[:, 1:].any(0).nonzero().flatten() + 1).tolist()
-        outs = []
-        for t0, t1 in zip(cuts, cuts[1:] + [T]):
-            if reset is not None:
-                keep = (~reset[:, t0]).to(x.dtype)[:, None]
-                h, c = h * keep, c * keep
-            y, (h, c) = self.lstm(x[:, t0:t1], (h[None], c[None]))
-            h, c = h[0], c[0]
-            outs.append(y)
-        return torch.cat(outs, dim=1), LSTMState(h, c)
+        super().__init__(input_dim, hidden_size)
 
 
 class FastWeightCore(nn.Module):
-    """``Linear(input_dim -> H * D)`` then ``num_layers`` x [fast-weight layer + feed-forward].
+    """The recurrent core of any registered layer kind (:func:`adaptmem.layers.layer_kinds`).
 
-    For ``kind="srwm"``, ``srwm_block`` picks one of the paper's two blocks: ``"rl"``, its RL
-    agent's ``h + W_o SRWM(softmax_per_head(h))``, or ``"fewshot"``, its few-shot model's
-    ``LN(h) + W_o SRWM(h)``. The input softmax makes the first queries and keys nearly uniform,
-    so the fast weights hardly change early in training: on the recall task the ``"fewshot"``
-    block learns in ~250 updates where the ``"rl"`` block is still at chance after 300 (docs/rl.md).
-    The other kinds use the layers' pre-LN block. The state is the stack's list of per-layer states.
+    - Fast-weight kinds: ``Linear(input_dim -> H * D)`` then ``num_layers`` x [layer + feed-forward].
+      For ``kind="srwm"``, ``srwm_block`` picks one of the paper's two blocks: ``"rl"``, its RL
+      agent's ``h + W_o SRWM(softmax_per_head(h))``, or ``"fewshot"``, its few-shot model's
+      ``LN(h) + W_o SRWM(h)``. The input softmax makes the first queries and keys nearly uniform,
+      so the fast weights hardly change early in training: on the recall task the ``"fewshot"``
+      block learns in ~250 updates where the ``"rl"`` block is still at chance after 300
+      (docs/rl.md). The other kinds use the layers' pre-LN block.
+    - Recurrent baselines (``"lstm"``): the paper's LSTM agent, one layer of ``lstm_hidden``
+      units reading the input directly (``num_layers``, ``num_heads``, ``head_dim``, ``d_ff``
+      do not apply). Its per-row resets inside the unroll cut the unroll where any row starts an
+      episode, one fused ``nn.LSTM`` call per piece (see :class:`~adaptmem.layers.LSTM`).
+
+    The state is the stack's list of per-layer states.
     """
 
     def __init__(self, kind: str, input_dim: int, num_layers: int = 2, num_heads: int = 8, head_dim: int = 16,
-                 d_ff: int = 512, dropout: float = 0.0, srwm_block: str = "rl") -> None:
+                 d_ff: int = 512, dropout: float = 0.0, srwm_block: str = "rl", lstm_hidden: int = 256) -> None:
         super().__init__()
         check_choice("FastWeightCore", "srwm_block", srwm_block, SRWM_BLOCKS)
-        d_model = num_heads * head_dim
-        layer_kw: dict[str, Any] = {}
-        if kind == "srwm":
-            layer_kw = dict(input_softmax=True, norm_skip=False) if srwm_block == "rl" else dict(norm_skip=True)
-        self.in_proj = nn.Linear(input_dim, d_model)
-        self.stack = FastWeightStack(kind, num_layers, d_model, num_heads, d_ff=d_ff, dropout=dropout,
-                                     head_dim=head_dim, **layer_kw)
-        self.out_dim = d_model
+        self.input_dim = input_dim
+        if layer_kind(kind, "FastWeightCore").blocks:  # fast-weight layers work at width H * D
+            d_model = num_heads * head_dim
+            layer_kw: dict[str, Any] = {}
+            if kind == "srwm":
+                layer_kw = dict(input_softmax=True, norm_skip=False) if srwm_block == "rl" else dict(norm_skip=True)
+            self.in_proj: nn.Module = nn.Linear(input_dim, d_model)
+            self.stack = FastWeightStack(kind, num_layers, d_model, num_heads, d_ff=d_ff, dropout=dropout,
+                                         head_dim=head_dim, **layer_kw)
+        else:  # a recurrent baseline reads the torso feature at any width
+            self.in_proj = nn.Identity()
+            self.stack = FastWeightStack(kind, 1, input_dim, num_heads, hidden_size=lstm_hidden)
+        self.out_dim = self.stack.out_dim
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> list:
         return self.stack.init_state(batch_size, device)
 
     def forward(self, x: torch.Tensor, state: list | None = None, reset: torch.Tensor | None = None):
         return self.stack(self.in_proj(x), state, reset)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # Before the layer registry the LSTM agent's core was an LSTMCore ("lstm.weight_ih_l0");
+        # the stack maps the nn.LSTM names from there.
+        for key in [k for k in state_dict if k.startswith(prefix + "lstm.")]:
+            state_dict[prefix + "stack." + key[len(prefix + "lstm."):]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class AgentOutput(NamedTuple):
@@ -195,8 +172,8 @@ class Agent(nn.Module):
 
     Args:
         torso: maps observations ``[N, *obs_shape]`` to ``[N, torso.out_dim]``.
-        core: a core with ``init_state(batch_size)`` and ``forward(x, state, reset)``
-            (:class:`FFCore`, :class:`LSTMCore`, :class:`FastWeightCore`).
+        core: a core with ``init_state(batch_size)``, ``out_dim`` and ``forward(x, state, reset)``
+            (:class:`FFCore`, :class:`FastWeightCore`).
         num_actions: size of the discrete action space.
         obs_shape: shape of one observation.
 
@@ -271,16 +248,17 @@ def make_agent(obs_shape: Sequence[int], num_actions: int, core: str = "srwm", *
 
     Args:
         obs_shape, num_actions: the environment's.
-        core: ``"srwm"``, ``"deltanet"``, ``"lstm"`` or ``"ff"``.
+        core: a layer kind (:func:`adaptmem.layers.layer_kinds`: ``"srwm"``, ``"deltanet"``,
+            ``"linear"``, ``"recurrent_deltanet"``, ``"lstm"``) or ``"ff"`` (no memory).
         torso: ``"impala"`` (images), ``"mlp"`` (vectors) or ``"auto"`` (by ``obs_shape``'s rank).
         channels, num_res_blocks, downsample, feature_dim: :class:`ImpalaCNN` sizes
             (``feature_dim`` is also the MLP torso's width).
-        lstm_hidden: LSTM size.
+        lstm_hidden: LSTM size (one layer).
         num_layers, num_heads, head_dim, d_ff, dropout: fast-weight core sizes.
         srwm_block: ``"rl"`` (the paper's RL block, input softmax) or ``"fewshot"`` (its few-shot
             block, LayerNorm on the skip path), see :class:`FastWeightCore`.
     """
-    check_choice("make_agent", "core", core, CORES)
+    check_choice("make_agent", "core", core, (*layer_kinds(), "ff"))
     check_choice("make_agent", "torso", torso, ("auto", "impala", "mlp"))
     obs_shape = tuple(obs_shape)
     if torso == "auto":
@@ -296,8 +274,7 @@ def make_agent(obs_shape: Sequence[int], num_actions: int, core: str = "srwm", *
     core_in = body.out_dim + 1  # + the clipped last reward
     if core == "ff":
         core_mod: nn.Module = FFCore(core_in)
-    elif core == "lstm":
-        core_mod = LSTMCore(core_in, lstm_hidden)
     else:
-        core_mod = FastWeightCore(core, core_in, num_layers, num_heads, head_dim, d_ff, dropout, srwm_block)
+        core_mod = FastWeightCore(core, core_in, num_layers, num_heads, head_dim, d_ff, dropout, srwm_block,
+                                  lstm_hidden)
     return Agent(body, core_mod, num_actions, obs_shape)

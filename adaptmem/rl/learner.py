@@ -24,7 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from adaptmem.rl.agent import Agent, AgentOutput, index_state, map_state
+from adaptmem.layers import LSTMState, index_state, map_state
+from adaptmem.rl.agent import Agent, AgentOutput
 from adaptmem.rl.envs import VecEnv
 from adaptmem.rl.vtrace import vtrace
 from adaptmem.utils.checkpoint import load_checkpoint, save_checkpoint
@@ -231,6 +232,8 @@ class ImpalaLearner:
             a = state["actor"]
             self.obs, self.prev_reward, self.first = (a[k].to(self.device) for k in ("obs", "prev_reward", "first"))
             self.state = map_state(lambda t: t.to(self.device), a["state"])
+            if isinstance(self.state, LSTMState):  # saved before the LSTM core became a one-layer stack
+                self.state = [self.state]
         else:
             self._reset_actor()
 

@@ -1,8 +1,10 @@
 """Plumbing shared by the library and its examples."""
 
+from adaptmem.utils.atomic import atomic_write, atomic_write_text
 from adaptmem.utils.checkpoint import atomic_save, load_checkpoint, save_checkpoint
 from adaptmem.utils.checks import check_floating, check_same_device, check_shape, fmt_shape
 from adaptmem.utils.logging import MetricLogger, markdown_table
+from adaptmem.utils.parameters import count_parameters
 from adaptmem.utils.paths import default_data_root
 from adaptmem.utils.progress import progress
 from adaptmem.utils.seed import get_rng_state, seed_everything, set_rng_state, set_threads
@@ -10,9 +12,12 @@ from adaptmem.utils.seed import get_rng_state, seed_everything, set_rng_state, s
 __all__ = [
     "MetricLogger",
     "atomic_save",
+    "atomic_write",
+    "atomic_write_text",
     "check_floating",
     "check_same_device",
     "check_shape",
+    "count_parameters",
     "default_data_root",
     "fmt_shape",
     "get_rng_state",

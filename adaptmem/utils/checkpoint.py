@@ -1,37 +1,25 @@
 """Atomic checkpoints that resume exactly.
 
-A checkpoint is written to a temporary file in the target's directory and then renamed over
-the target, so a crash leaves either the old or the new file, never a torn one. Together with
+A checkpoint is written with :func:`adaptmem.utils.atomic.atomic_write` (a temporary file in
+the target's directory, fsynced, then renamed over the target), so a crash leaves either the old
+or the new file, never a torn one. Together with
 :func:`adaptmem.utils.seed.get_rng_state` it makes a resumed run continue bit for bit.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from adaptmem.utils.atomic import atomic_write
 from adaptmem.utils.seed import get_rng_state, set_rng_state
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save(obj, path)`` via write-to-temp-then-rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """``torch.save(obj, path)`` through :func:`adaptmem.utils.atomic.atomic_write`."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def save_checkpoint(

@@ -9,6 +9,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from adaptmem.utils.atomic import atomic_write
+
 
 class MetricLogger:
     """Append metrics to ``<log_dir>/<stream>.csv`` and, optionally, TensorBoard.
@@ -86,12 +88,13 @@ def _write(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
+
+    def write(f) -> None:
         w = csv.DictWriter(f, fieldnames=keys or ["step"])
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
+
+    atomic_write(path, write, text=True, newline="")
 
 
 def plot_curves(

@@ -13,6 +13,7 @@ from torch import nn
 from adaptmem.utils.checkpoint import load_checkpoint, save_checkpoint
 from adaptmem.utils.checks import check_choice
 from adaptmem.utils.logging import MetricLogger
+from adaptmem.utils.parameters import count_parameters  # noqa: F401  (re-exported: its old home)
 from adaptmem.utils.progress import progress
 from adaptmem.weights.emulator import LOSSES, Emulator, emulation_loss
 from adaptmem.weights.encoders.base import WeightEncoder
@@ -146,8 +147,3 @@ def encode(encoder: WeightEncoder, data: ZooDataset | torch.Tensor, batch_size: 
     z = torch.cat([encoder(weights[s:s + batch_size]) for s in range(0, len(weights), batch_size)])
     encoder.train(was)
     return z
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-

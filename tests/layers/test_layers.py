@@ -161,7 +161,7 @@ def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match=r"d_model \(10\) must be divisible by num_heads \(4\)"):
         SRWM(10, 4)
     with pytest.raises(ValueError, match="kind must be one of"):
-        FastWeightStack("lstm", 1, 8, 2)
+        FastWeightStack("gru", 1, 8, 2)  # not a registered kind
     with pytest.raises(ValueError, match="num_layers must be a positive int"):
         FastWeightStack("srwm", 0, 8, 2)
     stack = FastWeightStack("srwm", 2, 8, 2)

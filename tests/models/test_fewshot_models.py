@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -131,3 +133,15 @@ def test_bad_inputs_raise_clear_errors():
         SequentialFewShotLearner(Conv4(), 64, 5, model="gru")
     with pytest.raises(ValueError, match="Conv4: x must be \\[N, 1, H, W\\]"):
         Conv4(1)(torch.rand(2, 3, 28, 28))
+
+
+def test_an_lstm_learner_loads_the_state_dict_of_its_former_nn_lstm():
+    net = tiny("lstm").train()
+    # before the layer registry the sequence model was one nn.LSTM(num_layers=2): "seq.weight_ih_l1", ...
+    old = {re.sub(r"^seq\.blocks\.(\d+)\.lstm\.(\w+)_l0$", r"seq.\2_l\1", k): v for k, v in net.state_dict().items()}
+    assert {"seq.weight_ih_l0", "seq.bias_hh_l1"} <= set(old)
+    torch.manual_seed(7)
+    fresh = tiny("lstm")
+    fresh.load_state_dict(old)  # strict
+    for (name, a), b in zip(fresh.state_dict().items(), net.state_dict().values()):
+        assert torch.equal(a, b), name

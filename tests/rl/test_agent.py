@@ -58,8 +58,7 @@ def test_gradients_flow_through_the_whole_unroll_and_stop_at_resets(core):
     env = RecallEnv(1)
     agent = tiny_agent(core, env)
     B, T = 2, 9
-    x = torch.randn(B, T, agent.core.lstm.input_size if core == "lstm" else agent.core.in_proj.in_features,
-                    requires_grad=True)
+    x = torch.randn(B, T, agent.core.input_dim, requires_grad=True)
     reset = torch.zeros(B, T, dtype=torch.bool)
     reset[1, 4] = True
     y, _ = agent.core(x, agent.initial_state(B), reset)
@@ -136,3 +135,16 @@ def test_agent_rejects_bad_inputs_with_named_arguments():
         agent(**{**ok, "first": torch.zeros(2, 3)})
     with pytest.raises(ValueError, match="make_agent: core must be one of"):
         make_agent((4,), 3, core="gru")
+
+
+def test_an_lstm_agent_loads_a_checkpoint_of_the_former_lstm_core():
+    env = RecallEnv(2)
+    agent = tiny_agent("lstm", env)
+    # LSTMCore held its nn.LSTM as "core.lstm"; the core is now a one-layer LSTM stack
+    old = {k.replace("core.stack.blocks.0.lstm.", "core.lstm."): v for k, v in agent.state_dict().items()}
+    assert "core.lstm.weight_ih_l0" in old and not any("stack" in k for k in old)
+    torch.manual_seed(123)
+    fresh = tiny_agent("lstm", env)
+    fresh.load_state_dict(old)  # strict
+    for (name, a), b in zip(fresh.state_dict().items(), agent.state_dict().values()):
+        assert torch.equal(a, b), name

@@ -87,3 +87,14 @@ def test_evaluate_takes_the_same_number_of_episodes_from_every_row():
     assert results[0].shape == (8,) and results[1].shape == (12,)
     assert np.all((results[0] >= 0) & (results[0] <= 1))
     assert agent.training  # restored
+
+
+def test_resume_takes_an_lstm_actor_state_saved_before_the_core_became_a_stack():
+    learner = make_learner("lstm", num_envs=4)
+    learner.collect()
+    saved = learner.state_dict()
+    (layer_state,) = saved["actor"]["state"]
+    saved["actor"]["state"] = layer_state  # the former LSTMCore carried one bare LSTMState
+    resumed = make_learner("lstm", num_envs=4, seed=1)
+    resumed.load_state_dict(saved)
+    torch.testing.assert_close(resumed.state, learner.state, atol=0, rtol=0)

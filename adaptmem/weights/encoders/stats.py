@@ -30,7 +30,7 @@ class LayerStatsEncoder(WeightEncoder):
     Example::
 
         >>> enc = LayerStatsEncoder(WeightSpec("lstm", 6, 32, 2, 6), merge_biases=False)
-        >>> sum(p.numel() for p in enc.parameters())
+        >>> count_parameters(enc)  # adaptmem.utils
         11152
     """
 

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from adaptmem.utils.atomic import atomic_write_text
 from adaptmem.utils.checkpoint import atomic_save
 from adaptmem.utils.checks import check_choice
 from adaptmem.utils.progress import progress
@@ -390,7 +391,7 @@ def generate_zoo(root: str | os.PathLike, cfg: ZooConfig, *, workers: int = 1, s
             raise ValueError(f"generate_zoo: {root} holds a zoo with a different config (fields {diff}); "
                              f"use another folder or the same config to resume")
     else:
-        _atomic_write_text(plan_path, json.dumps({"config": cfg.to_dict()}, indent=1))
+        atomic_write_text(plan_path, json.dumps({"config": cfg.to_dict()}, indent=1))
     if (root / "meta.json").exists():
         return root
     if cfg.kind == "smnist":  # fail early, in this process, when MNIST is missing
@@ -425,15 +426,6 @@ def _default_mnist() -> Path:
     from adaptmem.utils.paths import default_data_root
 
     return default_data_root() / "mnist"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.uint8: np.uint8, torch.int64: np.int64}
@@ -472,4 +464,4 @@ def _assemble(root: Path, cfg: ZooConfig) -> None:
         arrays[name] = {"axis": "run", "shape": list(arr.shape), "dtype": str(arr.dtype)}
     meta = {"format_version": FORMAT_VERSION, "kind": cfg.kind, "spec": cfg.spec.to_dict(), "config": cfg.to_dict(),
             "num_runs": R, "num_entries": E, "checkpoint_steps": cfg.checkpoint_steps, "arrays": arrays}
-    _atomic_write_text(root / "meta.json", json.dumps(meta, indent=1))
+    atomic_write_text(root / "meta.json", json.dumps(meta, indent=1))
