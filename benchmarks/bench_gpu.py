@@ -22,7 +22,7 @@ import torch
 
 from adaptmem.layers import SRWM, DeltaNet
 from adaptmem.ops import delta_rule, srwm
-from adaptmem.ops._backend import resolve_qkv_backend
+from adaptmem.ops._dispatch import resolve_qkv_backend
 
 # FP32 (non-tensor-core) peaks in TFLOP/s, from NVIDIA's data sheets; override with --peak-tflops.
 PEAK_FP32_TFLOPS = {"H100 80GB HBM3": 67.0, "H100 PCIe": 51.0, "H200": 67.0, "A100": 19.5}

@@ -87,7 +87,7 @@ def main() -> None:
     a = p.parse_args()
     if a.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu_check: no CUDA device (use --device cpu --quick with TRITON_INTERPRET=1 for a smoke run)")
-    from adaptmem.ops.fla_backend import fla_available
+    from adaptmem.ops._fla import fla_available
 
     Ts, Ds, B, H = ([1, 5], [4], 1, 2) if a.quick else ([1, 63, 64, 1000, 4096], [16, 32, 64], 2, 2)
     backends = ["triton"] + (["fla"] if fla_available() and a.device == "cuda" else [])

@@ -5,14 +5,14 @@ fast version is tested against, and a public entry point that picks the fast ver
 """
 
 from adaptmem.ops.delta_rule import delta_rule
-from adaptmem.ops.delta_rule_reference import delta_rule_reference
+from adaptmem.ops.delta_rule.reference import delta_rule_reference
 from adaptmem.ops.linear_attention import linear_attention
-from adaptmem.ops.linear_attention_reference import linear_attention_reference
+from adaptmem.ops.linear_attention.reference import linear_attention_reference
 from adaptmem.ops.recurrent_delta_rule import recurrent_delta_rule
-from adaptmem.ops.recurrent_delta_rule_reference import RecurrentDeltaState, recurrent_delta_rule_reference
+from adaptmem.ops.recurrent_delta_rule.reference import RecurrentDeltaState, recurrent_delta_rule_reference
 from adaptmem.ops.srwm import srwm
-from adaptmem.ops.srwm_checks import SRWMWeights
-from adaptmem.ops.srwm_reference import srwm_reference
+from adaptmem.ops._checks import SRWMWeights
+from adaptmem.ops.srwm.reference import srwm_reference
 
 __all__ = [
     "RecurrentDeltaState",

@@ -14,8 +14,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from adaptmem.ops import _backend, delta_rule, fla_backend, linear_attention
-from adaptmem.ops.delta_rule_reference import delta_rule_reference
+from adaptmem.ops import _dispatch as _backend
+from adaptmem.ops import _fla as fla_backend
+from adaptmem.ops import delta_rule, linear_attention
+from adaptmem.ops.delta_rule.reference import delta_rule_reference
 from adaptmem.ops.srwm import resolve_srwm_backend
 from tests.ops.triton_interpret import interpreted_kernels
 
@@ -159,11 +161,11 @@ def test_importing_adaptmem_imports_neither_triton_nor_fla():
 
 def test_interpreter_helper_leaves_no_trace():
     pytest.importorskip("triton")
-    names = ("adaptmem.ops.srwm_triton", "adaptmem.ops.triton.srwm_kernels")
+    names = ("adaptmem.ops.srwm.fused_recurrent", "adaptmem.ops._triton_utils")
     before_env = os.environ.get("TRITON_INTERPRET")
     before = {name: sys.modules.get(name) for name in names}  # compiled modules, or absent
     with interpreted_kernels():
-        import adaptmem.ops.srwm_triton as mod
+        from adaptmem.ops.srwm import fused_recurrent as mod
 
         assert os.environ["TRITON_INTERPRET"] == "1"
         assert type(mod.srwm_fwd_kernel).__name__ == "InterpretedFunction"

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import pytest
 
-KERNEL_MODULES = ("adaptmem.ops.triton", "adaptmem.ops.srwm_triton", "adaptmem.ops.recurrent_triton")
+KERNEL_MODULES = ("adaptmem.ops._triton_utils", "adaptmem.ops.srwm.fused_recurrent", "adaptmem.ops._fused_recurrent")
 
 
 def _ours(name: str) -> bool:

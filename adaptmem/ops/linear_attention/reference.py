@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from adaptmem.ops._checks_qkv import check_qkv, to_heads
-from adaptmem.ops._common import check_reset, compute_dtype
+from adaptmem.ops._state import check_reset, compute_dtype
 
 
 def linear_attention_reference(

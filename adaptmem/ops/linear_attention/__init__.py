@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from adaptmem.ops._backend import resolve_qkv_backend
+from adaptmem.ops._dispatch import resolve_qkv_backend
 from adaptmem.ops._checks_qkv import check_qkv
-from adaptmem.ops._common import check_reset
-from adaptmem.ops.linear_attention_chunk import linear_attention_chunk
-from adaptmem.ops.linear_attention_reference import linear_attention_reference, split_state
+from adaptmem.ops._state import check_reset
+from adaptmem.ops.linear_attention.chunk import linear_attention_chunk
+from adaptmem.ops.linear_attention.reference import linear_attention_reference, split_state
 from adaptmem.utils.checks import check_choice, check_positive_int
 
 
@@ -58,11 +58,11 @@ def linear_attention(
                                   initial_state=initial_state, reset=reset, normalize=normalize)
     with torch.autocast(q.device.type, enabled=False):
         if backend == "fla":
-            from adaptmem.ops.fla_backend import run_fla
+            from adaptmem.ops._fla import run_fla
 
             return run_fla("linear_attention", mode, q, k, v, None, initial_state)
         if backend == "triton":
-            from adaptmem.ops.recurrent_triton import linear_attention_triton  # lazy: CPU never imports Triton
+            from adaptmem.ops._fused_recurrent import linear_attention_triton  # lazy: CPU never imports Triton
 
             return linear_attention_triton(q, k, v, initial_state=initial_state, normalize=normalize,
                                            reset=reset, eps=eps)

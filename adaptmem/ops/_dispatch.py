@@ -6,7 +6,7 @@ import importlib.util
 
 import torch
 
-from adaptmem.ops import fla_backend
+from adaptmem.ops import _fla as fla_backend
 from adaptmem.utils.checks import check_choice
 
 QKV_BACKENDS = ("auto", "torch", "fla", "triton")
@@ -23,7 +23,7 @@ def resolve_qkv_backend(fn: str, backend: str, *, mode: str, q: torch.Tensor, k:
     """The backend that runs this call.
 
     ``"auto"``: on CUDA, flash-linear-attention when it is installed, supports the call (see
-    :func:`adaptmem.ops.fla_backend.fla_unsupported_reason`) and passed its one-time check
+    :func:`adaptmem.ops._fla.fla_unsupported_reason`) and passed its one-time check
     against our reference; else our Triton recurrent kernel when Triton is installed; else
     (and always on CPU, and for float64) the PyTorch ``mode``. ``"fla"`` raises when fla
     cannot run the call; ``"triton"`` needs CUDA tensors (or ``TRITON_INTERPRET=1``).

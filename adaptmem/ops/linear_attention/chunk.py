@@ -15,8 +15,8 @@ import torch
 
 from adaptmem.ops._checks_qkv import check_qkv, to_heads
 from adaptmem.ops._chunk import chunk, reset_masks
-from adaptmem.ops._common import check_reset, compute_dtype
-from adaptmem.ops.linear_attention_reference import split_state
+from adaptmem.ops._state import check_reset, compute_dtype
+from adaptmem.ops.linear_attention.reference import split_state
 
 
 def linear_attention_chunk(q, k, v, *, initial_state=None, normalize=False, reset=None,

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from adaptmem.ops._common import check_reset, compute_dtype
-from adaptmem.ops.srwm_checks import SRWMWeights, check_srwm_inputs
+from adaptmem.ops._state import check_reset, compute_dtype
+from adaptmem.ops._checks import SRWMWeights, check_srwm_inputs
 
 
 def srwm_reference(

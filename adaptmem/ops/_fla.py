@@ -108,8 +108,8 @@ def fla_passes_check(op: str, mode: str, dtype: torch.dtype, K: int, V: int, dev
 
 
 def _check(op: str, mode: str, dtype: torch.dtype, K: int, V: int, device: str) -> bool:
-    from adaptmem.ops.delta_rule_reference import delta_rule_reference
-    from adaptmem.ops.linear_attention_reference import linear_attention_reference
+    from adaptmem.ops.delta_rule.reference import delta_rule_reference
+    from adaptmem.ops.linear_attention.reference import linear_attention_reference
 
     gen = torch.Generator(device=device).manual_seed(0)
     B, T, H = 2, 80, 2

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from adaptmem.ops._common import check_reset, compute_dtype
-from adaptmem.ops.recurrent_delta_rule_reference import (
+from adaptmem.ops._state import check_reset, compute_dtype
+from adaptmem.ops.recurrent_delta_rule.reference import (
     RecurrentDeltaState,
     check_recurrent_delta_inputs,
     prepare,

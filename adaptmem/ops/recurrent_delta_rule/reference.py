@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import torch
 
-from adaptmem.ops._common import check_reset, compute_dtype
+from adaptmem.ops._state import check_reset, compute_dtype
 from adaptmem.utils.checks import check_floating, check_same_device, check_shape, fmt_shape
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from adaptmem.ops._common import check_reset, compute_dtype
-from adaptmem.ops.srwm_checks import SRWMWeights, check_srwm_inputs
-from adaptmem.ops.srwm_reference import srwm_reference
-from adaptmem.ops.srwm_torch import srwm_torch
+from adaptmem.ops._state import check_reset, compute_dtype
+from adaptmem.ops._checks import SRWMWeights, check_srwm_inputs
+from adaptmem.ops.srwm.reference import srwm_reference
+from adaptmem.ops.srwm.checkpointed import srwm_torch
 from adaptmem.utils.checks import check_choice, check_positive_int
 
 BACKENDS = ("auto", "torch", "reference", "triton")
@@ -81,7 +81,7 @@ def srwm(
         xN = x.to(dtype).permute(0, 2, 1, 3).reshape(B * H, T, D)
         resetN = reset.repeat_interleave(H, dim=0) if reset is not None else None
         if backend == "triton":
-            from adaptmem.ops.srwm_triton import srwm_triton  # lazy: CPU never imports Triton
+            from adaptmem.ops.srwm.fused_recurrent import srwm_triton  # lazy: CPU never imports Triton
 
             y, M_T = srwm_triton(xN, M0, R, resetN, checkpoint_every)
         else:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from adaptmem.ops._backend import resolve_qkv_backend
+from adaptmem.ops._dispatch import resolve_qkv_backend
 from adaptmem.ops._checks_qkv import check_qkv
-from adaptmem.ops._common import check_reset
-from adaptmem.ops.delta_rule_chunk import delta_rule_chunk
-from adaptmem.ops.delta_rule_reference import delta_rule_reference
+from adaptmem.ops._state import check_reset
+from adaptmem.ops.delta_rule.chunk import delta_rule_chunk
+from adaptmem.ops.delta_rule.reference import delta_rule_reference
 from adaptmem.utils.checks import check_choice, check_positive_int
 
 
@@ -43,7 +43,7 @@ def delta_rule(
         backend: ``"auto"`` (on CUDA: flash-linear-attention when installed and the call is
             supported, else our Triton recurrent kernel; on CPU: ``"torch"``), ``"torch"``,
             ``"fla"`` or ``"triton"`` (our fused recurrent kernel, any ``mode``). See
-            :func:`adaptmem.ops._backend.resolve_qkv_backend`.
+            :func:`adaptmem.ops._dispatch.resolve_qkv_backend`.
 
     Returns:
         ``(o [B, T, H, Dv], S_T [B, H, Dk, Dv])``; ``S_T`` in float32 (float64 for float64 inputs).
@@ -56,11 +56,11 @@ def delta_rule(
                                   initial_state=initial_state, reset=reset)
     with torch.autocast(q.device.type, enabled=False):
         if backend == "fla":
-            from adaptmem.ops.fla_backend import run_fla
+            from adaptmem.ops._fla import run_fla
 
             return run_fla("delta_rule", mode, q, k, v, beta, initial_state)
         if backend == "triton":
-            from adaptmem.ops.recurrent_triton import delta_rule_triton  # lazy: CPU never imports Triton
+            from adaptmem.ops._fused_recurrent import delta_rule_triton  # lazy: CPU never imports Triton
 
             return delta_rule_triton(q, k, v, beta, initial_state=initial_state, reset=reset)
         if mode == "recurrent":

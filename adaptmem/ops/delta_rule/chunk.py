@@ -18,7 +18,7 @@ import torch
 
 from adaptmem.ops._checks_qkv import check_qkv, to_heads
 from adaptmem.ops._chunk import chunk, reset_masks
-from adaptmem.ops._common import check_reset, compute_dtype
+from adaptmem.ops._state import check_reset, compute_dtype
 
 
 def delta_rule_chunk(q, k, v, beta, *, initial_state=None, reset=None, chunk_size: int = 64):
