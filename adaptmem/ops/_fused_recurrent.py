@@ -34,7 +34,7 @@ import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
 
-from adaptmem.ops._triton_utils import check_triton_device, rsum
+from adaptmem.ops._triton_utils import rsum
 
 
 @triton.jit
@@ -174,8 +174,6 @@ def recurrent_bwd_forward_kernel(
 
 # Launch code.
 
-MAX_KEY_DIM = 256
-
 
 def _tiles(K: int, V: int) -> tuple[int, int, int, int]:
     """``(BK, BV, NV, num_warps)``: the whole key dim per program, value columns in tiles."""
@@ -257,12 +255,11 @@ class FusedRecurrentFunction(torch.autograd.Function):
         return dq, dk, dv.to(v.dtype), dbeta, (dh0.to(h0.dtype) if store_dh0 else None), None
 
 
-def _fallback(q, k, v, *others) -> bool:
-    return any(t is not None and t.dtype == torch.float64 for t in (q, k, v, *others)) or q.shape[-1] > MAX_KEY_DIM
+def fused_recurrent(q, k, v, beta, h0, reset) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kernel on checked inputs: ``beta=None`` is linear attention; ``reset`` ``[B, T]`` bool or ``None``.
 
-
-def _run(q, k, v, beta, h0, reset):
-    check_triton_device("delta_rule" if beta is not None else "linear_attention", q)
+    Returns ``(o [B, T, H, Dv]`` in ``v``'s dtype, ``S_T [B, H, Dk, Dv]`` in float32).
+    """
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     beta = beta.contiguous() if beta is not None else None
     h0 = h0.contiguous() if h0 is not None else None
@@ -271,39 +268,3 @@ def _run(q, k, v, beta, h0, reset):
     reset8 = reset.to(torch.int8).contiguous() if reset is not None else None
     o, hT, _ = _forward(q, k, v, beta, h0, reset8, save=False)
     return o, hT
-
-
-def delta_rule_triton(q, k, v, beta, *, initial_state=None, reset=None):
-    """:func:`adaptmem.ops.delta_rule` on the fused recurrent kernel; ``reset`` is ``[B, T]`` bool or ``None``."""
-    if _fallback(q, k, v, beta, initial_state):
-        from adaptmem.ops.delta_rule.chunk import delta_rule_chunk
-
-        return delta_rule_chunk(q, k, v, beta, initial_state=initial_state, reset=reset)
-    return _run(q, k, v, beta, initial_state, reset)
-
-
-def linear_attention_triton(q, k, v, *, initial_state=None, normalize=False, reset=None, eps=1e-6):
-    """:func:`adaptmem.ops.linear_attention` on the fused recurrent kernel.
-
-    The normaliser ``z`` rides along as an extra value column of ones (so ``S`` gains a
-    column holding ``z``), as in the chunk form.
-    """
-    from adaptmem.ops.linear_attention.reference import split_state
-
-    S0, z0 = split_state("linear_attention", initial_state, normalize)
-    if _fallback(q, k, v, S0):
-        from adaptmem.ops.linear_attention.chunk import linear_attention_chunk
-
-        return linear_attention_chunk(q, k, v, initial_state=initial_state, normalize=normalize,
-                                      reset=reset, eps=eps)
-    if not normalize:
-        return _run(q, k, v, None, S0, reset)
-    B, T, H, K = q.shape
-    # float32 values, so the normaliser column q . z is not rounded to v's dtype before the division.
-    v1 = torch.cat((v.float(), v.new_ones(*v.shape[:-1], 1, dtype=torch.float32)), dim=-1)
-    h0 = None
-    if S0 is not None:
-        h0 = torch.cat((S0.float(), z0.float()[..., None]), dim=-1)
-    o, S = _run(q, k, v1, None, h0, reset)
-    out = (o[..., :-1] / (o[..., -1:] + eps)).to(v.dtype)
-    return out, (S[..., :-1], S[..., -1])

@@ -1,10 +1,26 @@
-"""Shared pieces of the op modules: reset masks and compute dtypes."""
+"""The state containers the ops return, and the dtype and layout their forms compute in."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
-from adaptmem.utils.checks import fmt_shape
+
+class SRWMWeights(NamedTuple):
+    """The four fast weights of an SRWM: ``W_y, W_q, W_k`` [.., H, D, D] and ``w_b`` [.., H, D, 4]."""
+
+    W_y: torch.Tensor
+    W_q: torch.Tensor
+    W_k: torch.Tensor
+    w_b: torch.Tensor
+
+
+class RecurrentDeltaState(NamedTuple):
+    """State of the Recurrent Delta Net: the fast weights and the last output."""
+
+    S: torch.Tensor  # [B, H, D, D] fast weights
+    y: torch.Tensor  # [B, H, D] last output (fed back through tanh)
 
 
 def compute_dtype(*tensors: torch.Tensor | None) -> torch.dtype:
@@ -14,24 +30,6 @@ def compute_dtype(*tensors: torch.Tensor | None) -> torch.dtype:
     return torch.float32
 
 
-def check_reset(fn: str, reset: torch.Tensor | None, B: int, T: int, device: torch.device) -> torch.Tensor | None:
-    """Validate ``reset`` ([B] or [B, T] bool) and return it as [B, T] bool (or ``None``).
-
-    ``reset[b, t]`` set means: the state of row ``b`` is reset before step ``t`` is processed.
-    A [B] mask resets before step 0 only.
-    """
-    if reset is None:
-        return None
-    if not isinstance(reset, torch.Tensor):
-        raise TypeError(f"{fn}: reset must be a bool tensor [B] or [B, T], got {type(reset).__name__}")
-    if reset.dtype != torch.bool:
-        raise TypeError(f"{fn}: reset must be a bool tensor [B] or [B, T], got dtype {reset.dtype}")
-    if reset.device != device:
-        raise ValueError(f"{fn}: reset is on {reset.device} but the inputs are on {device}")
-    if reset.shape == (B,):
-        full = torch.zeros(B, T, dtype=torch.bool, device=device)
-        full[:, 0] = reset
-        return full
-    if reset.shape != (B, T):
-        raise ValueError(f"{fn}: reset must be [B] = ({B},) or [B, T] = ({B}, {T}), got shape {fmt_shape(reset)}")
-    return reset
+def to_heads(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``[B, T, H, ...]`` -> ``[B, H, T, ...]`` in the compute dtype."""
+    return t.to(dtype).transpose(1, 2)

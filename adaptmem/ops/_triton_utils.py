@@ -16,9 +16,6 @@ by an interpreted kernel.
 
 from __future__ import annotations
 
-import os
-
-import torch
 import triton
 import triton.language as tl
 from triton import knobs
@@ -47,14 +44,3 @@ if INTERPRET and _SUM is not None and _MAX is not None:
 else:
     rsum, rmax, sigmoid = tl.sum, tl.max, tl.sigmoid
 
-
-def check_triton_device(fn: str, t: torch.Tensor) -> None:
-    """Triton kernels need a CUDA tensor, or CPU tensors under ``TRITON_INTERPRET=1``."""
-    if t.device.type == "cuda":
-        return
-    if t.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1":
-        return
-    raise ValueError(
-        f"{fn}: backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors), "
-        f"got a tensor on {t.device}; use backend='torch' or 'auto'"
-    )

@@ -21,7 +21,7 @@ def run(mode, *a, **kw):
     return o, *st
 
 
-@pytest.mark.parametrize("mode", ["checkpoint", "recurrent"])
+@pytest.mark.parametrize("mode", ["checkpointed", "reference"])
 def test_passes_float64_gradcheck_including_initial_state(mode):
     inputs = make(1, 4, 1, 2)
     reset = torch.tensor([[False, False, True, False]])
@@ -31,7 +31,7 @@ def test_passes_float64_gradcheck_including_initial_state(mode):
 def test_checkpointed_equals_reference_outputs_and_gradients():
     inputs = make(2, 50, 2, 4)
     reset = torch.rand(2, 50, generator=torch.Generator().manual_seed(2)) < 0.1
-    out_c = run("checkpoint", *inputs, checkpoint_every=16, reset=reset)
+    out_c = run("checkpointed", *inputs, checkpoint_every=16, reset=reset)
     out_r = recurrent_delta_rule_reference(*inputs[:8], initial_state=(inputs[8], inputs[9]), reset=reset)
     out_r = (out_r[0], *out_r[1])
     for a, b in zip(out_c, out_r):

@@ -135,7 +135,7 @@ def test_half_precision_inputs_are_computed_in_fp32(dtype):
 
 def test_backends_agree_and_unknown_backend_is_rejected():
     x, *ws = make(1, 5, 1, 4)
-    assert torch.allclose(srwm(x, *ws, backend="reference")[0], srwm(x, *ws, backend="torch")[0])
+    assert torch.allclose(srwm(x, *ws, mode="reference")[0], srwm(x, *ws, backend="torch")[0])
     with pytest.raises(ValueError, match="backend must be one of"):
         srwm(x, *ws, backend="cuda")
 

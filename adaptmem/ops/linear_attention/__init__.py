@@ -1,15 +1,29 @@
-"""Linear attention op: public entry point."""
+r"""Causal linear attention as a fast-weight memory (Katharopoulos et al., ICML 2020; Schlag et al., ICML 2021).
+
+State ``S = W^T`` (``Dk x Dv``, row vectors), write then read::
+
+    S <- S + k_t^T v_t          o_t = q_t S
+    normalize=True:  z <- z + k_t,   o_t = q_t S / (q_t . z + eps)
+
+- ``reference.py``: the step loop, the specification (``mode="recurrent"`` on ``"torch"``).
+- ``chunk.py``: ``mode="chunk"`` on ``"torch"``: chunkwise parallel, resets inside chunks.
+- ``fused_recurrent.py``: ``backend="triton"``: the fused recurrent kernel shared with the delta
+  rule (:mod:`adaptmem.ops._fused_recurrent`), the normaliser as an extra value column.
+- ``backend="fla"``: flash-linear-attention through :mod:`adaptmem.ops._fla`.
+
+Math: ``docs/reference.md``.
+"""
 
 from __future__ import annotations
 
 import torch
 
-from adaptmem.ops._dispatch import resolve_qkv_backend
-from adaptmem.ops._checks_qkv import check_qkv
-from adaptmem.ops._state import check_reset
+from adaptmem.ops import _checks, _dispatch
 from adaptmem.ops.linear_attention.chunk import linear_attention_chunk
-from adaptmem.ops.linear_attention.reference import linear_attention_reference, split_state
-from adaptmem.utils.checks import check_choice, check_positive_int
+from adaptmem.ops.linear_attention.reference import _reference_impl, linear_attention_reference
+from adaptmem.utils.checks import check_positive_int
+
+__all__ = ["linear_attention", "linear_attention_reference"]
 
 
 def linear_attention(
@@ -42,32 +56,37 @@ def linear_attention(
         reset: optional bool ``[B]`` or ``[B, T]``: zero that row's state before that step.
         mode: ``"chunk"`` (chunkwise parallel) or ``"recurrent"`` (step loop).
         chunk_size: chunk length C for the PyTorch ``mode="chunk"``.
-        backend: ``"auto"`` (on CUDA: flash-linear-attention for the un-normalised, reset-free
-            bfloat16/float16 case, else our Triton recurrent kernel; on CPU: ``"torch"``),
-            ``"torch"``, ``"fla"`` or ``"triton"`` (our fused recurrent kernel, any ``mode``).
+        backend: where it runs (the rules: :data:`adaptmem.ops._dispatch.TABLE`):
+
+            - ``"auto"``: on CUDA, ``"fla"`` for the un-normalised, reset-free bfloat16/float16
+              case with ``T >= H`` when installed and past its one-time check; else
+              ``"triton"`` when installed; else (and always on CPU) ``"torch"``;
+            - ``"torch"``: the PyTorch ``mode``, any device and dtype;
+            - ``"fla"``: fla's chunk kernel; raises for the calls listed above as not its own;
+            - ``"triton"``: our fused recurrent kernel, any ``mode``; CUDA tensors (or CPU ones
+              under ``TRITON_INTERPRET=1``); float64 inputs and key dims above 256 fall back
+              to ``"torch"`` with this ``mode`` and ``chunk_size``.
 
     Returns:
         ``(o [B, T, H, Dv], final_state)``; the state in float32 (float64 for float64 inputs).
     """
-    check_choice("linear_attention", "mode", mode, ("chunk", "recurrent"))
+    mode, backend = _dispatch.check_mode_and_backend("linear_attention", mode, backend)
     check_positive_int("linear_attention", "chunk_size", chunk_size)
-    S0, _ = split_state("linear_attention", initial_state, normalize)
-    B, T, _, _, _ = check_qkv("linear_attention", q, k, v, None, S0)
-    reset = check_reset("linear_attention", reset, B, T, q.device)
-    backend = resolve_qkv_backend("linear_attention", backend, mode=mode, q=q, k=k, v=v,
-                                  initial_state=initial_state, reset=reset, normalize=normalize)
+    S0, z0 = _checks.check_linear_state("linear_attention", initial_state, normalize)
+    B, T, _, Dk, Dv = _checks.check_qkv("linear_attention", q, k, v, None, S0)
+    reset = _checks.check_reset("linear_attention", reset, B, T, q.device)
+    call = _dispatch.OpCall.of("linear_attention", mode, (q, k, v), (S0, z0), key_dim=Dk, value_dim=Dv,
+                               reset=reset, normalize=normalize)
+    backend = _dispatch.resolve_backend(call, backend).backend
     with torch.autocast(q.device.type, enabled=False):
         if backend == "fla":
             from adaptmem.ops._fla import run_fla
 
-            return run_fla("linear_attention", mode, q, k, v, None, initial_state)
+            return run_fla("linear_attention", mode, q, k, v, None, S0)
         if backend == "triton":
-            from adaptmem.ops._fused_recurrent import linear_attention_triton  # lazy: CPU never imports Triton
+            from adaptmem.ops.linear_attention.fused_recurrent import linear_attention_fused_recurrent  # imports Triton
 
-            return linear_attention_triton(q, k, v, initial_state=initial_state, normalize=normalize,
-                                           reset=reset, eps=eps)
+            return linear_attention_fused_recurrent(q, k, v, S0, z0, normalize, reset, eps)
         if mode == "recurrent":
-            return linear_attention_reference(q, k, v, initial_state=initial_state, normalize=normalize,
-                                              reset=reset, eps=eps)
-        return linear_attention_chunk(q, k, v, initial_state=initial_state, normalize=normalize,
-                                      reset=reset, chunk_size=chunk_size, eps=eps)
+            return _reference_impl(q, k, v, S0, z0, normalize, reset, eps)
+        return linear_attention_chunk(q, k, v, S0, z0, normalize, reset, chunk_size, eps)

@@ -1,19 +1,33 @@
-"""Recurrent Delta Net op: public entry point with a memory-bounded backward."""
+r"""The Recurrent Delta Net (Irie, Schlag, Csordás, Schmidhuber, NeurIPS 2021).
+
+The delta rule whose queries, keys, values and rates also read the previous output through
+``tanh``; per head::
+
+    h   = tanh(y_{t-1})
+    q_t = softmax(q_in_t + h R_q)     k_t = softmax(k_in_t + h R_k)
+    v_t = v_in_t + h R_v              beta_t = sigmoid(beta_in_t + h . r_b)
+    S  <- S + beta_t k_t^T (v_t - k_t S)          y_t = q_t S
+
+q and k depend on the previous output, so there is no chunk form.
+
+- ``reference.py``: the step loop, the specification (``mode="reference"``: autograd through it).
+- ``checkpointed.py``: ``mode="checkpointed"``: the same steps, recomputed span by span in the
+  backward.
+
+Math: ``docs/reference.md``.
+"""
 
 from __future__ import annotations
 
 import torch
-from torch.utils.checkpoint import checkpoint
 
-from adaptmem.ops._state import check_reset, compute_dtype
-from adaptmem.ops.recurrent_delta_rule.reference import (
-    RecurrentDeltaState,
-    check_recurrent_delta_inputs,
-    prepare,
-    recurrent_delta_rule_reference,
-    recurrent_delta_steps,
-)
-from adaptmem.utils.checks import check_choice, check_positive_int
+from adaptmem.ops import _checks, _dispatch
+from adaptmem.ops._state import RecurrentDeltaState
+from adaptmem.ops.recurrent_delta_rule.checkpointed import recurrent_delta_rule_checkpointed
+from adaptmem.ops.recurrent_delta_rule.reference import _reference_impl, recurrent_delta_rule_reference
+from adaptmem.utils.checks import check_positive_int
+
+__all__ = ["RecurrentDeltaState", "recurrent_delta_rule", "recurrent_delta_rule_reference"]
 
 
 def recurrent_delta_rule(
@@ -28,8 +42,9 @@ def recurrent_delta_rule(
     *,
     initial_state: RecurrentDeltaState | tuple[torch.Tensor, torch.Tensor] | None = None,
     reset: torch.Tensor | None = None,
-    mode: str = "checkpoint",
+    mode: str = "checkpointed",
     checkpoint_every: int = 64,
+    backend: str = "auto",
 ) -> tuple[torch.Tensor, RecurrentDeltaState]:
     r"""Recurrent Delta Net (Irie et al., NeurIPS 2021): q, k, v, beta also read tanh(y_{t-1}).
 
@@ -47,30 +62,25 @@ def recurrent_delta_rule(
         R_q, R_k, R_v: recurrent weights ``[H, D, D]``; r_b: ``[H, D]``.
         initial_state: ``(S [B, H, D, D], y [B, H, D])``; zeros when ``None``.
         reset: optional bool ``[B]`` or ``[B, T]``: zero that row's S and y before that step.
-        mode: ``"checkpoint"`` (recompute each span of ``checkpoint_every`` steps in the
-            backward: activation memory O(T/C*H*D^2 + C*H*D^2)) or ``"recurrent"``
-            (autograd through the whole loop).
+        mode: ``"checkpointed"`` (recompute each span of ``checkpoint_every`` steps in the
+            backward: activation memory O(T/C*H*D^2 + C*H*D^2)) or ``"reference"`` (autograd
+            through the whole loop). ``"checkpoint"`` and ``"recurrent"`` are the old
+            spellings (deprecated).
+        backend: ``"auto"`` or ``"torch"``, the only one (any device and dtype).
 
     Returns:
         ``(y [B, T, H, D], RecurrentDeltaState(S, y_T))``.
     """
     fn = "recurrent_delta_rule"
-    check_choice(fn, "mode", mode, ("checkpoint", "recurrent"))
+    mode, backend = _dispatch.check_mode_and_backend(fn, mode, backend)
     check_positive_int(fn, "checkpoint_every", checkpoint_every)
+    B, T, H, D = _checks.check_recurrent_delta_inputs(fn, q, k, v, beta, R_q, R_k, R_v, r_b, initial_state)
+    reset = _checks.check_reset(fn, reset, B, T, q.device)
+    state = tuple(initial_state) if initial_state is not None else ()
+    _dispatch.resolve_backend(_dispatch.OpCall.of(fn, mode, (q, k, v, beta), (R_q, R_k, R_v, r_b, *state),
+                                                  key_dim=D, value_dim=D, reset=reset), backend)
     with torch.autocast(q.device.type, enabled=False):
-        if mode == "recurrent":
-            return recurrent_delta_rule_reference(q, k, v, beta, R_q, R_k, R_v, r_b,
-                                                  initial_state=initial_state, reset=reset)
-        B, T, H, D = check_recurrent_delta_inputs(fn, q, k, v, beta, R_q, R_k, R_v, r_b, initial_state)
-        reset = check_reset(fn, reset, B, T, q.device)
-        heads, rec, S, y = prepare(q, k, v, beta, R_q, R_k, R_v, r_b, initial_state, dtype=compute_dtype(q, k, v, beta, R_q))
-        outs = []
-        for t0 in range(0, T, checkpoint_every):
-            span = [h[:, :, t0 : t0 + checkpoint_every] for h in heads]
-            r = reset[:, t0 : t0 + checkpoint_every] if reset is not None else None
-            if torch.is_grad_enabled():
-                out, S, y = checkpoint(recurrent_delta_steps, *span, *rec, S, y, r, use_reentrant=False)
-            else:
-                out, S, y = recurrent_delta_steps(*span, *rec, S, y, r)
-            outs.append(out)
-        return torch.cat(outs, dim=2).transpose(1, 2).to(v.dtype), RecurrentDeltaState(S, y)
+        if mode == "reference":
+            return _reference_impl(q, k, v, beta, R_q, R_k, R_v, r_b, initial_state, reset)
+        return recurrent_delta_rule_checkpointed(q, k, v, beta, R_q, R_k, R_v, r_b, initial_state, reset,
+                                                 checkpoint_every)

@@ -1,7 +1,8 @@
 """SRWM as fused Triton kernels: the ``backend="triton"`` of :func:`adaptmem.ops.srwm`.
 
-Same packed layout and contract as :func:`adaptmem.ops.srwm.checkpointed.srwm_torch`. Importing
-this module imports Triton, so the public op imports it only when the Triton backend is chosen.
+Same packed layout and contract as :func:`adaptmem.ops.srwm.checkpointed.srwm_checkpointed`.
+Importing this module imports Triton, so the public op imports it only when the Triton backend
+is chosen.
 
 Per (batch, head) the fast weights are ``M = [W_y | W_q | W_k | w_b]`` (``D x E``, ``E = 3D + 4``)
 and one step is::
@@ -25,9 +26,9 @@ a per-program scratch of C fast-weight matrices), then walks the chunk backwards
 rebuilds earlier weights by subtracting updates (REFERENCE.md pitfall 1). The math of the
 backward is that of :class:`adaptmem.ops.srwm.checkpointed.SRWMFunction`.
 
-Cases the kernels do not cover run :func:`adaptmem.ops.srwm.checkpointed.srwm_torch` instead (same
-results within float rounding): float64 inputs (the kernels accumulate in float32) and head
-dims above :data:`MAX_HEAD_DIM` (four D x D fp32 tiles no longer fit in registers).
+The dispatch table (:data:`adaptmem.ops._dispatch.TABLE`) sends what the kernels do not cover
+to the PyTorch form: float64 inputs (the kernels accumulate in float32) and head dims above 128
+(four D x D fp32 tiles no longer fit in registers).
 """
 
 from __future__ import annotations
@@ -37,8 +38,7 @@ import triton
 import triton.language as tl
 from torch.autograd.function import once_differentiable
 
-from adaptmem.ops._triton_utils import check_triton_device, device_fn, rmax, rsum, sigmoid
-from adaptmem.ops.srwm.checkpointed import srwm_torch
+from adaptmem.ops._triton_utils import device_fn, rmax, rsum, sigmoid
 
 
 @device_fn
@@ -251,8 +251,6 @@ def srwm_bwd_kernel(
 
 # Launch code.
 
-MAX_HEAD_DIM = 128
-
 
 def default_num_warps(D: int) -> int:
     """Warps per program: enough threads to hold the backward's ``2 x 3 x D x D`` fp32 tiles.
@@ -331,7 +329,7 @@ class SRWMTritonFunction(torch.autograd.Function):
         return dx.to(x.dtype), dM0, dR, None, None, None
 
 
-def srwm_triton(
+def srwm_fused_recurrent(
     x: torch.Tensor,
     M0: torch.Tensor,
     R: torch.Tensor | None,
@@ -352,12 +350,7 @@ def srwm_triton(
     Returns:
         ``(y [N, T, D]`` in ``x``'s dtype, ``M_T [N, D, 3D + 4]`` in float32).
     """
-    check_triton_device("srwm", x)
     D = x.shape[-1]
-    if x.dtype == torch.float64 or M0.dtype == torch.float64 or D > MAX_HEAD_DIM:
-        return srwm_torch(x, M0, R, reset, checkpoint_every)
-    if (reset is None) != (R is None):
-        raise ValueError("srwm_triton: reset and R must be given together")
     x = x.contiguous()
     M0 = M0.float().contiguous()
     R = R.float().contiguous() if R is not None else None

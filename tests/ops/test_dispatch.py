@@ -1,7 +1,7 @@
-"""Backend choice of the fast-weight ops, the fla gate, and that CPU imports neither Triton nor fla.
+"""The dispatch table of the ops, the fla gate, and that CPU imports neither Triton nor fla.
 
-No kernel runs here: CUDA inputs are stood in for by objects with a device, dtype and shape,
-and fla by stubs, so the rules are tested on a CPU-only machine.
+No kernel runs here: CUDA calls are described by :class:`OpCall` (device, dtype, sizes) and fla
+by stubs, so the rules are tested on a CPU-only machine.
 """
 
 from __future__ import annotations
@@ -14,45 +14,31 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from adaptmem.ops import _dispatch as _backend
-from adaptmem.ops import _fla as fla_backend
-from adaptmem.ops import delta_rule, linear_attention
+from adaptmem.ops import OpCall, _dispatch, _fla, delta_rule, linear_attention, resolve_backend
 from adaptmem.ops.delta_rule.reference import delta_rule_reference
-from adaptmem.ops.srwm import resolve_srwm_backend
 from tests.ops.triton_interpret import interpreted_kernels
-
-CUDA = torch.device("cuda")
-
-
-def fake(*shape, dtype=torch.bfloat16, device=CUDA):
-    return SimpleNamespace(shape=shape, dtype=dtype, device=device)
-
-
-def qkvb(B=2, T=80, H=2, K=16, V=16, dtype=torch.bfloat16, device=CUDA):
-    return dict(q=fake(B, T, H, K, dtype=dtype, device=device), k=fake(B, T, H, K, dtype=dtype, device=device),
-                v=fake(B, T, H, V, dtype=dtype, device=device), beta=fake(B, T, H, dtype=dtype, device=device))
 
 
 @pytest.fixture
 def world(monkeypatch):
     """Pretend fla and Triton are (not) installed and fla's check passes (fails)."""
     state = SimpleNamespace(fla=True, triton=True, check=True, checked=[])
-    monkeypatch.setattr(fla_backend, "fla_available", lambda: state.fla)
-    monkeypatch.setattr(_backend, "triton_available", lambda: state.triton)
+    monkeypatch.setattr(_dispatch, "installed", lambda package: getattr(state, package))
 
     def check(*key):
         state.checked.append(key)
         return state.check
 
-    monkeypatch.setattr(fla_backend, "fla_passes_check", check)
+    monkeypatch.setattr(_fla, "fla_passes_check", check)
     return state
 
 
-def resolve(backend="auto", mode="chunk", reset=None, normalize=False, linear=False, **shape):
-    t = qkvb(**shape)
-    if linear:
-        t.pop("beta")
-    return _backend.resolve_qkv_backend("op", backend, mode=mode, reset=reset, normalize=normalize, **t)
+def resolve(backend="auto", mode="chunk", reset=False, normalize=False, linear=False, B=2, T=80, H=2, K=16, V=16,
+            dtype=torch.bfloat16, device="cuda"):
+    call = OpCall("linear_attention" if linear else "delta_rule", mode, device=device, dtypes=frozenset({dtype}),
+                  float64=dtype == torch.float64, key_dim=K, value_dim=V, steps=T, heads=H, reset=reset,
+                  normalize=normalize)
+    return resolve_backend(call, backend).backend
 
 
 def test_auto_prefers_fla_then_our_triton_kernel_then_torch_on_cuda(world):
@@ -67,27 +53,26 @@ def test_auto_prefers_fla_then_our_triton_kernel_then_torch_on_cuda(world):
 
 
 def test_auto_sends_what_fla_cannot_do_to_our_kernel(world):
-    reset = fake(2, 80, dtype=torch.bool)
-    assert resolve(reset=reset) == "triton"  # fla has no in-sequence reset
+    assert resolve(reset=True) == "triton"  # fla has no in-sequence reset
     assert resolve(dtype=torch.float32) == "triton"  # fla's chunk delta rule rejects fp32
     assert resolve(dtype=torch.float32, mode="recurrent") == "fla"  # its fused recurrent kernel takes it
-    assert resolve(K=512) == "triton"
+    assert resolve(K=512) == "torch"  # beyond our kernel too (it used to say "triton" and then run torch)
     assert resolve(linear=True, normalize=True) == "triton"
     assert resolve(linear=True, T=1, H=4) == "triton"  # fla reads T < H as a head-first layout
     assert resolve(linear=True) == "fla"
 
 
 def test_auto_is_torch_on_cpu_and_for_float64(world):
-    assert resolve(device=torch.device("cpu")) == "torch"
+    assert resolve(device="cpu") == "torch"
     assert resolve(dtype=torch.float64) == "torch"
     assert world.checked == []
 
 
 def test_explicit_fla_explains_why_it_cannot_run(world):
-    with pytest.raises(ValueError, match="op: backend='fla' cannot run this call: fla has no in-sequence reset"):
-        resolve("fla", reset=fake(2, 80, dtype=torch.bool))
+    with pytest.raises(ValueError, match="delta_rule: backend='fla' cannot run this call: fla has no in-sequence"):
+        resolve("fla", reset=True)
     with pytest.raises(ValueError, match="fla runs only on CUDA tensors"):
-        resolve("fla", device=torch.device("cpu"))
+        resolve("fla", device="cpu")
     world.fla = False
     with pytest.raises(ImportError, match=r"pip install 'adaptmem\[fla\]'"):
         resolve("fla")
@@ -115,7 +100,7 @@ def test_cpu_default_results_are_unchanged_by_the_backend_argument():
 
 
 def test_srwm_auto_uses_the_torch_backend_on_cpu():
-    assert resolve_srwm_backend("auto", torch.device("cpu")) == "torch"
+    assert resolve_backend(OpCall("srwm", "checkpointed", device="cpu")).backend == "torch"
 
 
 class _StubFla:
@@ -136,19 +121,19 @@ class _StubFla:
 
 @pytest.mark.parametrize("stub, passes", [("good", True), ("wrong_scale", False), ("broken", False)])
 def test_fla_gate_keeps_a_disagreeing_or_failing_fla_out(monkeypatch, stub, passes):
-    monkeypatch.setattr(fla_backend, "_fla_op", lambda op, mode: getattr(_StubFla, stub))
-    fla_backend.fla_passes_check.cache_clear()
+    monkeypatch.setattr(_fla, "_fla_op", lambda op, mode: getattr(_StubFla, stub))
+    _fla.fla_passes_check.cache_clear()
     try:
         if passes:
             rng = torch.get_rng_state()
             with torch.no_grad():  # the first auto call may come from inference code
-                assert fla_backend.fla_passes_check("delta_rule", "chunk", torch.float32, 8, 8, "cpu")
+                assert _fla.fla_passes_check("delta_rule", "chunk", torch.float32, 8, 8, "cpu")
             assert torch.equal(rng, torch.get_rng_state())  # the user's random stream is untouched
         else:
             with pytest.warns(UserWarning, match="flash-linear-attention delta_rule"):
-                assert not fla_backend.fla_passes_check("delta_rule", "chunk", torch.float32, 8, 8, "cpu")
+                assert not _fla.fla_passes_check("delta_rule", "chunk", torch.float32, 8, 8, "cpu")
     finally:
-        fla_backend.fla_passes_check.cache_clear()
+        _fla.fla_passes_check.cache_clear()
 
 
 def test_importing_adaptmem_imports_neither_triton_nor_fla():
