@@ -7,6 +7,7 @@ by stubs, so the rules are tested on a CPU-only machine.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -14,9 +15,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from adaptmem.ops import OpCall, _dispatch, _fla, delta_rule, linear_attention, resolve_backend
-from adaptmem.ops.delta_rule.reference import delta_rule_reference
-from tests.ops.triton_interpret import interpreted_kernels
+from pathlib import Path
+
+import adaptmem.ops
+from adaptmem.ops import OpCall, _dispatch, _fla, delta_rule, explain_backend, linear_attention, resolve_backend
+from adaptmem.ops._dispatch import TABLE
+from tests.ops.triton_interpret import KERNEL_MODULES, interpreted_kernels
+
+OPS = {"srwm": adaptmem.ops.srwm, "delta_rule": delta_rule, "linear_attention": linear_attention,
+       "recurrent_delta_rule": adaptmem.ops.recurrent_delta_rule}
 
 
 @pytest.fixture
@@ -99,41 +106,84 @@ def test_cpu_default_results_are_unchanged_by_the_backend_argument():
         assert torch.equal(o1, o2) and all(torch.equal(a, b) for a, b in zip(S1, S2))
 
 
-def test_srwm_auto_uses_the_torch_backend_on_cpu():
-    assert resolve_backend(OpCall("srwm", "checkpointed", device="cpu")).backend == "torch"
+@pytest.mark.parametrize("op", list(TABLE))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_auto_is_torch_for_every_op_on_cpu_whatever_is_installed(world, op, dtype):
+    call = OpCall(op, _dispatch.MODES[op][0], dtypes=frozenset({dtype}), float64=dtype == torch.float64)
+    assert resolve_backend(call).backend == "torch"
+    world.fla = world.triton = False
+    assert resolve_backend(call).backend == "torch"
 
 
-class _StubFla:
-    """fla stand-ins with our contract: the reference itself, a wrong one, and a broken one."""
-
-    @staticmethod
-    def good(q, k, v, beta, h0):
-        return delta_rule_reference(q, k, v, beta, initial_state=h0)
-
-    @staticmethod
-    def wrong_scale(q, k, v, beta, h0):  # what calling fla with its default q scale would give
-        return delta_rule_reference(q * q.shape[-1] ** -0.5, k, v, beta, initial_state=h0)
-
-    @staticmethod
-    def broken(q, k, v, beta, h0):
-        raise RuntimeError("0 active drivers")
+def srwm_call(mode="checkpointed", device="cuda", dtype=torch.float32, D=16, interpret=False):
+    return OpCall("srwm", mode, device=device, dtypes=frozenset({dtype}), float64=dtype == torch.float64,
+                  key_dim=D, value_dim=D, interpret=interpret)
 
 
-@pytest.mark.parametrize("stub, passes", [("good", True), ("wrong_scale", False), ("broken", False)])
-def test_fla_gate_keeps_a_disagreeing_or_failing_fla_out(monkeypatch, stub, passes):
-    monkeypatch.setattr(_fla, "_fla_op", lambda op, mode: getattr(_StubFla, stub))
-    _fla.fla_passes_check.cache_clear()
-    try:
-        if passes:
-            rng = torch.get_rng_state()
-            with torch.no_grad():  # the first auto call may come from inference code
-                assert _fla.fla_passes_check("delta_rule", "chunk", torch.float32, 8, 8, "cpu")
-            assert torch.equal(rng, torch.get_rng_state())  # the user's random stream is untouched
-        else:
-            with pytest.warns(UserWarning, match="flash-linear-attention delta_rule"):
-                assert not _fla.fla_passes_check("delta_rule", "chunk", torch.float32, 8, 8, "cpu")
-    finally:
-        _fla.fla_passes_check.cache_clear()
+def test_srwm_table_on_cuda(world):
+    assert resolve_backend(srwm_call()).backend == "triton"
+    assert resolve_backend(srwm_call(dtype=torch.bfloat16)).backend == "triton"
+    assert resolve_backend(srwm_call(dtype=torch.float64)).backend == "torch"
+    assert resolve_backend(srwm_call(D=129)).backend == "torch"  # four D x D tiles no longer fit
+    assert resolve_backend(srwm_call(mode="reference")).backend == "torch"  # the step loop is PyTorch
+    world.triton = False
+    assert resolve_backend(srwm_call()).backend == "torch"
+
+
+def test_explicit_triton_falls_back_to_torch_only_where_the_table_says(world):
+    for call in (srwm_call(dtype=torch.float64), srwm_call(D=129)):
+        choice = resolve_backend(call, "triton")
+        assert choice.backend == "torch" and choice.passed_over[0][0] == "triton"
+    with pytest.raises(ValueError, match="srwm: backend='triton' cannot run this call: the kernel implements "
+                                         "mode='checkpointed' only"):
+        resolve_backend(srwm_call(mode="reference"), "triton")
+    with pytest.raises(ValueError, match="Triton needs CUDA tensors"):
+        resolve_backend(srwm_call(device="cpu"), "triton")
+    world.triton = False
+    with pytest.raises(ImportError, match=r"Triton is not installed: pip install 'adaptmem\[triton\]'"):
+        resolve_backend(srwm_call(), "triton")
+
+
+def test_the_interpreter_lets_explicit_triton_run_on_cpu_but_not_auto(world):
+    for op in ("srwm", "delta_rule", "linear_attention"):
+        call = OpCall(op, _dispatch.MODES[op][0], device="cpu", interpret=True)
+        assert resolve_backend(call, "triton").backend == "triton"
+        assert resolve_backend(call).backend == "torch"
+
+
+def test_recurrent_delta_rule_has_only_torch():
+    call = OpCall("recurrent_delta_rule", "checkpointed", device="cuda", dtypes=frozenset({torch.bfloat16}))
+    assert resolve_backend(call).backend == "torch"
+    q = torch.rand(1, 2, 1, 2)
+    with pytest.raises(ValueError, match="recurrent_delta_rule: backend must be one of"):
+        adaptmem.ops.recurrent_delta_rule(q, q, q, q[..., 0], *[torch.rand(1, 2, 2)] * 3, torch.rand(1, 2),
+                                          backend="triton")
+
+
+def test_explain_backend_names_the_choice_and_why_the_others_were_passed_over(world):
+    text = explain_backend(OpCall("delta_rule", "chunk", device="cuda", reset=True))
+    assert text.splitlines() == ["delta_rule(mode='chunk', backend='auto') runs on 'triton'",
+                                 "  not 'fla': fla has no in-sequence reset"]
+
+
+@pytest.mark.parametrize("op", list(TABLE))
+def test_each_public_docstring_documents_its_backends(op):
+    doc = OPS[op].__doc__
+    assert all(f'"{name}"' in doc for name in ("auto", *TABLE[op]))
+    assert all(f'"{mode}"' in doc for mode in _dispatch.MODES[op])
+
+
+def test_the_triton_fallback_runs_the_callers_mode_and_chunk_size(world, monkeypatch):
+    # float64 on backend="triton" runs on torch; it used to run mode="chunk" with chunk_size=64 whatever was asked.
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # lets backend="triton" accept CPU tensors; no kernel runs
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.rand(2, 9, 2, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    beta = torch.rand(2, 9, 2, generator=g, dtype=torch.float64)
+    for mode in ("chunk", "recurrent"):
+        for op, args in ((delta_rule, (q, k, v, beta)), (linear_attention, (q, k, v))):
+            got = op(*args, mode=mode, chunk_size=4, backend="triton")
+            want = op(*args, mode=mode, chunk_size=4, backend="torch")
+            assert all(torch.equal(a, b) for a, b in zip(got, want))
 
 
 def test_importing_adaptmem_imports_neither_triton_nor_fla():
@@ -156,3 +206,13 @@ def test_interpreter_helper_leaves_no_trace():
         assert type(mod.srwm_fwd_kernel).__name__ == "InterpretedFunction"
     assert os.environ.get("TRITON_INTERPRET") == before_env
     assert all(sys.modules.get(name) is before[name] for name in names)
+
+
+def test_the_interpreter_helper_knows_every_module_that_holds_a_kernel():
+    # A module that imports Triton, or a kernel module, at its top keeps the kernels it was
+    # imported with; the helper must drop it (imports inside functions look up sys.modules).
+    root = Path(adaptmem.ops.__file__).parent
+    kernel_import = re.compile(r"^(import triton|from triton|from adaptmem\.ops\.(_fused_recurrent|_triton_utils) )", re.M)
+    holders = {".".join(path.relative_to(root.parent.parent).with_suffix("").parts)
+               for path in root.rglob("*.py") if kernel_import.search(path.read_text())}
+    assert holders == set(KERNEL_MODULES)

@@ -44,3 +44,13 @@ def test_bad_recurrent_weight_shape():
     a = [t.detach() for t in make(1, 3, 2, 4)]
     with pytest.raises(ValueError, match=r"R_k must be \[H, D, D\] = \(2, 4, 4\)"):
         recurrent_delta_rule(a[0], a[1], a[2], a[3], a[4], a[5][:1], a[6], a[7])
+
+
+@pytest.mark.parametrize("old, new", [("checkpoint", "checkpointed"), ("recurrent", "reference")])
+def test_old_mode_names_warn_and_give_identical_results(old, new):
+    inputs = make(2, 9, 2, 3)
+    with pytest.warns(DeprecationWarning, match=f"recurrent_delta_rule: mode='{old}' is deprecated; use mode='{new}'"):
+        got = run(old, *inputs, checkpoint_every=4)
+    want = run(new, *inputs, checkpoint_every=4)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    assert all(torch.equal(a, b) for a, b in zip(grads(got, inputs), grads(want, inputs)))

@@ -1,4 +1,5 @@
-"""The SRWM Triton kernels, run by the Triton interpreter on CPU, against the float64 step loop."""
+"""SRWM's fused Triton kernels (``adaptmem/ops/srwm/fused_recurrent.py``), run by the Triton interpreter
+on CPU, against the float64 step loop."""
 
 from __future__ import annotations
 
