@@ -53,7 +53,7 @@ def test_triton_matches_reference_across_checkpoints_with_resets_and_final_state
     ref_out, ref_grads = run(x, weights, mode="reference", dtype=torch.float64, **kw)
     assert_close(out, ref_out, FP32_TOL, "outputs")
     assert_close(grads, ref_grads, FP32_TOL, "gradients")
-    # All four fast matrices reach the loss (REFERENCE.md pitfall 3).
+    # All four fast matrices reach the loss (docs/reference.md, pitfall 3).
     assert all(g.abs().sum() > 0 for g in grads[1:5])
 
 

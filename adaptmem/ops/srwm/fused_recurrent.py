@@ -23,7 +23,7 @@ fast weights every C steps, i.e. O(T*(5D+8) + T/C*D*(3D+4)) floats per head, in 
 backward walks the chunks in reverse; for each chunk it recomputes the fast weights *forwards*
 from the chunk's checkpoint with the forward's update (writing the weights each step reads into
 a per-program scratch of C fast-weight matrices), then walks the chunk backwards. It never
-rebuilds earlier weights by subtracting updates (REFERENCE.md pitfall 1). The math of the
+rebuilds earlier weights by subtracting updates (docs/reference.md, section 1). The math of the
 backward is that of :class:`adaptmem.ops.srwm.checkpointed.SRWMFunction`.
 
 The dispatch table (:data:`adaptmem.ops._dispatch.TABLE`) sends what the kernels do not cover
