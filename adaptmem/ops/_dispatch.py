@@ -173,10 +173,12 @@ _MODE_CHECKPOINTED = Rule(lambda c: None if c.mode == "checkpointed" else
 # op -> backend -> rules, backends in the order "auto" tries them, rules in the order they are checked.
 TABLE: dict[str, dict[str, tuple[Rule, ...]]] = {
     "srwm": {
-        # Slot for a compiled CPU kernel (adaptmem/ops/srwm/fused_cpu.py, the packed signature of
-        # srwm/checkpointed.py), chosen by "auto" on CPU when numba is installed:
-        # "numba": (_installed("numba", "numba", ...), <on CPU>, _MODE_CHECKPOINTED, ...),
-        # plus its entry in adaptmem/ops/srwm/__init__.py's PACKED_FORMS.
+        # Slot for the compiled CPU kernel (adaptmem/ops/srwm/fused_cpu.py, the packed signature
+        # of srwm/checkpointed.py), first so that "auto" picks it on CPU when numba is installed;
+        # it joins with its line in PACKED_FORMS of adaptmem/ops/srwm/__init__.py:
+        # "numba": (_installed("numba", "numba", "numba"), _MODE_CHECKPOINTED,
+        #           Rule(lambda c: None if c.device_type == "cpu" else f"numba runs on CPU tensors, got {c.device}",
+        #                ValueError)),
         "triton": _triton_rules("srwm", _MODE_CHECKPOINTED),
         "torch": (),
     },
