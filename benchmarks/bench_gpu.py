@@ -21,8 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from adaptmem.layers import SRWM, DeltaNet
-from adaptmem.ops import delta_rule, srwm
-from adaptmem.ops._backend import resolve_qkv_backend
+from adaptmem.ops import OpCall, delta_rule, resolve_backend, srwm
 
 # FP32 (non-tensor-core) peaks in TFLOP/s, from NVIDIA's data sheets; override with --peak-tflops.
 PEAK_FP32_TFLOPS = {"H100 80GB HBM3": 67.0, "H100 PCIe": 51.0, "H200": 67.0, "A100": 19.5}
@@ -118,8 +117,10 @@ def srwm_inputs(B, T, H, D, device, dtype=torch.float32):
 
 
 def srwm_step(inputs, backend):
+    """``backend="reference"``: autograd through the step loop (``mode="reference"``)."""
     leaves = [t.detach().requires_grad_() for t in inputs]
-    y, state = srwm(*leaves, backend=backend)
+    kw = dict(mode="reference") if backend == "reference" else dict(backend=backend)
+    y, state = srwm(*leaves, **kw)
     (y.float().square().mean() + sum(M.square().mean() for M in state)).backward()
 
 
@@ -193,7 +194,8 @@ def bench_layers(cfg: Config) -> None:
 
             rates[name] = B * T / timed(step, cfg)
         probe = torch.empty(B, T, H, D, device=cfg.device, dtype=torch.bfloat16 if cfg.device == "cuda" else torch.float32)
-        used = resolve_qkv_backend("bench", "auto", mode="chunk", q=probe, k=probe, v=probe, beta=probe[..., 0])
+        call = OpCall.of("delta_rule", "chunk", (probe, probe, probe, probe[..., 0]), key_dim=D, value_dim=D)
+        used = resolve_backend(call).backend
         print(f"| {B} | {T} | {H} | {D} | {used} | {rates['srwm']:.0f} | {rates['delta']:.0f} | "
               f"{rates['srwm'] / rates['delta']:.2f} |")
 

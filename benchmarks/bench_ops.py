@@ -6,7 +6,7 @@
 Each case runs in a fresh process: time is the median of a few fwd+bwd calls, memory the
 peak resident memory the call adds. Targets: SRWM custom backward >= 3x faster and <= 1/4
 the peak memory of autograd through the reference loop; delta_rule chunk >= 10x faster than
-the recurrent loop. recurrent_delta_rule's "fast" column is its memory-bounded checkpoint mode,
+the recurrent loop. recurrent_delta_rule's "fast" column is its memory-bounded checkpointed mode,
 which recomputes each span in the backward: it trades time for memory.
 """
 
@@ -23,7 +23,7 @@ from _harness import load_note, measure, table  # noqa: E402
 import torch  # noqa: E402
 
 
-def srwm_case(B, T, H, D, backend, **kw):
+def srwm_case(B, T, H, D, mode, **kw):
     from adaptmem.ops import srwm
 
     g = torch.Generator().manual_seed(0)
@@ -32,7 +32,7 @@ def srwm_case(B, T, H, D, backend, **kw):
     ws.append((torch.randn(H, D, 4, generator=g) / D**0.5).requires_grad_())
 
     def run():
-        y, state = srwm(x, *ws, backend=backend, **kw)
+        y, state = srwm(x, *ws, mode=mode, **kw)
         (y.sum() + state.W_y.sum()).backward()
 
     return run
@@ -74,14 +74,14 @@ def main() -> None:
     cases = [
         # (name, size, baseline build, fast build, target speed-up, target memory ratio)
         ("srwm", srwm_size, functools.partial(srwm_case, *srwm_size, "reference"),
-         functools.partial(srwm_case, *srwm_size, "torch"), 3.0, 0.25),
+         functools.partial(srwm_case, *srwm_size, "checkpointed"), 3.0, 0.25),
         ("delta_rule", delta_size, functools.partial(qkv_case, *delta_size, "delta_rule", "recurrent"),
          functools.partial(qkv_case, *delta_size, "delta_rule", "chunk"), 10.0, None),
         ("linear_attention", delta_size, functools.partial(qkv_case, *delta_size, "linear_attention", "recurrent"),
          functools.partial(qkv_case, *delta_size, "linear_attention", "chunk"), None, None),
         ("recurrent_delta_rule", rdelta_size,
-         functools.partial(qkv_case, *rdelta_size, "recurrent_delta_rule", "recurrent"),
-         functools.partial(qkv_case, *rdelta_size, "recurrent_delta_rule", "checkpoint"), None, None),
+         functools.partial(qkv_case, *rdelta_size, "recurrent_delta_rule", "reference"),
+         functools.partial(qkv_case, *rdelta_size, "recurrent_delta_rule", "checkpointed"), None, None),
     ]
     rows = []
     for name, size, base, fast, speed_target, mem_target in cases:

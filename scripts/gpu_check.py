@@ -57,8 +57,8 @@ def qkv_problem(B, T, H, D, device, with_beta):
     return [t.to(torch.bfloat16).double() for t in ts]
 
 
-def srwm_fn(backend):
-    return lambda x, *ws: (lambda y, st: (y, *st))(*srwm(x, *ws, backend=backend))
+def srwm_fn(backend, mode="checkpointed"):
+    return lambda x, *ws: (lambda y, st: (y, *st))(*srwm(x, *ws, backend=backend, mode=mode))
 
 
 def delta_fn(backend, mode="chunk"):
@@ -87,10 +87,10 @@ def main() -> None:
     a = p.parse_args()
     if a.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu_check: no CUDA device (use --device cpu --quick with TRITON_INTERPRET=1 for a smoke run)")
-    from adaptmem.ops.fla_backend import fla_available
+    from adaptmem.ops._dispatch import installed
 
     Ts, Ds, B, H = ([1, 5], [4], 1, 2) if a.quick else ([1, 63, 64, 1000, 4096], [16, 32, 64], 2, 2)
-    backends = ["triton"] + (["fla"] if fla_available() and a.device == "cuda" else [])
+    backends = ["triton"] + (["fla"] if installed("fla") and a.device == "cuda" else [])
     bf16 = torch.bfloat16
     results = []
     print("| case | max rel. err outputs | max rel. err gradients | |")
@@ -98,7 +98,7 @@ def main() -> None:
     for D in Ds:
         for T in Ts:
             inputs = srwm_problem(B, T, H, D, a.device)
-            results.append(compare(f"srwm triton T={T} D={D}", srwm_fn("triton"), srwm_fn("reference"), inputs, bf16))
+            results.append(compare(f"srwm triton T={T} D={D}", srwm_fn("triton"), srwm_fn("torch", "reference"), inputs, bf16))
             for backend in backends:
                 for mode in (("chunk", "recurrent") if backend == "fla" else ("chunk",)):
                     inputs = qkv_problem(B, T, H, D, a.device, with_beta=True)

@@ -20,7 +20,7 @@ from adaptmem.layers.registry import LAYERS, LayerKind, layer_kind, layer_kinds,
 from adaptmem.layers.srwm import SRWM, SRWMState
 from adaptmem.layers.stack import FastWeightBlock, FastWeightStack, FeedForward
 from adaptmem.layers.state import detach_state, index_state, map_state, mask_state, repeat_rows, state_tensors
-from adaptmem.ops.recurrent_delta_rule_reference import RecurrentDeltaState
+from adaptmem.ops import RecurrentDeltaState
 
 __all__ = [
     "LAYERS",

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from adaptmem.layers.base import RecurrentLayer
-from adaptmem.ops._common import check_reset
+from adaptmem.ops._checks import check_reset
 from adaptmem.utils.checks import check_positive_int
 
 

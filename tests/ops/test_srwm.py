@@ -133,11 +133,24 @@ def test_half_precision_inputs_are_computed_in_fp32(dtype):
     assert torch.isfinite(gx).all()
 
 
-def test_backends_agree_and_unknown_backend_is_rejected():
+def test_modes_agree_and_unknown_mode_or_backend_is_rejected():
     x, *ws = make(1, 5, 1, 4)
-    assert torch.allclose(srwm(x, *ws, backend="reference")[0], srwm(x, *ws, backend="torch")[0])
+    assert torch.allclose(srwm(x, *ws, mode="reference")[0], srwm(x, *ws, backend="torch")[0])
     with pytest.raises(ValueError, match="backend must be one of"):
         srwm(x, *ws, backend="cuda")
+    with pytest.raises(ValueError, match="mode must be one of"):
+        srwm(x, *ws, mode="chunk")
+
+
+def test_old_backend_reference_warns_and_gives_identical_results():
+    x, *ws = make(2, 6, 2, 3)
+    reset = torch.tensor([[False, False, True, False, False, False], [False] * 6])
+    with pytest.warns(DeprecationWarning, match="srwm: backend='reference' is deprecated; use mode='reference'") as rec:
+        old = flat(srwm(x, *ws, reset=reset, backend="reference"))
+    assert rec[0].filename == __file__  # the warning points at the caller
+    new = flat(srwm(x, *ws, reset=reset, mode="reference"))
+    assert all(torch.equal(a, b) for a, b in zip(old, new))
+    assert all(torch.equal(a, b) for a, b in zip(grads(old, [x, *ws]), grads(new, [x, *ws])))
 
 
 def test_state_is_a_named_tuple_of_batched_fp32_weights():

@@ -43,8 +43,7 @@ def _compile(kernel, constexprs, bf16_args, num_warps):
 
 def test_srwm_kernels_compile_for_sm90(tmp_path, monkeypatch):
     monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
-    from adaptmem.ops.srwm_triton import default_num_warps
-    from adaptmem.ops.triton.srwm_kernels import srwm_bwd_kernel, srwm_fwd_kernel
+    from adaptmem.ops.srwm.fused_recurrent import default_num_warps, srwm_bwd_kernel, srwm_fwd_kernel
 
     D = 16
     common = dict(D=D, BD=16, HAS_RESET=True)
@@ -54,7 +53,7 @@ def test_srwm_kernels_compile_for_sm90(tmp_path, monkeypatch):
 
 def test_recurrent_kernels_compile_for_sm90(tmp_path, monkeypatch):
     monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
-    from adaptmem.ops.triton.recurrent_kernels import (
+    from adaptmem.ops._fused_recurrent import (
         recurrent_bwd_forward_kernel,
         recurrent_bwd_reverse_kernel,
         recurrent_fwd_kernel,

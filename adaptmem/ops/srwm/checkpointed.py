@@ -1,4 +1,4 @@
-"""Memory-efficient SRWM in plain PyTorch: a custom autograd function.
+"""SRWM's checkpointed form in plain PyTorch (``mode="checkpointed"``, ``backend="torch"``).
 
 The four fast matrices of a head are kept side by side as one matrix
 ``M = [W_y | W_q | W_k | w_b]`` of shape ``D x E`` with ``E = 3D + 4``, so one step is::
@@ -128,9 +128,13 @@ class SRWMFunction(torch.autograd.Function):
         return dx.transpose(0, 1), G, dR, None, None
 
 
-def srwm_torch(x: torch.Tensor, M0: torch.Tensor, R: torch.Tensor | None, reset: torch.Tensor | None,
-               checkpoint_every: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Differentiable entry point on the packed layout (see :func:`adaptmem.ops.srwm`)."""
+def srwm_checkpointed(x: torch.Tensor, M0: torch.Tensor, R: torch.Tensor | None, reset: torch.Tensor | None,
+                      checkpoint_every: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable SRWM on the packed layout (see :func:`adaptmem.ops.srwm`).
+
+    ``x`` ``[N, T, D]``; ``M0`` and ``R`` (the weights a reset sets, or ``None`` without resets)
+    ``[N, D, 3D + 4]``; ``reset`` bool ``[N, T]`` or ``None``. Returns ``(y [N, T, D], M_T)``.
+    """
     needs_grad = x.requires_grad or M0.requires_grad or (R is not None and R.requires_grad)
     if torch.is_grad_enabled() and needs_grad:
         return SRWMFunction.apply(x, M0, R, reset, checkpoint_every)

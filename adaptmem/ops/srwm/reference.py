@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from adaptmem.ops._common import check_reset, compute_dtype
-from adaptmem.ops.srwm_checks import SRWMWeights, check_srwm_inputs
+from adaptmem.ops import _checks
+from adaptmem.ops._state import SRWMWeights, compute_dtype
 
 
 def srwm_reference(
@@ -31,14 +31,20 @@ def srwm_reference(
     reset_to: SRWMWeights | None = None,
 ) -> tuple[torch.Tensor, SRWMWeights]:
     """Step-loop SRWM; same contract as :func:`adaptmem.ops.srwm`."""
-    B, T, H, D = check_srwm_inputs("srwm_reference", x, (W_y, W_q, W_k, w_b), reset_to)
-    reset = check_reset("srwm_reference", reset, B, T, x.device)
-    dtype = compute_dtype(x, W_y, W_q, W_k, w_b)
+    weights = (W_y, W_q, W_k, w_b)
+    B, T, _, _ = _checks.check_srwm_inputs("srwm_reference", x, weights, reset_to)
+    return _reference_impl(x, weights, _checks.check_reset("srwm_reference", reset, B, T, x.device), reset_to)
+
+
+def _reference_impl(x, weights, reset, reset_to) -> tuple[torch.Tensor, SRWMWeights]:
+    """:func:`srwm_reference` on checked inputs (``reset`` ``[B, T]`` bool or ``None``)."""
+    B, T = x.shape[:2]
+    dtype = compute_dtype(x, *weights)
 
     def batched(ws):
         return [w.to(dtype).expand(B, *w.shape[-3:]) if w.dim() == 3 else w.to(dtype) for w in ws]
 
-    Ms = batched((W_y, W_q, W_k, w_b))
+    Ms = batched(weights)
     Rs = batched(reset_to) if reset_to is not None else list(Ms)
     xs = x.to(dtype)
     ys = []

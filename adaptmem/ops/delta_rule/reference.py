@@ -1,4 +1,4 @@
-"""The delta rule as a plain step loop: the specification (and ``mode="recurrent"``).
+"""The delta rule as a plain step loop: the specification (and ``mode="recurrent"`` on ``"torch"``).
 
 Schlag, Irie, Schmidhuber, "Linear Transformers Are Secretly Fast Weight Programmers", ICML
 2021. State ``S`` is ``Dk x Dv`` (row vectors); write, then read::
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from adaptmem.ops._checks_qkv import check_qkv, to_heads
-from adaptmem.ops._common import check_reset, compute_dtype
+from adaptmem.ops import _checks
+from adaptmem.ops._state import compute_dtype, to_heads
 
 
 def delta_rule_reference(
@@ -26,8 +26,15 @@ def delta_rule_reference(
     reset: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Step-loop delta rule; same contract as :func:`adaptmem.ops.delta_rule`."""
-    B, T, H, Dk, Dv = check_qkv("delta_rule", q, k, v, beta, initial_state)
-    reset = check_reset("delta_rule", reset, B, T, q.device)
+    B, T, _, _, _ = _checks.check_qkv("delta_rule_reference", q, k, v, beta, initial_state)
+    reset = _checks.check_reset("delta_rule_reference", reset, B, T, q.device)
+    return _reference_impl(q, k, v, beta, initial_state, reset)
+
+
+def _reference_impl(q, k, v, beta, initial_state, reset) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`delta_rule_reference` on checked inputs (``reset`` ``[B, T]`` bool or ``None``)."""
+    B, T, H, Dk = q.shape
+    Dv = v.shape[-1]
     dtype = compute_dtype(q, k, v, beta, initial_state)
     qh, kh, vh = to_heads(q, dtype), to_heads(k, dtype), to_heads(v, dtype)
     bh = beta.to(dtype).transpose(1, 2)  # [B, H, T]

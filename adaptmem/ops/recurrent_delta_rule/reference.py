@@ -12,38 +12,10 @@ are given; per head the previous output feeds back through ``tanh``::
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 
-from adaptmem.ops._common import check_reset, compute_dtype
-from adaptmem.utils.checks import check_floating, check_same_device, check_shape, fmt_shape
-
-
-class RecurrentDeltaState(NamedTuple):
-    S: torch.Tensor  # [B, H, D, D] fast weights
-    y: torch.Tensor  # [B, H, D] last output (fed back through tanh)
-
-
-def check_recurrent_delta_inputs(fn, q, k, v, beta, R_q, R_k, R_v, r_b, initial_state):
-    check_floating(fn, "q", q)
-    if q.dim() != 4:
-        raise ValueError(f"{fn}: q must be [B, T, H, D], got shape {fmt_shape(q)}")
-    B, T, H, D = q.shape
-    if T == 0:
-        raise ValueError(f"{fn}: q must have at least one time step, got shape {fmt_shape(q)}")
-    for name, t in (("k", k), ("v", v)):
-        check_shape(fn, name, t, (B, T, H, D), "[B, T, H, D] like q")
-    check_shape(fn, "beta", beta, (B, T, H), "[B, T, H]")
-    for name, t in (("R_q", R_q), ("R_k", R_k), ("R_v", R_v)):
-        check_shape(fn, name, t, (H, D, D), "[H, D, D]")
-    check_shape(fn, "r_b", r_b, (H, D), "[H, D]")
-    if initial_state is not None:
-        check_shape(fn, "initial_state.S", initial_state[0], (B, H, D, D), "[B, H, D, D]")
-        check_shape(fn, "initial_state.y", initial_state[1], (B, H, D), "[B, H, D]")
-    check_same_device(fn, q=q, k=k, v=v, beta=beta, R_q=R_q, R_k=R_k, R_v=R_v, r_b=r_b,
-                      S=None if initial_state is None else initial_state[0])
-    return B, T, H, D
+from adaptmem.ops import _checks
+from adaptmem.ops._state import RecurrentDeltaState, compute_dtype
 
 
 def recurrent_delta_steps(q, k, v, beta, R_q, R_k, R_v, r_b, S, y, reset):
@@ -68,7 +40,9 @@ def recurrent_delta_steps(q, k, v, beta, R_q, R_k, R_v, r_b, S, y, reset):
     return torch.stack(outs, dim=2), S, y
 
 
-def prepare(q, k, v, beta, R_q, R_k, R_v, r_b, initial_state, dtype):
+def prepare(q, k, v, beta, R_q, R_k, R_v, r_b, initial_state):
+    """Inputs as ``[B, H, T, ...]`` and the recurrent weights in the compute dtype, and the start state."""
+    dtype = compute_dtype(q, k, v, beta, R_q)
     B, T, H, D = q.shape
     heads = [t.to(dtype).transpose(1, 2) for t in (q, k, v, beta)]
     rec = [t.to(dtype) for t in (R_q, R_k, R_v, r_b)]
@@ -81,10 +55,17 @@ def prepare(q, k, v, beta, R_q, R_k, R_v, r_b, initial_state, dtype):
 
 def recurrent_delta_rule_reference(q, k, v, beta, R_q, R_k, R_v, r_b, *, initial_state=None, reset=None):
     """Step-loop Recurrent Delta Net; same contract as :func:`adaptmem.ops.recurrent_delta_rule`."""
-    fn = "recurrent_delta_rule"
-    B, T, H, D = check_recurrent_delta_inputs(fn, q, k, v, beta, R_q, R_k, R_v, r_b, initial_state)
-    reset = check_reset(fn, reset, B, T, q.device)
-    dtype = compute_dtype(q, k, v, beta, R_q)
-    heads, rec, S, y = prepare(q, k, v, beta, R_q, R_k, R_v, r_b, initial_state, dtype)
+    fn = "recurrent_delta_rule_reference"
+    B, T, _, _ = _checks.check_recurrent_delta_inputs(fn, q, k, v, beta, R_q, R_k, R_v, r_b, initial_state)
+    reset = _checks.check_reset(fn, reset, B, T, q.device)
+    return _reference_impl(q, k, v, beta, R_q, R_k, R_v, r_b, initial_state, reset)
+
+
+def _reference_impl(q, k, v, beta, R_q, R_k, R_v, r_b, initial_state, reset):
+    """:func:`recurrent_delta_rule_reference` on checked inputs (``reset`` ``[B, T]`` bool or ``None``).
+
+    Returns ``(y [B, T, H, D], RecurrentDeltaState)``.
+    """
+    heads, rec, S, y = prepare(q, k, v, beta, R_q, R_k, R_v, r_b, initial_state)
     out, S, y = recurrent_delta_steps(*heads, *rec, S, y, reset)
     return out.transpose(1, 2).to(v.dtype), RecurrentDeltaState(S, y)

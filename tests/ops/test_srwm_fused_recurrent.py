@@ -1,4 +1,5 @@
-"""The SRWM Triton kernels, run by the Triton interpreter on CPU, against the float64 step loop."""
+"""SRWM's fused Triton kernels (``adaptmem/ops/srwm/fused_recurrent.py``), run by the Triton interpreter
+on CPU, against the float64 step loop."""
 
 from __future__ import annotations
 
@@ -24,11 +25,12 @@ def make_problem(B, T, H, D, *, batched, seed=0):
     return x, weights
 
 
-def run(x, weights, *, backend, dtype, reset=None, reset_to=None, checkpoint_every=64, seed=1):
+def run(x, weights, *, dtype, backend="auto", mode="checkpointed", reset=None, reset_to=None, checkpoint_every=64,
+        seed=1):
     """Outputs and every gradient of a loss that also uses the final state (its incoming gradient is nonzero)."""
     leaves = [t.detach().to(dtype).requires_grad_() for t in [x, *weights, *(reset_to or [])]]
     xs, ws, rs = leaves[0], leaves[1:5], leaves[5:] or None
-    y, state = srwm(xs, *ws, reset=reset, reset_to=rs, backend=backend, checkpoint_every=checkpoint_every)
+    y, state = srwm(xs, *ws, reset=reset, reset_to=rs, mode=mode, backend=backend, checkpoint_every=checkpoint_every)
     g = torch.Generator().manual_seed(seed)
     loss = (y.double() * torch.randn(y.shape, generator=g, dtype=torch.float64)).sum()
     for M in state:
@@ -48,10 +50,10 @@ def test_triton_matches_reference_across_checkpoints_with_resets_and_final_state
     reset[0, 3] = reset[0, 8] = reset[1, 4] = True
     kw = dict(reset=reset, reset_to=reset_to)
     out, grads = run(x, weights, backend="triton", dtype=torch.float32, checkpoint_every=4, **kw)
-    ref_out, ref_grads = run(x, weights, backend="reference", dtype=torch.float64, **kw)
+    ref_out, ref_grads = run(x, weights, mode="reference", dtype=torch.float64, **kw)
     assert_close(out, ref_out, FP32_TOL, "outputs")
     assert_close(grads, ref_grads, FP32_TOL, "gradients")
-    # All four fast matrices reach the loss (REFERENCE.md pitfall 3).
+    # All four fast matrices reach the loss (docs/reference.md, pitfall 3).
     assert all(g.abs().sum() > 0 for g in grads[1:5])
 
 
@@ -62,7 +64,7 @@ def test_triton_matches_reference_at_head_dim_16_over_several_chunks():
     reset = torch.zeros(B, T, dtype=torch.bool)
     reset[0, 12] = True
     out, grads = run(x, weights, backend="triton", dtype=torch.float32, reset=reset, checkpoint_every=5)
-    ref_out, ref_grads = run(x, weights, backend="reference", dtype=torch.float64, reset=reset)
+    ref_out, ref_grads = run(x, weights, mode="reference", dtype=torch.float64, reset=reset)
     assert_close(out, ref_out, FP32_TOL, "outputs")
     assert_close(grads, ref_grads, FP32_TOL, "gradients")
 
@@ -71,7 +73,7 @@ def test_triton_single_step_with_weights_shared_over_the_batch():
     B, T, H, D = 2, 1, 2, 4
     x, weights = make_problem(B, T, H, D, batched=False)
     out, grads = run(x, weights, backend="triton", dtype=torch.float32)
-    ref_out, ref_grads = run(x, weights, backend="reference", dtype=torch.float64)
+    ref_out, ref_grads = run(x, weights, mode="reference", dtype=torch.float64)
     assert out[1].shape == (B, H, D, D)
     assert_close(out, ref_out, FP32_TOL, "outputs")
     assert_close(grads, ref_grads, FP32_TOL, "gradients")
@@ -83,7 +85,7 @@ def test_triton_resets_to_starting_weights_with_one_step_chunks():
     x, weights = make_problem(B, T, H, D, batched=False, seed=3)
     reset = torch.tensor([[False, False, True, False, True]])
     out, grads = run(x, weights, backend="triton", dtype=torch.float32, reset=reset, checkpoint_every=1)
-    ref_out, ref_grads = run(x, weights, backend="reference", dtype=torch.float64, reset=reset)
+    ref_out, ref_grads = run(x, weights, mode="reference", dtype=torch.float64, reset=reset)
     assert_close(out, ref_out, FP32_TOL, "outputs")
     assert_close(grads, ref_grads, FP32_TOL, "gradients")
 
@@ -94,7 +96,7 @@ def test_triton_bfloat16_inputs_keep_a_float32_state():
     x = x.to(torch.bfloat16).double()  # the reference sees the same rounded inputs
     weights = [w.to(torch.bfloat16).double() for w in weights]
     out, grads = run(x, weights, backend="triton", dtype=torch.bfloat16, checkpoint_every=4)
-    ref_out, ref_grads = run(x, weights, backend="reference", dtype=torch.float64)
+    ref_out, ref_grads = run(x, weights, mode="reference", dtype=torch.float64)
     assert out[0].dtype == torch.bfloat16 and out[1].dtype == torch.float32
     assert all(g.dtype == torch.bfloat16 for g in grads)
     assert_close(out, ref_out, BF16_TOL, "outputs")
@@ -119,7 +121,7 @@ def test_triton_backend_runs_float64_and_large_heads_on_the_torch_path():
     y_ref, state_ref = srwm(x, *weights, backend="torch")
     assert y.dtype == torch.float64
     assert torch.equal(y, y_ref) and all(torch.equal(a, b) for a, b in zip(state, state_ref))
-    x, weights = make_problem(1, 2, 1, 129, batched=False, seed=8)  # above MAX_HEAD_DIM
+    x, weights = make_problem(1, 2, 1, 129, batched=False, seed=8)  # above the kernel's 128
     x, weights = x.float(), [w.float() for w in weights]
     y, state = srwm(x, *weights, backend="triton")
     y_ref, state_ref = srwm(x, *weights, backend="torch")
@@ -129,6 +131,6 @@ def test_triton_backend_runs_float64_and_large_heads_on_the_torch_path():
 def test_triton_backend_on_cpu_without_the_interpreter_names_the_fix(monkeypatch):
     x, weights = make_problem(1, 2, 1, 4, batched=False)
     monkeypatch.delenv("TRITON_INTERPRET")
-    with pytest.raises(ValueError, match="backend='triton' needs CUDA tensors"):
+    with pytest.raises(ValueError, match="backend='triton' cannot run this call: Triton needs CUDA tensors"):
         srwm(x.float(), *[w.float() for w in weights], backend="triton")
 

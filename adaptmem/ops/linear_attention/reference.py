@@ -1,4 +1,4 @@
-"""Linear attention (a sum of outer products) as a plain step loop: the specification.
+"""Linear attention (a sum of outer products) as a plain step loop: the specification (and ``mode="recurrent"``).
 
 Katharopoulos et al., ICML 2020; in fast-weight form (Schlag et al., ICML 2021) with row
 vectors, write then read::
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from adaptmem.ops._checks_qkv import check_qkv, to_heads
-from adaptmem.ops._common import check_reset, compute_dtype
+from adaptmem.ops import _checks
+from adaptmem.ops._state import compute_dtype, to_heads
 
 
 def linear_attention_reference(
@@ -26,9 +26,16 @@ def linear_attention_reference(
     eps: float = 1e-6,
 ):
     """Step-loop linear attention; same contract as :func:`adaptmem.ops.linear_attention`."""
-    S0, z0 = split_state("linear_attention", initial_state, normalize)
-    B, T, H, Dk, Dv = check_qkv("linear_attention", q, k, v, None, S0)
-    reset = check_reset("linear_attention", reset, B, T, q.device)
+    fn = "linear_attention_reference"
+    S0, z0 = _checks.check_linear_state(fn, initial_state, normalize)
+    B, T, _, _, _ = _checks.check_qkv(fn, q, k, v, None, S0)
+    return _reference_impl(q, k, v, S0, z0, normalize, _checks.check_reset(fn, reset, B, T, q.device), eps)
+
+
+def _reference_impl(q, k, v, S0, z0, normalize: bool, reset, eps: float):
+    """:func:`linear_attention_reference` on checked inputs (``reset`` ``[B, T]`` bool or ``None``)."""
+    B, T, H, Dk = q.shape
+    Dv = v.shape[-1]
     dtype = compute_dtype(q, k, v, S0)
     qh, kh, vh = to_heads(q, dtype), to_heads(k, dtype), to_heads(v, dtype)
     S = S0.to(dtype) if S0 is not None else qh.new_zeros(B, H, Dk, Dv)
@@ -46,22 +53,3 @@ def linear_attention_reference(
         outs.append(o)
     y = torch.stack(outs, dim=1).to(v.dtype)
     return y, ((S, z) if normalize else S)
-
-
-def split_state(fn: str, state, normalize: bool):
-    """``state`` is ``S`` without normalisation and ``(S, z)`` with it."""
-    if state is None:
-        return None, None
-    if normalize:
-        if not (isinstance(state, (tuple, list)) and len(state) == 2):
-            raise TypeError(f"{fn}: with normalize=True, initial_state must be a tuple (S, z), got {type(state).__name__}")
-        S, z = state
-        if not isinstance(z, torch.Tensor) or not isinstance(S, torch.Tensor) or z.shape != S.shape[:-1]:
-            raise ValueError(
-                f"{fn}: initial_state z must be [B, H, Dk] matching S [B, H, Dk, Dv], got "
-                f"{getattr(z, 'shape', None)} and {getattr(S, 'shape', None)}"
-            )
-        return S, z
-    if isinstance(state, (tuple, list)):
-        raise TypeError(f"{fn}: with normalize=False, initial_state must be a tensor S [B, H, Dk, Dv], got a tuple")
-    return state, None

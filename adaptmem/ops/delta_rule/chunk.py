@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import torch
 
-from adaptmem.ops._checks_qkv import check_qkv, to_heads
 from adaptmem.ops._chunk import chunk, reset_masks
-from adaptmem.ops._common import check_reset, compute_dtype
+from adaptmem.ops._state import compute_dtype, to_heads
 
 
-def delta_rule_chunk(q, k, v, beta, *, initial_state=None, reset=None, chunk_size: int = 64):
-    """Chunkwise delta rule; same contract as :func:`adaptmem.ops.delta_rule`."""
-    B, T, H, Dk, Dv = check_qkv("delta_rule", q, k, v, beta, initial_state)
-    reset = check_reset("delta_rule", reset, B, T, q.device)
+def delta_rule_chunk(q, k, v, beta, initial_state, reset, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`adaptmem.ops.delta_rule` on checked inputs (``reset`` ``[B, T]`` bool or ``None``)."""
+    B, T, H, Dk = q.shape
+    Dv = v.shape[-1]
     dtype = compute_dtype(q, k, v, beta, initial_state)
     C = min(chunk_size, T)
     Q, K, V = (chunk(to_heads(t, dtype), C) for t in (q, k, v))  # [B, H, n, C, D]

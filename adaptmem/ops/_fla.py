@@ -1,11 +1,12 @@
-"""flash-linear-attention ("fla") as a GPU backend of :func:`delta_rule` and :func:`linear_attention`.
+"""The flash-linear-attention ("fla") adapter: fla as the ``backend="fla"`` of the delta rule and linear attention.
 
-fla is optional, CUDA-only and slow to import (REFERENCE.md pitfall 8), so nothing here imports
-it before a CUDA call asks for it. Three things keep it honest:
+fla is optional, CUDA-only and slow to import (9-17 s), so nothing here imports it before a
+CUDA call asks for it. Three things keep it honest:
 
-- :func:`fla_unsupported_reason` lists what fla cannot do with our contract (in-sequence
-  resets, float32 in its chunk kernels, float64, mixed dtypes, head dims above 256, our
-  normalised linear attention), so ``backend="auto"`` sends those calls to our own kernels;
+- the fla rules of :data:`adaptmem.ops._dispatch.TABLE` list what fla cannot do with our
+  contract (in-sequence resets, float32 in its chunk kernels, float64, mixed dtypes, head dims
+  above 256, our normalised linear attention), so ``backend="auto"`` sends those calls to our
+  own kernels;
 - the wrappers pass ``scale=1`` (fla scales queries by ``Dk**-0.5`` by default; our ops do not)
   and return our dtypes (outputs in ``v``'s dtype, state in float32);
 - :func:`fla_passes_check` runs, once per (op, mode, dtype, head dims, device), a small
@@ -16,50 +17,13 @@ it before a CUDA call asks for it. Three things keep it honest:
 from __future__ import annotations
 
 import functools
-import importlib.util
 import warnings
 
 import torch
 
-FLA_MAX_HEAD_DIM = 256
 # fla's bf16 kernels against our float32 reference on the same (rounded) inputs; fla's own
 # tests accept 6e-3 (outputs) and 8e-3 (gradients) between its chunk and recurrent forms.
 CHECK_TOLERANCE = 2e-2
-
-
-def fla_available() -> bool:
-    """Whether ``flash-linear-attention`` is installed (found without importing it)."""
-    return importlib.util.find_spec("fla") is not None
-
-
-def fla_unsupported_reason(op: str, *, mode: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                           beta: torch.Tensor | None, initial_state, reset, normalize: bool = False) -> str | None:
-    """Why fla cannot run this call with our semantics, or ``None`` when it can."""
-    if q.device.type != "cuda":
-        return f"fla runs only on CUDA tensors, got {q.device}"
-    if reset is not None:
-        return "fla has no in-sequence reset"
-    dtypes = {q.dtype, k.dtype, v.dtype} | ({beta.dtype} if beta is not None else set())
-    if len(dtypes) != 1:
-        return f"fla needs q, k, v{', beta' if beta is not None else ''} of one dtype, got {sorted(map(str, dtypes))}"
-    dtype = q.dtype
-    if dtype == torch.float64:
-        return "fla has no float64 kernels"
-    if max(q.shape[-1], v.shape[-1]) > FLA_MAX_HEAD_DIM:
-        return f"fla supports head dims up to {FLA_MAX_HEAD_DIM}, got Dk={q.shape[-1]}, Dv={v.shape[-1]}"
-    if op == "delta_rule":
-        if mode == "chunk" and dtype == torch.float32:
-            return "fla's chunk delta rule rejects float32"
-    else:
-        if normalize:
-            return "fla's normalised linear attention uses another epsilon and state"
-        if dtype == torch.float32:
-            return "fla's linear attention is used for bfloat16/float16 only"
-        if q.shape[1] < q.shape[2]:
-            return "fla's chunk linear attention rejects T < H (it takes it for a head-first layout)"
-    if initial_state is not None and isinstance(initial_state, torch.Tensor) and initial_state.dtype == torch.float64:
-        return "fla has no float64 kernels"
-    return None
 
 
 def _fla_op(op: str, mode: str):
@@ -108,8 +72,8 @@ def fla_passes_check(op: str, mode: str, dtype: torch.dtype, K: int, V: int, dev
 
 
 def _check(op: str, mode: str, dtype: torch.dtype, K: int, V: int, device: str) -> bool:
-    from adaptmem.ops.delta_rule_reference import delta_rule_reference
-    from adaptmem.ops.linear_attention_reference import linear_attention_reference
+    from adaptmem.ops.delta_rule.reference import delta_rule_reference  # not at the top: the ops import this module
+    from adaptmem.ops.linear_attention.reference import linear_attention_reference
 
     gen = torch.Generator(device=device).manual_seed(0)
     B, T, H = 2, 80, 2

@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import torch
 
-from adaptmem.ops._checks_qkv import check_qkv, to_heads
 from adaptmem.ops._chunk import chunk, reset_masks
-from adaptmem.ops._common import check_reset, compute_dtype
-from adaptmem.ops.linear_attention_reference import split_state
+from adaptmem.ops._state import compute_dtype, to_heads
 
 
-def linear_attention_chunk(q, k, v, *, initial_state=None, normalize=False, reset=None,
-                           chunk_size: int = 64, eps: float = 1e-6):
-    """Chunkwise linear attention; same contract as :func:`adaptmem.ops.linear_attention`."""
-    S0, z0 = split_state("linear_attention", initial_state, normalize)
-    B, T, H, Dk, Dv = check_qkv("linear_attention", q, k, v, None, S0)
-    reset = check_reset("linear_attention", reset, B, T, q.device)
+def linear_attention_chunk(q, k, v, S0, z0, normalize: bool, reset, chunk_size: int, eps: float):
+    """:func:`adaptmem.ops.linear_attention` on checked inputs (``reset`` ``[B, T]`` bool or ``None``)."""
+    B, T, H, Dk = q.shape
+    Dv = v.shape[-1]
     dtype = compute_dtype(q, k, v, S0)
     C = min(chunk_size, T)
     Q, K, V = (chunk(to_heads(t, dtype), C) for t in (q, k, v))  # [B, H, n, C, D]

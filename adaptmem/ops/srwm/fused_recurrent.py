@@ -1,4 +1,8 @@
-"""SRWM forward and backward as Triton kernels, on the packed layout of :mod:`adaptmem.ops.srwm_torch`.
+"""SRWM as fused Triton kernels: the ``backend="triton"`` of :func:`adaptmem.ops.srwm`.
+
+Same packed layout and contract as :func:`adaptmem.ops.srwm.checkpointed.srwm_checkpointed`.
+Importing this module imports Triton, so the public op imports it only when the Triton backend
+is chosen.
 
 Per (batch, head) the fast weights are ``M = [W_y | W_q | W_k | w_b]`` (``D x E``, ``E = 3D + 4``)
 and one step is::
@@ -15,19 +19,26 @@ There is no ``tl.dot``: every product is a vector times a matrix, done as a broa
 reduction, so no block dimension has to be 16 or more.
 
 The forward saves per step ``V = [q | k | b]`` (2D + 4 floats) and ``d`` (E floats), and the
-fast weights every C steps. The backward walks the chunks in reverse; for each chunk it
-recomputes the fast weights *forwards* from the chunk's checkpoint with the forward's update
-(writing the weights each step reads into a per-program scratch buffer), then walks the chunk
-backwards. It never rebuilds earlier weights by subtracting updates (REFERENCE.md pitfall 1).
-The math of the backward is that of :class:`adaptmem.ops.srwm_torch.SRWMFunction`.
+fast weights every C steps, i.e. O(T*(5D+8) + T/C*D*(3D+4)) floats per head, in float32. The
+backward walks the chunks in reverse; for each chunk it recomputes the fast weights *forwards*
+from the chunk's checkpoint with the forward's update (writing the weights each step reads into
+a per-program scratch of C fast-weight matrices), then walks the chunk backwards. It never
+rebuilds earlier weights by subtracting updates (docs/reference.md, section 1). The math of the
+backward is that of :class:`adaptmem.ops.srwm.checkpointed.SRWMFunction`.
+
+The dispatch table (:data:`adaptmem.ops._dispatch.TABLE`) sends what the kernels do not cover
+to the PyTorch form: float64 inputs (the kernels accumulate in float32) and head dims above 128
+(four D x D fp32 tiles no longer fit in registers).
 """
 
 from __future__ import annotations
 
+import torch
 import triton
 import triton.language as tl
+from torch.autograd.function import once_differentiable
 
-from adaptmem.ops.triton._utils import device_fn, rmax, rsum, sigmoid
+from adaptmem.ops._triton_utils import device_fn, rmax, rsum, sigmoid
 
 
 @device_fn
@@ -236,3 +247,117 @@ def srwm_bwd_kernel(
                     Gb = tl.full([BD, 4], 0.0, tl.float32)
         tl.debug_barrier()  # the next chunk overwrites the scratch read above
     _store_blocks(dm0_ptr + n * D * E, Gy, Gq, Gk, Gb, off, off_b, mask, mask_b, D)
+
+
+# Launch code.
+
+
+def default_num_warps(D: int) -> int:
+    """Warps per program: enough threads to hold the backward's ``2 x 3 x D x D`` fp32 tiles.
+
+    From ``ptxas -v`` on sm_90 (no GPU needed): with these counts neither kernel spills at
+    D <= 64 (the backward uses 128-254 registers per thread); at D = 128 the backward spills
+    about 4 KB per thread to local memory (cached in L1/L2).
+    """
+    BD = triton.next_power_of_2(D)
+    return 1 if BD <= 16 else 4 if BD <= 32 else 8 if BD <= 64 else 16
+
+
+def _forward(x, M0, R, reset, C, save, num_warps):
+    N, T, D = x.shape
+    E = 3 * D + 4
+    NC = (T + C - 1) // C
+    f32 = dict(device=x.device, dtype=torch.float32)
+    y = torch.empty(N, T, D, device=x.device, dtype=x.dtype)
+    M_T = torch.empty(N, D, E, **f32)
+    if save:
+        V = torch.empty(N, T, 2 * D + 4, **f32)
+        d = torch.empty(N, T, E, **f32)
+        ckpts = torch.empty(N, NC, D, E, **f32)
+    else:  # never written: SAVE=False compiles the stores away
+        V = d = ckpts = M_T
+    has_reset = reset is not None
+    srwm_fwd_kernel[(N,)](
+        x, M0, R if has_reset else M0, reset.to(torch.int8).contiguous() if has_reset else M0,
+        y, M_T, V, d, ckpts,
+        T, C, NC,
+        D=D, BD=triton.next_power_of_2(D), HAS_RESET=has_reset, SAVE=save,
+        num_warps=num_warps, enable_fp_fusion=True,  # explicit: Triton 3.9 warns when it is left to a default
+    )
+    return y, M_T, (V, d, ckpts)
+
+
+def _backward(x, R, reset, saved, gy, gM, C, num_warps):
+    V, d, ckpts = saved
+    N, T, D = x.shape
+    E = 3 * D + 4
+    NC = ckpts.shape[1]
+    f32 = dict(device=x.device, dtype=torch.float32)
+    scratch = torch.empty(N, min(C, T), D, E, **f32)
+    dx = torch.empty(N, T, D, **f32)
+    dM0 = torch.empty(N, D, E, **f32)
+    has_reset = reset is not None
+    dR = torch.zeros(N, D, E, **f32) if has_reset else dM0
+    gy = gy.contiguous() if gy is not None else torch.zeros(N, T, D, **f32)
+    srwm_bwd_kernel[(N,)](
+        x, R if has_reset else dM0, reset.to(torch.int8).contiguous() if has_reset else dM0,
+        V, d, ckpts,
+        gy, gM.contiguous() if gM is not None else dM0, scratch,
+        dx, dM0, dR,
+        T, min(C, T), NC,
+        D=D, BD=triton.next_power_of_2(D), HAS_RESET=has_reset, HAS_GM=gM is not None,
+        num_warps=num_warps, enable_fp_fusion=True,  # explicit: Triton 3.9 warns when it is left to a default
+    )
+    return dx, dM0, (dR if has_reset else None)
+
+
+class SRWMTritonFunction(torch.autograd.Function):
+    """``(x [N, T, D], M0 [N, D, E], R [N, D, E] | None, reset [N, T] | None, C, num_warps) -> (y, M_T)``."""
+
+    @staticmethod
+    def forward(ctx, x, M0, R, reset, C, num_warps):
+        y, M_T, saved = _forward(x, M0, R, reset, C, True, num_warps)
+        ctx.save_for_backward(x, R, reset, *saved)
+        ctx.C, ctx.num_warps = C, num_warps
+        return y, M_T
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy, gM):
+        x, R, reset, *saved = ctx.saved_tensors
+        dx, dM0, dR = _backward(x, R, reset, saved, gy, gM, ctx.C, ctx.num_warps)
+        return dx.to(x.dtype), dM0, dR, None, None, None
+
+
+def srwm_fused_recurrent(
+    x: torch.Tensor,
+    M0: torch.Tensor,
+    R: torch.Tensor | None,
+    reset: torch.Tensor | None,
+    checkpoint_every: int,
+    num_warps: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable SRWM on the packed layout (see :func:`adaptmem.ops.srwm`).
+
+    Args:
+        x: ``[N, T, D]`` with ``N = B * H``; float32, bfloat16 or float16 (computed in float32).
+        M0: starting fast weights ``[N, D, 3D + 4]`` = ``[W_y | W_q | W_k | w_b]``.
+        R: weights a reset sets the state to, ``[N, D, 3D + 4]``, or ``None`` without resets.
+        reset: bool ``[N, T]`` (state set to ``R`` before that step) or ``None``.
+        checkpoint_every: C, the backward's recomputation chunk.
+        num_warps: warps per program (default: :func:`default_num_warps`).
+
+    Returns:
+        ``(y [N, T, D]`` in ``x``'s dtype, ``M_T [N, D, 3D + 4]`` in float32).
+    """
+    D = x.shape[-1]
+    x = x.contiguous()
+    M0 = M0.float().contiguous()
+    R = R.float().contiguous() if R is not None else None
+    num_warps = num_warps or default_num_warps(D)
+    needs_grad = x.requires_grad or M0.requires_grad or (R is not None and R.requires_grad)
+    if torch.is_grad_enabled() and needs_grad:
+        return SRWMTritonFunction.apply(x, M0, R, reset, checkpoint_every, num_warps)
+    with torch.no_grad():
+        y, M_T, _ = _forward(x, M0, R, reset, checkpoint_every, False, num_warps)
+    return y, M_T

@@ -43,3 +43,4 @@ if INTERPRET and _SUM is not None and _MAX is not None:
 
 else:
     rsum, rmax, sigmoid = tl.sum, tl.max, tl.sigmoid
+

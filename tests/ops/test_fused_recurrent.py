@@ -1,4 +1,5 @@
-"""Our fused recurrent Triton kernels for the delta rule and linear attention (Triton interpreter, CPU)."""
+"""The fused recurrent Triton kernel of the delta rule and linear attention (``adaptmem/ops/_fused_recurrent.py``,
+``linear_attention/fused_recurrent.py``), run by the Triton interpreter on CPU against the references."""
 
 from __future__ import annotations
 
