@@ -15,6 +15,13 @@ from typing import Any
 from adaptmem.utils.atomic import atomic_write
 
 WANDB_ID_FILE = "wandb-run-id"  # in log_dir: a resumed run continues the same W&B run
+WANDB_HELP = ("also log to this Weights & Biases project (pip install 'adaptmem[wandb]'; "
+              "WANDB_MODE=offline works without a network; default: off)")
+
+
+def add_wandb_argument(parser: Any) -> None:
+    """The examples' ``--wandb PROJECT`` flag (``args.wandb``: the project, or ``None``)."""
+    parser.add_argument("--wandb", metavar="PROJECT", default=None, help=WANDB_HELP)
 
 
 class MetricLogger:
@@ -69,7 +76,8 @@ class MetricLogger:
             except ImportError:  # tensorboard is optional
                 self._writer = None
         if wandb is not None:
-            self._wandb = _start_wandb(self.log_dir, wandb, wandb_config, wandb_name, resume=resume_step is not None)
+            # A resume that keeps rows continues the W&B run; resume_step=0 is a fresh start.
+            self._wandb = _start_wandb(self.log_dir, wandb, wandb_config, wandb_name, resume=bool(resume_step))
 
     def log(self, stream: str, step: int, **metrics: float) -> None:
         """Append one row ``step, **metrics`` to ``stream``."""
