@@ -44,7 +44,7 @@ def resize_image(image: torch.Tensor, size: int) -> torch.Tensor:
     Image = _pil()
     hwc = image.permute(1, 2, 0).numpy()
     im = Image.fromarray(hwc[:, :, 0] if hwc.shape[2] == 1 else hwc)
-    arr = np.asarray(im.resize((size, size), Image.LANCZOS), dtype=np.uint8)
+    arr = np.array(im.resize((size, size), Image.LANCZOS), dtype=np.uint8)  # a copy: PIL's arrays are read-only
     return torch.from_numpy(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1).copy())
 
 
