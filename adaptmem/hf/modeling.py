@@ -30,8 +30,9 @@ IGNORE_INDEX = -100  # transformers' label for "no loss at this position"
 # "past_key_values" before the rename; the model accepts both.
 CACHE_KWARG = ("cache" if "cache" in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters
                else "past_key_values")
-# Keywords transformers' generate/Trainer may pass that change nothing here.
-_IGNORED_KWARGS = frozenset({"output_attentions", "position_ids", "token_type_ids", "cache_position", "return_dict"})
+# Keywords transformers' generate/Trainer may pass that mean nothing here: positions are the
+# recurrence's (or the Transformer's own window), and there is one token type.
+_IGNORED_KWARGS = frozenset({"position_ids", "token_type_ids", "cache_position"})
 
 
 class AdaptMemConfig(PretrainedConfig):
@@ -239,14 +240,16 @@ class AdaptMemForCausalLM(PreTrainedModel, GenerationMixin):
                 labels: torch.Tensor | None = None, cache: FastWeightCache | None = None,
                 past_key_values: FastWeightCache | None = None, use_cache: bool | None = None,
                 inputs_embeds: torch.Tensor | None = None, output_hidden_states: bool | None = None,
-                num_items_in_batch: int | torch.Tensor | None = None, **kwargs: Any) -> AdaptMemCausalLMOutput:
+                output_attentions: bool | None = None, return_dict: bool | None = None,
+                num_items_in_batch: int | torch.Tensor | None = None,
+                **kwargs: Any) -> AdaptMemCausalLMOutput | tuple:
         unknown = set(kwargs) - _IGNORED_KWARGS
         if unknown:
             raise TypeError(f"AdaptMemForCausalLM.forward: unexpected keyword arguments {sorted(unknown)}")
         if inputs_embeds is not None or input_ids is None:
             raise ValueError("AdaptMemForCausalLM.forward: input_ids are required (inputs_embeds are not supported)")
-        if output_hidden_states:
-            raise ValueError("AdaptMemForCausalLM.forward: output_hidden_states is not supported")
+        if output_hidden_states or output_attentions:
+            raise ValueError("AdaptMemForCausalLM.forward: output_hidden_states and output_attentions are not supported")
         cache = cache if cache is not None else past_key_values
         if cache is not None and not isinstance(cache, FastWeightCache):
             raise TypeError(f"AdaptMemForCausalLM.forward: cache must be a FastWeightCache (from a previous call "
@@ -254,14 +257,15 @@ class AdaptMemForCausalLM(PreTrainedModel, GenerationMixin):
         if use_cache is None:
             use_cache = self.config.use_cache and not self.training
         state = cache.state if cache is not None else None
-        logits, state = self.model(input_ids, state, reset=self._resets(attention_mask, input_ids, state is not None))
+        logits, state = self.model(input_ids, state, reset=self._resets(attention_mask, input_ids))
         if use_cache:
             cache = cache if cache is not None else FastWeightCache()
             cache.state, cache.seen_tokens = state, cache.seen_tokens + input_ids.shape[1]
         loss = None if labels is None else causal_lm_loss(logits, labels, num_items_in_batch)
-        return AdaptMemCausalLMOutput(loss=loss, logits=logits, cache=cache if use_cache else None)
+        out = AdaptMemCausalLMOutput(loss=loss, logits=logits, cache=cache if use_cache else None)
+        return out if return_dict is not False else out.to_tuple()  # the tuple leaves out the Nones
 
-    def _resets(self, mask: torch.Tensor | None, input_ids: torch.Tensor, continuing: bool) -> torch.Tensor | None:
+    def _resets(self, mask: torch.Tensor | None, input_ids: torch.Tensor) -> torch.Tensor | None:
         """Where a row's mask steps from 0 to 1 (the first token after left padding), the state
         restarts before that token; ``None`` for an all-ones mask."""
         if mask is None:

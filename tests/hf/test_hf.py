@@ -151,6 +151,16 @@ def test_from_lm_wraps_a_library_model_and_its_config_rebuilds_it():
         hf.AdaptMemForCausalLM.from_lm(lm, hf.AdaptMemConfig(vocab_size=VOCAB, kind="deltanet"))
 
 
+def test_return_dict_false_gives_the_tuple_of_the_set_fields():
+    model = tiny("linear")
+    ids = torch.randint(VOCAB, (1, 5))
+    out = model(input_ids=ids, labels=ids, use_cache=True)
+    loss, logits, cache = model(input_ids=ids, labels=ids, use_cache=True, return_dict=False)
+    assert torch.equal(loss, out.loss) and torch.equal(logits, out.logits) and cache.seen_tokens == 5
+    (logits,) = model(input_ids=ids, use_cache=False, return_dict=False)
+    assert torch.equal(logits, out.logits)
+
+
 def test_labels_give_the_shifted_causal_loss_ignoring_minus_100():
     model = tiny("deltanet")
     ids = torch.randint(VOCAB, (2, 8), generator=torch.Generator().manual_seed(9))
@@ -201,5 +211,7 @@ def test_bad_inputs_name_the_argument():
         model(input_ids=ids, cache=((torch.zeros(1),),))
     with pytest.raises(ValueError, match="inputs_embeds are not supported"):
         model(inputs_embeds=torch.zeros(2, 4, 16))
+    with pytest.raises(ValueError, match="output_hidden_states and output_attentions are not supported"):
+        model(input_ids=ids, output_attentions=True)
     with pytest.raises(ValueError, match="takes all-ones attention masks only"):
         tiny("transformer")(input_ids=ids, attention_mask=torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]]))
