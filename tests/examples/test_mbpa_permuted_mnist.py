@@ -1,19 +1,15 @@
-"""End-to-end smoke tests of the two MbPA examples at tiny sizes."""
-
-import math
+"""examples/mbpa_permuted_mnist.py end to end at a tiny size on fake digits: the table, exact resume."""
 
 import numpy as np
 import pytest
-import torch
 
 from adaptmem.data.mnist import write_idx
-from adaptmem.data.text import make_synthetic_corpus
-from tests.examples import load_benchmark, load_example
-
+from tests.examples import load_example
 
 
 def write_fake_digits(folder, n, seed):
     """MNIST test-set IDX files whose class is visible as a bright row, so a few steps learn it."""
+    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 10, size=n).astype(np.uint8)
     images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
@@ -23,12 +19,12 @@ def write_fake_digits(folder, n, seed):
 
 
 def test_permuted_mnist_example_runs_end_to_end_on_fake_digits(tmp_path, capsys):
-    write_fake_digits(tmp_path, 300, seed=0)
+    write_fake_digits(tmp_path / "data" / "mnist", 300, seed=0)  # the convention: <--data>/mnist
     example = load_example("mbpa_permuted_mnist")
-    acc = example.main(["--data-dir", str(tmp_path), "--tasks", "2", "--train-per-task", "200",
+    acc = example.main(["--data", str(tmp_path / "data"), "--tasks", "2", "--train-per-task", "200",
                         "--test-per-task", "50", "--hidden", "16", "--k", "8", "--mbpa-steps", "2",
                         "--fisher-samples", "20", "--epochs", "4", "--batch-size", "16", "--lr", "0.01",
-                        "--replay", "--out-dir", str(tmp_path / "out"), "--threads", "1"])
+                        "--replay", "--out", str(tmp_path / "out"), "--threads", "1"])
     out = capsys.readouterr().out
     assert "| MbPA+replay |" in out and "| EWC |" in out
     assert set(acc) == {"SGD", "EWC", "MbPA", "MbPA+replay"}
@@ -39,54 +35,14 @@ def test_permuted_mnist_example_runs_end_to_end_on_fake_digits(tmp_path, capsys)
 
 
 def test_permuted_mnist_example_resumes_exactly_after_an_interruption(tmp_path):
-    write_fake_digits(tmp_path, 200, seed=1)
+    write_fake_digits(tmp_path, 200, seed=1)  # a folder that holds the IDX files itself also works
     example = load_example("mbpa_permuted_mnist")
-    args = ["--data-dir", str(tmp_path), "--tasks", "3", "--train-per-task", "100", "--test-per-task", "40",
+    args = ["--data", str(tmp_path), "--tasks", "3", "--train-per-task", "100", "--test-per-task", "40",
             "--hidden", "16", "--k", "4", "--mbpa-steps", "1", "--fisher-samples", "10", "--batch-size", "16",
             "--threads", "1"]
-    whole = example.main(args + ["--out-dir", str(tmp_path / "a")])
-    assert example.main(args + ["--out-dir", str(tmp_path / "b"), "--stop-after-task", "1"]) == {}
-    resumed = example.main(args + ["--out-dir", str(tmp_path / "b"), "--resume"])
+    whole = example.main(args + ["--out", str(tmp_path / "a")])
+    assert example.main(args + ["--out", str(tmp_path / "b"), "--stop-after-task", "1"]) == {}
+    resumed = example.main(args + ["--out", str(tmp_path / "b"), "--resume"])
     assert resumed == whole
     with pytest.raises(ValueError, match="different settings"):
-        example.main(args[:-2] + ["--hidden", "8", "--out-dir", str(tmp_path / "b"), "--resume"] + args[-2:])
-
-
-LM_TINY = ["--level", "word", "--emb", "8", "--hidden", "16", "--batch-size", "4", "--bptt", "8",
-           "--eval-tokens", "120", "--cache-size", "20", "--mem-size", "50", "--k", "4", "8",
-           "--lambda-cache", "0.1", "--lambda-mbpa", "0.1", "0.2", "--threads", "1", "--ckpt-every", "2"]
-
-
-def test_lm_example_runs_end_to_end_on_a_generated_ptb_corpus(tmp_path, capsys):
-    folder = make_synthetic_corpus(tmp_path / "ptb", "ptb", lines=(80, 20, 20), vocab_size=60)
-    example = load_example("mbpa_lm")
-    result = example.main(["--corpus", str(folder), "--steps", "3", "--ckpt", str(tmp_path / "ck.pt"),
-                           "--cache-dir", str(tmp_path / "cache"), *LM_TINY])
-    out = capsys.readouterr().out
-    assert "| + cache + MbPA |" in out
-    rows = result["rows"]
-    assert list(rows) == ["LSTM", "+ cache", "+ MbPA", "+ cache + MbPA"]
-    for (lam_c, lam_m, k), ppl in rows.values():
-        assert set(ppl) == {"valid", "test"} and all(math.isfinite(v) and v > 1 for v in ppl.values())
-    (c, m, k), _ = rows["+ cache + MbPA"]
-    assert c == 0.1 and m in (0.1, 0.2) and k in (4, 8)  # chosen from the swept grid
-    assert rows["LSTM"][0] == (0.0, 0.0, None)
-
-
-def test_lm_example_resumes_training_exactly(tmp_path):
-    folder = make_synthetic_corpus(tmp_path / "ptb", "ptb", lines=(80, 20, 20), vocab_size=60)
-    example = load_example("mbpa_lm")
-    common = ["--corpus", str(folder), "--cache-dir", str(tmp_path / "cache"), "--eval-tokens", "20",
-              *LM_TINY[:LM_TINY.index("--eval-tokens")], "--k", "4", "--threads", "1", "--ckpt-every", "2"]
-    straight = example.main([*common, "--steps", "4", "--ckpt", str(tmp_path / "a.pt")])["model"]
-    example.main([*common, "--steps", "2", "--ckpt", str(tmp_path / "b.pt")])
-    resumed = example.main([*common, "--steps", "4", "--ckpt", str(tmp_path / "b.pt"), "--resume"])["model"]
-    for (name, p), q in zip(straight.state_dict().items(), resumed.state_dict().values()):
-        assert torch.equal(p, q), name
-
-
-def test_memory_benchmark_quick_mode_prints_both_tables(capsys):
-    bench = load_benchmark("bench_memory")
-    bench.main(["--quick", "--threads", "1"])
-    out = capsys.readouterr().out
-    assert "(a) kNN search" in out and "(b) MbPA" in out and "MISMATCH" not in out
+        example.main(args[:-2] + ["--hidden", "8", "--out", str(tmp_path / "b"), "--resume"] + args[-2:])
