@@ -80,8 +80,8 @@ def add_data(p: argparse.ArgumentParser, help: str = "data folder") -> None:
 
 def add_threads(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads for torch (default: $OMP_NUM_THREADS if set, else the idle usable CPUs "
-                        "less the job's own worker threads, at least 1; printed at start)")
+                   help="CPU threads for torch (default: $OMP_NUM_THREADS if set, else the usable CPUs less "
+                        "the job's own worker threads, at least 1; printed at start)")
 
 
 def add_device(p: argparse.ArgumentParser, default: str = "auto") -> None:

@@ -1,19 +1,22 @@
 """How many CPU threads a job uses, chosen from the machine so that it never oversubscribes.
 
-Why this matters: torch's OpenMP threads meet at a barrier after every parallel op. When there
-are more of them than idle cores, the barrier waits for a thread that is not running, and the
-others burn their time slices spin-waiting for it. On a 2-core machine with one other busy
-process, the SRWM demo took 1.0 s per step with 2 threads and 0.02 s with 1 (README, "Threads").
+Why this matters: torch's OpenMP threads meet at a barrier after every parallel op. With
+OpenMP's default wait policy, a thread that arrives first spins (burns its CPU) until the
+others arrive; when another process holds one of the cores, the barrier waits for a thread that
+is not running while its partner spins away the time slice. On the shared 2-core development
+machine, 60 steps of ``examples/srwm_demo.py`` on 2 threads took 0.80 s per step that way,
+against 0.05 s on 1 thread (README, "Threads").
 
-:func:`configure_threads` therefore takes, unless told otherwise, the CPUs this process may use
-(affinity mask and cgroup CPU quota), minus the CPUs other processes keep busy (the 1-minute load
-average, scaled to that share of the machine), minus the threads the job starts itself (e.g.
-envpool workers), split over the processes ``torchrun`` starts on this node, never below 1.
-It also asks OpenMP to wait passively (``OMP_WAIT_POLICY=PASSIVE``: a waiting thread sleeps
-instead of spinning), which bounds the damage when the machine gets busier after the start.
-OpenMP reads that setting once, when torch loads, so the examples call
+:func:`configure_threads` therefore (1) asks OpenMP to wait passively (``OMP_WAIT_POLICY=PASSIVE``:
+a waiting thread sleeps; 2 threads then took 0.057 s per step, and 0.054 s instead of 0.114 s
+on 1 thread when two busy processes competed) and (2) takes, unless told otherwise, the CPUs
+this process may use (affinity mask and cgroup CPU quota), minus the threads the job starts
+itself (e.g. one per envpool pool), split over the processes ``torchrun`` starts on this node,
+never below 1. The machine's load is printed, not used: a count that followed the momentary
+load would make results (float reduction order) depend on what else ran at the start.
+
+OpenMP reads its wait policy once, when torch loads, so the examples call
 :func:`prefer_passive_waiting` (through ``adaptmem.utils.cli.parse``) before importing torch.
-
 This module does not import torch at import time.
 """
 
@@ -39,7 +42,7 @@ class ThreadConfig:
     intra_op: int  # torch intra-op threads (also OMP_NUM_THREADS for OpenMP libraries loaded later)
     inter_op: int  # torch inter-op threads
     cpus: int  # CPUs this process may use (affinity mask, cgroup quota)
-    busy: float  # of those, CPUs that other processes keep busy (load average)
+    load: float  # the machine's 1-minute load average at the start (printed, not used)
     reserved: int  # threads the job starts itself (envpool workers, ...)
     source: str  # "--threads", "OMP_NUM_THREADS" or "machine"
     wait_policy: str  # OMP_WAIT_POLICY that torch's OpenMP runs with
@@ -48,7 +51,7 @@ class ThreadConfig:
         why = {"--threads": "set by --threads", "OMP_NUM_THREADS": "set by $OMP_NUM_THREADS",
                "machine": "chosen from the machine; --threads N overrides"}[self.source]
         return (f"threads: {self.intra_op} intra-op, {self.inter_op} inter-op ({why}); {self.cpus} usable CPU(s), "
-                f"{self.busy:.1f} busy with other processes, {self.reserved} reserved for the job's own workers; "
+                f"{self.reserved} reserved for the job's own workers, load average {self.load:.1f}; "
                 f"OpenMP wait policy {self.wait_policy}")
 
 
@@ -99,20 +102,9 @@ def usable_cpus() -> int:
     return max(1, n)
 
 
-def busy_cpus(cpus: int) -> float:
-    """How many of our ``cpus`` other processes keep busy: the 1-minute load average, scaled to
-    our share of the machine (a container that may use 2 of 64 cores sees 2/64 of the load)."""
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        return 0.0
-    return min(float(cpus), load * cpus / max(cpus, os.cpu_count() or cpus))
-
-
-def default_threads(cpus: int, busy: float = 0.0, reserved: int = 0, processes: int = 1) -> int:
-    """Threads per process that fit in the idle CPUs: ``(cpus - busy - reserved) // processes``, >= 1."""
-    free = cpus - math.floor(busy + 0.5) - reserved
-    return max(1, free // max(1, processes))
+def default_threads(cpus: int, reserved: int = 0, processes: int = 1) -> int:
+    """Threads per process that leave the job's own workers a CPU each: ``(cpus - reserved) // processes``, >= 1."""
+    return max(1, (cpus - reserved) // max(1, processes))
 
 
 def prefer_passive_waiting() -> str:
@@ -120,8 +112,8 @@ def prefer_passive_waiting() -> str:
     OpenMP runs with.
 
     Call before torch is imported: OpenMP reads the setting once, when it loads (set later, it
-    still reaches child processes and OpenMP libraries loaded afterwards). On a 2-core machine
-    with one busy process, 60 steps of the SRWM demo on 2 threads took 3 s with it, 60 s without
+    still reaches child processes and OpenMP libraries loaded afterwards). On the busy 2-core
+    development machine, the SRWM demo on 2 threads took 0.057 s per step with it, 0.80 s without
     (README, "Threads").
     """
     global _PASSIVE_BEFORE_TORCH
@@ -140,8 +132,8 @@ def configure_threads(threads: int | None = None, *, reserved: int = 0, verbose:
 
     Args:
         threads: intra-op threads; ``None`` takes ``$OMP_NUM_THREADS`` when the user set it,
-            else :func:`default_threads` of the usable CPUs, their load, ``reserved`` and the
-            processes ``torchrun`` starts on this node (``$LOCAL_WORLD_SIZE``).
+            else :func:`default_threads` of the usable CPUs, ``reserved`` and the processes
+            ``torchrun`` starts on this node (``$LOCAL_WORLD_SIZE``).
         reserved: threads the job starts itself and keeps busy (e.g. one per envpool pool).
         verbose: print the chosen numbers (default: in the first process of a ``torchrun`` job).
         file: where to print (default ``sys.stderr``, with the progress lines: stdout keeps the results).
@@ -157,7 +149,6 @@ def configure_threads(threads: int | None = None, *, reserved: int = 0, verbose:
     if isinstance(reserved, bool) or not isinstance(reserved, int) or reserved < 0:
         raise ValueError(f"{fn}: reserved must be a non-negative integer, got {reserved!r}")
     cpus = usable_cpus()
-    busy = busy_cpus(cpus)
     env = _user_env("OMP_NUM_THREADS")
     if threads is not None:
         n, source = threads, "--threads"
@@ -170,7 +161,7 @@ def configure_threads(threads: int | None = None, *, reserved: int = 0, verbose:
             raise ValueError(f"{fn}: OMP_NUM_THREADS must be a positive integer, got {env!r}")
     else:
         processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-        n, source = default_threads(cpus, busy, reserved, processes), "machine"
+        n, source = default_threads(cpus, reserved, processes), "machine"
     policy = prefer_passive_waiting()
     _set_env("OMP_NUM_THREADS", str(n))
 
@@ -183,12 +174,19 @@ def configure_threads(threads: int | None = None, *, reserved: int = 0, verbose:
         pass
     if "faiss" in sys.modules:  # FAISS bundles its own OpenMP runtime
         sys.modules["faiss"].omp_set_num_threads(n)
-    cfg = ThreadConfig(n, torch.get_num_interop_threads(), cpus, busy, reserved, source, policy)
+    cfg = ThreadConfig(n, torch.get_num_interop_threads(), cpus, _load_average(), reserved, source, policy)
     if verbose is None:
         verbose = os.environ.get("RANK", "0") == "0"
     if verbose:
         print(cfg, file=file or sys.stderr, flush=True)
     return cfg
+
+
+def _load_average() -> float:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not available on this platform
+        return float("nan")
 
 
 def _user_env(name: str) -> str | None:

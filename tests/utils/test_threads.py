@@ -25,13 +25,12 @@ def clean_state(monkeypatch):
     torch.set_num_threads(before)
 
 
-def test_default_threads_leave_busy_and_reserved_cpus_alone_and_never_drop_below_one():
+def test_default_threads_leave_the_jobs_own_workers_a_cpu_and_never_drop_below_one():
     assert th.default_threads(2) == 2
-    assert th.default_threads(2, busy=1.0) == 1  # one core busy elsewhere: no barrier waits on it
-    assert th.default_threads(2, busy=0.4) == 2  # rounding: a mostly idle second core is used
-    assert th.default_threads(8, busy=0.6, reserved=2) == 5
-    assert th.default_threads(2, busy=3.0, reserved=2) == 1
+    assert th.default_threads(8, reserved=2) == 6  # e.g. two envpool pools
+    assert th.default_threads(2, reserved=2) == 1 and th.default_threads(1, reserved=3) == 1
     assert th.default_threads(8, processes=4) == 2  # torchrun's processes share the node
+    assert th.default_threads(8, reserved=2, processes=4) == 1
 
 
 def write(path: Path, text: str) -> None:
@@ -61,30 +60,23 @@ def test_usable_cpus_is_the_affinity_mask_capped_by_the_quota(monkeypatch):
     assert th.usable_cpus() == 1
 
 
-def test_busy_cpus_scales_the_load_to_our_share_of_the_machine(monkeypatch):
-    monkeypatch.setattr(os, "getloadavg", lambda: (16.0, 0.0, 0.0))
-    monkeypatch.setattr(os, "cpu_count", lambda: 64)
-    assert th.busy_cpus(2) == pytest.approx(0.5)
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert th.busy_cpus(2) == 2.0  # at most all of them
-
-
 def test_configure_threads_sets_torch_and_prints_the_chosen_numbers(monkeypatch):
     monkeypatch.setattr(th, "usable_cpus", lambda: 4)
-    monkeypatch.setattr(th, "busy_cpus", lambda cpus: 1.0)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     out = io.StringIO()
-    cfg = th.configure_threads(reserved=1, file=out)
-    assert (cfg.intra_op, cfg.cpus, cfg.reserved, cfg.source) == (2, 4, 1, "machine")
+    cfg = th.configure_threads(reserved=2, file=out)
+    assert (cfg.intra_op, cfg.cpus, cfg.reserved, cfg.source) == (2, 4, 2, "machine")
     assert torch.get_num_threads() == 2 and os.environ["OMP_NUM_THREADS"] == "2"
     line = out.getvalue()
-    assert line.count("\n") == 1 and line.startswith("threads: 2 intra-op") and "4 usable CPU(s)" in line
+    assert line.count("\n") == 1 and line.startswith("threads: 2 intra-op") and "4 usable CPU(s), 2 reserved" in line
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun: 4 processes on this node
+    assert th.configure_threads(verbose=False).intra_op == 1
     cfg = th.configure_threads(1, verbose=False)
     assert (cfg.intra_op, cfg.source, torch.get_num_threads()) == (1, "--threads", 1)
 
 
 def test_the_users_omp_num_threads_wins_but_our_own_setting_does_not(monkeypatch):
     monkeypatch.setattr(th, "usable_cpus", lambda: 4)
-    monkeypatch.setattr(th, "busy_cpus", lambda cpus: 0.0)
     th.configure_threads(3, verbose=False)  # sets OMP_NUM_THREADS=3 for later OpenMP libraries
     cfg = th.configure_threads(verbose=False)
     assert (cfg.intra_op, cfg.source) == (4, "machine")  # not the 3 of our own earlier call
