@@ -206,6 +206,7 @@ def test(args, splits, model, device) -> dict:
     for ways in args.eval_ways or [args.ways]:
         for shots in args.eval_shots or [args.shots]:
             loader = eval_loader(splits["test"], args, ways, shots, args.test_episodes, seed=20_000 + args.seed)
+            loader = progress(loader, desc=f"test {ways}-way {shots}-shot", unit="batch", leave=False)
             res = evaluate_episodes(model, loader, args.protocol, device=device, amp=args.amp)
             results["settings"].append({"ways": ways, "shots": shots, **res})
             print(f"| {args.kind} | {args.protocol} | {args.dataset} test | {ways} | {shots} | {100 * res['acc']:.2f} "
