@@ -63,7 +63,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     a("--resume", action="store_true", help="continue from --out/last.pt (the learner resumes exactly; "
                                             "ProcGen episodes restart)")
     a("--eval", nargs="?", const="", default=None, metavar="CKPT",
-      help="only evaluate CKPT (default --out/last.pt) and print the table (default: off, train)")
+      help="only evaluate CKPT (--out/last.pt when none is given) and print the table (default: off, train)")
     # environment
     a("--env", choices=("procgen", "recall"), default="procgen", help="ProcGen, or the built-in recall task")
     a("--env-backend", choices=("envpool", "procgen"), default="envpool", help="ProcGen implementation")

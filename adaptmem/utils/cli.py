@@ -3,20 +3,17 @@
 Every script uses plain ``argparse`` with kebab-case flags whose help shows the default, and the
 same name for the same thing:
 
-============== =====================================================================
-``--kind``     the layer / model / agent core to use (``--kinds``: several, compared)
-``--num-heads`` ``--num-layers``  sizes of the sequence model
-``--out``      output folder (checkpoints, logs, tables, plots)
-``--data``     data folder (default :func:`adaptmem.utils.paths.default_data_root`); every data
-               set is looked for in a sub-folder named after it (``mnist/``, ``omniglot/``,
-               ``tinyshakespeare/``). The LM examples' ``--corpus`` names *which* corpus: a
-               folder under ``--data``, a file or folder path, or a Hugging Face datasets name.
-``--threads``  CPU threads (default: :func:`adaptmem.utils.threads.configure_threads` chooses)
-``--device``   ``auto``, ``cpu``, ``cuda`` or ``cuda:N``
-``--seed``     random seed
-``--resume``   continue from the checkpoint in ``--out``
-``--action``   what to do when a script does more than train (``train``, ``evaluate``, ...)
-============== =====================================================================
+- ``--kind``: the layer / model / agent core to use (``--kinds``: several, compared);
+- ``--num-heads``, ``--num-layers``: sizes of the sequence model;
+- ``--out``: output folder (checkpoints, logs, tables, plots);
+- ``--data``: data folder (default :func:`adaptmem.utils.paths.default_data_root`); every data
+  set is looked for in a sub-folder named after it (``mnist/``, ``omniglot/``,
+  ``tinyshakespeare/``). The LM examples' ``--corpus`` names *which* corpus: a folder under
+  ``--data``, a file or folder path, or a Hugging Face datasets name;
+- ``--threads``: CPU threads (default: :func:`adaptmem.utils.threads.configure_threads` chooses);
+- ``--device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; ``--seed``: random seed;
+- ``--resume``: continue from the checkpoint in ``--out``;
+- ``--action``: what to do when a script does more than train (``train``, ``evaluate``, ...).
 
 Older spellings (``--out_dir``, ``--heads``, ``--model``, ``--mode``, ...) keep working as
 hidden aliases that print a one-line note (:func:`add_alias`). Scripts parse their flags before
