@@ -94,7 +94,9 @@ def any_rank(flag: bool, info: DistInfo) -> bool:
     """Whether ``flag`` is set on any rank (so that all ranks stop at the same step)."""
     if not info.enabled:
         return bool(flag)
-    t = torch.tensor([int(bool(flag))])
+    # nccl reduces CUDA tensors only (init_distributed set each process's device)
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([int(bool(flag))], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
 

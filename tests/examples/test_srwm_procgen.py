@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from adaptmem.rl import PAPER_GAMES, PAPER_MEMORY_GAMES, procgen_unavailable
-from tests.examples import EXAMPLES, load_example, run_torchrun
+from tests.examples import load_example
 
 TINY = ["--num-layers", "1", "--num-heads", "2", "--head-dim", "8", "--d-ff", "16", "--lstm-hidden", "8", "--threads", "1",
         "--eval-envs-per-game", "2", "--eval-episodes", "2"]
@@ -158,15 +158,3 @@ def test_eval_of_several_seeds_aggregates_them(example, tmp_path, capsys):
     assert "srwm seed 0" in text and "srwm seed 1" in text  # the learning table of both runs
     assert (tmp_path / "eval.md").read_text() == text
 
-
-def test_torchrun_with_two_processes_then_resume_in_one(example, tmp_path):
-    run = ["--env", "recall", "--envs-per-game", "4", "--batch-size", "4", "--unroll-length", "5", "--log-every", "20",
-           "--out", str(tmp_path), *TINY]
-    proc = run_torchrun(EXAMPLES / "srwm_procgen.py", *run, "--total-frames", "80")
-    assert "4 envs per game in 2 process(es)" in proc.stdout and "| recall" in proc.stdout
-    ckpt = torch.load(tmp_path / "last.pt", weights_only=False)
-    assert ckpt["extra"]["frames"] == 80 and ckpt["extra"]["learner"]["world_size"] == 2
-    assert ckpt["step"] == 4  # 4 updates of 2 x 2 rows x 5 steps
-    example.main(run + ["--total-frames", "120", "--resume"])  # 1 process takes all 4 rows
-    ckpt = torch.load(tmp_path / "last.pt", weights_only=False)
-    assert ckpt["extra"]["frames"] == 120 and ckpt["step"] == 6

@@ -1,8 +1,10 @@
 """Run by tests/rl/test_distributed.py under ``torchrun --nproc_per_node 2`` (gloo, CPU).
 
-    ddp_worker.py OUT_DIR ONE_PROCESS_CKPT
+    ddp_worker.py OUT_DIR ONE_PROCESS_CKPT [EXAMPLE_ARG ...]
 
 Rank 0 writes ``OUT_DIR/result.json`` with what the checks measured; the test asserts on it.
+Then, with arguments, it runs ``examples/srwm_procgen.py`` with them in the same process group
+(one launch of torchrun for both: each costs seconds of start-up).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 
 from adaptmem.rl import ImpalaConfig, ImpalaLearner, RecallEnv, make_agent
 from adaptmem.utils.distributed import all_gather_objects, cleanup_distributed, init_distributed
+from tests.examples import load_example
 
 ROWS, UNROLL = 8, 5  # rows of one combined update; each of the 2 processes acts in half of them
 
@@ -81,6 +84,8 @@ def main() -> None:
 
     if dist.is_main:
         (out / "result.json").write_text(json.dumps(result))
+    if len(sys.argv) > 3:
+        load_example("srwm_procgen").main(sys.argv[3:])  # leaves the process group at its end
     cleanup_distributed(dist)
 
 
