@@ -60,6 +60,14 @@ def smooth(values: Sequence[float], window: int) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
+def _frames_text(x: float, _pos: object = None) -> str:
+    """Axis ticks that stay short: 250k, 1.5M."""
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:g}{unit}"
+    return f"{x:g}"
+
+
 def plot_learning_curves(runs: Mapping[str, Curve], games: Sequence[str], path: str | os.PathLike, *,
                          random: Mapping[str, float] | None = None, title: str = "",
                          smoothing: float = 0.1) -> Path | None:
@@ -71,6 +79,7 @@ def plot_learning_curves(runs: Mapping[str, Curve], games: Sequence[str], path: 
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
         return None
     cols = min(3, len(games))
@@ -87,6 +96,7 @@ def plot_learning_curves(runs: Mapping[str, Curve], games: Sequence[str], path: 
         if random and game in random:
             ax.axhline(random[game], color="black", linestyle="--", linewidth=1, label="random policy")
         ax.set_title(game)
+        ax.xaxis.set_major_formatter(FuncFormatter(_frames_text))
         ax.set_xlabel("frames")
         ax.set_ylabel("training episode return")
         ax.grid(alpha=0.3)
