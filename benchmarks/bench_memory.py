@@ -4,6 +4,11 @@
     backend with its recall: 100k x 128 keys, 1k queries, k = 32.
 (b) MbPA, batched with torch.func (vmap over queries) vs the per-query loop: B = 256 queries,
     K = 32 neighbours, 5 steps, a 10-class linear head. Target: >= 10x.
+(c) MbPA on the language-model configuration of Sprechmann et al. (LSTM 256, vocabulary 10k,
+    N = 5000, K = 256, T = 1, alpha = 0.15): tokens/s of the closed-form linear path (with the
+    neighbour softmax table, and recomputing it per call) vs the generic torch.func path vs the
+    per-query loop. Each timed call adapts one 64-token segment and then writes it to the memory,
+    as the LM evaluation does. Target: linear >= 30x the generic path.
 
     python benchmarks/bench_memory.py                 # threads 1 and 2
     python benchmarks/bench_memory.py --quick         # a smoke test in seconds
@@ -83,9 +88,39 @@ def bench_mbpa(batch: int, k: int, steps: int, dim: int, n: int, repeats: int, t
     return [(name, th, sec, qps, base / sec) for name, th, sec, qps in rows]
 
 
+def bench_mbpa_lm(segment: int, slow_queries: int, k: int, steps: int, dim: int, vocab: int, n: int,
+                  repeats: int, threads: int) -> list[tuple]:
+    """Tokens/s of each MbPA path on LM-sized heads; the slow paths are timed on fewer queries."""
+    g = torch.Generator().manual_seed(2)
+    head = nn.Linear(dim, vocab)
+    rows = []
+    paths = (("linear, neighbour table cached", dict(mode="linear"), segment),
+             ("linear, table recomputed per call", dict(mode="linear", cache_logits=False), segment),
+             ("generic torch.func (vmap)", dict(mode="vmap"), slow_queries),
+             ("per-query loop", dict(mode="loop"), slow_queries))
+    for name, kw, queries in paths:
+        mem = EpisodicMemory(dim, n)
+        mem.write(torch.randn(n, dim, generator=g), torch.randint(0, vocab, (n,), generator=g))
+        mbpa = MbPA(head, mem, k=k, steps=steps, lr=0.15, chunk_size=queries, **kw)
+        segments = [(torch.randn(queries, dim, generator=g), torch.randint(0, vocab, (queries,), generator=g))
+                     for _ in range(repeats + 1)]
+
+        def one_segment(it=iter(segments)):
+            h, y = next(it)
+            mbpa(h)
+            mem.write(h, y)  # the next call meets `queries` new entries, as in the LM
+
+        sec = timeit(one_segment, repeats if queries == segment else 1)
+        rows.append((name, threads, sec / queries, 1 / (sec / queries)))
+    base = rows[2][2]
+    return [(name, th, sec, tps, base / sec) for name, th, sec, tps in rows]
+
+
 def print_table(title: str, rows: list[tuple], unit: str) -> None:
     print(f"\n{title}\n")
-    print(markdown_table(["method", "threads", "time (ms)", f"{unit}/s", "speed-up vs first row"],
+    first = "generic" if unit == "tokens" else "first row"
+    print(markdown_table(["method", "threads", "time (ms)" if unit != "tokens" else "ms / token", f"{unit}/s",
+                          f"speed-up vs {first}"],
                          [[name, th, f"{1e3 * sec:.1f}", f"{rate:,.0f}", f"{ratio:.1f}x"]
                           for name, th, sec, rate, ratio in rows]))
 
@@ -95,21 +130,26 @@ def main(argv=None) -> None:
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to run")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--slow-queries", type=int, default=16,
+                   help="(c): queries per timed call of the generic and loop paths (they take ~0.1-1 s each)")
     args = p.parse_args(argv)
     if args.quick:
         search = dict(n=5_000, dim=32, queries=100, k=8)
         mbpa = dict(batch=32, k=8, steps=2, dim=16, n=1_000)
+        lm = dict(segment=16, slow_queries=4, k=16, steps=1, dim=16, vocab=200, n=300)
         args.repeats = 1
     else:
         search = dict(n=100_000, dim=128, queries=1_000, k=32)
         mbpa = dict(batch=256, k=32, steps=5, dim=128, n=10_000)
+        lm = dict(segment=64, slow_queries=args.slow_queries, k=256, steps=1, dim=256, vocab=10_000, n=5_000)
     print(f"torch {torch.__version__}, faiss {'yes' if faiss_available() else 'no'}, "
           f"{os.cpu_count()} cores, load average before: {os.getloadavg()[0]:.2f}")
-    search_rows, mbpa_rows = [], []
+    search_rows, mbpa_rows, lm_rows = [], [], []
     for threads in args.threads:
         set_threads(threads)  # torch and FAISS's OpenMP agree on one number
         search_rows += bench_search(**search, repeats=args.repeats, threads=threads)
         mbpa_rows += bench_mbpa(**mbpa, repeats=args.repeats, threads=threads)
+        lm_rows += bench_mbpa_lm(**lm, repeats=args.repeats, threads=threads)
     s, m = search, mbpa
     print_table(f"(a) kNN search: {s['n']:,} x {s['dim']} keys, {s['queries']:,} queries, k = {s['k']}",
                 search_rows, "queries")
@@ -117,6 +157,12 @@ def main(argv=None) -> None:
                 f"memory {m['n']:,}", mbpa_rows, "queries")
     best = max(r[4] for r in mbpa_rows)
     print(f"\nMbPA batched vs loop: best {best:.1f}x (target >= 10x: {'met' if best >= 10 else 'NOT met'})")
+    c = lm
+    print_table(f"(c) MbPA, LM configuration: Linear({c['dim']}, {c['vocab']:,}) head, N = {c['n']:,}, K = {c['k']}, "
+                f"T = {c['steps']}, alpha = 0.15; {c['segment']}-token segments (generic and loop: "
+                f"{c['slow_queries']} queries per call)", lm_rows, "tokens")
+    best = max(r[4] for r in lm_rows)
+    print(f"\nMbPA linear vs generic: best {best:.1f}x (target >= 30x: {'met' if best >= 30 else 'NOT met'})")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

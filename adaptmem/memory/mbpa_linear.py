@@ -86,11 +86,11 @@ def adapt_linear_softmax(
         z0 = z0 if table_kind == "log_probs" else z0.log()
         k_, w_, y_ = keys[sl], weights[sl, :, None], labels[sl, :, None]
         gram = k_ @ k_.transpose(1, 2) + one  # A = H̃ H̃^T
-        g = torch.zeros_like(z0)
-        for t in range(steps):
-            logits = z0 if t == 0 else z0 + gram @ g
-            r = (w_ * torch.softmax(logits, -1)).scatter_add_(-1, y_, -w_)
-            g = (g - lr * r) / shrink
+        g = None  # G_0 = 0; in-place updates below keep the passes over [b, K, V] few
+        for _ in range(steps):
+            r = torch.softmax(z0 if g is None else torch.baddbmm(z0, gram, g), -1)
+            r.mul_(w_).scatter_add_(-1, y_, -w_)  # R_t = w (p - e_y)
+            g = r.mul_(-lr / shrink) if g is None else g.div_(shrink).add_(r, alpha=-lr / shrink)
         out.append(logits_q[sl] + torch.einsum("bk,bkv->bv", a[sl], g))
     return F.log_softmax(torch.cat(out), dim=-1)
 

@@ -89,4 +89,5 @@ def test_memory_benchmark_quick_mode_prints_both_tables(capsys):
     bench = load_benchmark("bench_memory")
     bench.main(["--quick", "--threads", "1"])
     out = capsys.readouterr().out
-    assert "(a) kNN search" in out and "(b) MbPA" in out and "MISMATCH" not in out
+    assert "(a) kNN search" in out and "(b) MbPA" in out and "(c) MbPA, LM configuration" in out
+    assert "MISMATCH" not in out and "MbPA linear vs generic" in out
