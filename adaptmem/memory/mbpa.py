@@ -10,7 +10,7 @@ deep copy of the model per query).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +18,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from adaptmem.memory.episodic import EpisodicMemory
-from adaptmem.memory.mbpa_linear import NeighbourTable, adapt_linear_softmax
+from adaptmem.memory.mbpa_linear import NeighbourTable, adapt_linear_softmax, neighbour_table, one_step_direction
 from adaptmem.utils.checks import check_choice, check_shape
 
 Params = dict[str, torch.Tensor]
@@ -164,11 +164,7 @@ class MbPA(nn.Module):
 
     @torch.no_grad()
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        h = check_shape("MbPA", "h", h, (None, self.memory.key_dim), "[B, D]")
-        p = self._param
-        if p is not None and (h.dtype != p.dtype or h.device != p.device):
-            raise TypeError(f"MbPA: h must have the head's dtype {p.dtype} and device {p.device}, "
-                            f"got dtype {h.dtype} device {h.device}")
+        self._check_queries("MbPA", h)
         theta = {n: p.detach() for n, p in self.head.named_parameters()}
         buffers = {n: b.detach() for n, b in self.head.named_buffers()}
         k = min(self.k, len(self.memory))
@@ -176,24 +172,57 @@ class MbPA(nn.Module):
             return F.log_softmax(functional_call(self.head, (theta, buffers), (h,)), dim=-1)
         out = []
         for h_c in h.split(self.chunk_size):
-            dist, labels, slots = self.memory.search(h_c, k)
-            kappa = 1.0 / (self.kernel_eps + dist.to(h.dtype))
-            exact = torch.isinf(kappa)  # kernel_eps = 0 and a stored copy of the query
-            kappa = torch.where(exact.any(-1, keepdim=True), exact.to(kappa.dtype), kappa)
-            w = kappa / kappa.sum(-1, keepdim=True)
+            labels, w, slots = self._neighbours(h_c, k)
             if self.path == "linear":
-                out.append(self._adapt_linear(h_c, labels.long(), w, slots))
+                out.append(self._adapt_linear(h_c, labels, w, slots))
                 continue
             keys, _ = self.memory.fetch(slots)
-            out.append(self._adapt_chunk(theta, buffers, h_c, keys.to(h.dtype), labels.long(), w))
+            out.append(self._adapt_chunk(theta, buffers, h_c, keys.to(h.dtype), labels, w))
         return torch.cat(out)
+
+    @torch.no_grad()
+    def sweep_lr(self, h: torch.Tensor, lrs: Sequence[float]) -> torch.Tensor:
+        """``log_probs [len(lrs), B, C]``: :meth:`forward` at each local learning rate in ``lrs``.
+
+        On the linear path with ``steps=1`` the step's direction does not depend on the learning
+        rate, so the whole sweep costs one adaptation plus one ``log_softmax`` per rate; otherwise
+        it runs one adaptation per rate.
+        """
+        lrs = [float(lr) for lr in lrs]
+        if not lrs or not all(lr >= 0 for lr in lrs):
+            raise ValueError(f"MbPA.sweep_lr: lrs must be a non-empty list of numbers >= 0, got {lrs!r}")
+        k = min(self.k, len(self.memory))
+        if self.path != "linear" or self.steps != 1 or k == 0:
+            twins = [MbPA(self.head, self.memory, k=self.k, steps=self.steps, lr=lr, l2=self.l2,
+                          kernel_eps=self.kernel_eps, chunk_size=self.chunk_size, mode=self.path,
+                          cache_logits=self.cache_logits) for lr in lrs]
+            return torch.stack([m(h) for m in twins])
+        self._check_queries("MbPA.sweep_lr", h)
+        out = [self._adapt_linear(h_c, *self._neighbours(h_c, k), lrs=lrs) for h_c in h.split(self.chunk_size)]
+        return torch.cat(out, dim=1)
+
+    def _check_queries(self, fn: str, h: object) -> None:
+        h = check_shape(fn, "h", h, (None, self.memory.key_dim), "[B, D]")
+        p = self._param
+        if p is not None and (h.dtype != p.dtype or h.device != p.device):
+            raise TypeError(f"{fn}: h must have the head's dtype {p.dtype} and device {p.device}, "
+                            f"got dtype {h.dtype} device {h.device}")
+
+    def _neighbours(self, q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Labels ``[B, K]``, kernel weights ``[B, K]`` and slots ``[B, K]`` of the neighbours of ``q``."""
+        dist, labels, slots = self.memory.search(q, k)
+        kappa = 1.0 / (self.kernel_eps + dist.to(q.dtype))
+        exact = torch.isinf(kappa)  # kernel_eps = 0 and a stored copy of the query
+        kappa = torch.where(exact.any(-1, keepdim=True), exact.to(kappa.dtype), kappa)
+        return labels.long(), kappa / kappa.sum(-1, keepdim=True), slots
 
     def predict(self, h: torch.Tensor) -> torch.Tensor:
         """Class ids ``[B]`` under the adapted heads."""
         return self(h).argmax(-1)
 
     # ------------------------------------------------------------------ internals
-    def _adapt_linear(self, q: torch.Tensor, labels: torch.Tensor, w: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+    def _adapt_linear(self, q: torch.Tensor, labels: torch.Tensor, w: torch.Tensor, slots: torch.Tensor,
+                      lrs: Sequence[float] | None = None) -> torch.Tensor:
         weight = self.head.weight.detach()
         bias = None if self.head.bias is None else self.head.bias.detach()
         distinct, inverse = torch.unique(slots, return_inverse=True)
@@ -203,10 +232,15 @@ class MbPA(nn.Module):
             table = self._table.lookup(weight, bias, distinct, keys_u, capacity=self.memory.capacity, kind=kind)
             index = slots
         else:
-            z = F.linear(keys_u, weight, bias)
-            table, index = (torch.softmax(z, -1) if kind == "probs" else torch.log_softmax(z, -1)), inverse
-        return adapt_linear_softmax(q, F.linear(q, weight, bias), keys_u[inverse], labels, w, table, index,
-                                    table_kind=kind, steps=self.steps, lr=self.lr, l2=self.l2, bias=bias is not None)
+            table, index = neighbour_table(keys_u, weight, bias, kind), inverse
+        if lrs is None:
+            return adapt_linear_softmax(q, F.linear(q, weight, bias), keys_u[inverse], labels, w, table, index,
+                                        table_kind=kind, steps=self.steps, lr=self.lr, l2=self.l2,
+                                        bias=bias is not None)
+        a = torch.einsum("bkd,bd->bk", keys_u[inverse], q) + (0.0 if bias is None else 1.0)
+        d = one_step_direction(a, labels, w, table, index, table_kind=kind)
+        z = F.linear(q, weight, bias)
+        return torch.stack([F.log_softmax(z + (lr / (1 + 2 * lr * self.l2)) * d, -1) for lr in lrs])
 
     def _adapt_chunk(self, theta: Params, buffers: Params, q, keys, labels, w) -> torch.Tensor:
         if self.path == "vmap":

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 # [queries, K, V] elements allowed per sub-chunk when steps > 1 (about 64 MB in float32 for each
 # of the few such temporaries); bounds memory without changing results.
 _MULTI_STEP_ELEMENTS = 1 << 24
+_ROW_BLOCK = 64  # rows per GEMM of the neighbour table (see neighbour_table)
 
 
 def adapt_linear_softmax(
@@ -71,14 +72,8 @@ def adapt_linear_softmax(
     shrink = 1.0 + 2.0 * lr * l2
     a = torch.einsum("bkd,bd->bk", keys, q) + one  # a_i = x̃_i · q̃
     if steps == 1:
-        probs = table if table_kind == "probs" else None
-        coef = weights * a  # c_i = w_i a_i
-        if probs is None:  # softmax of only the rows in use
-            rows, inv = torch.unique(index, return_inverse=True)
-            probs, index = table[rows].exp(), inv
-        mixed = _rows_times(coef, index, probs)  # Σ_i c_i p_i^0
-        z = logits_q - (lr / shrink) * mixed
-        return F.log_softmax(z.scatter_add(-1, labels, (lr / shrink) * coef), dim=-1)
+        return F.log_softmax(logits_q + (lr / shrink) * one_step_direction(a, labels, weights, table, index,
+                                                                            table_kind=table_kind), dim=-1)
     out = []
     per = max(1, _MULTI_STEP_ELEMENTS // (keys.shape[1] * table.shape[1]))
     for sl in (slice(i, i + per) for i in range(0, q.shape[0], per)):
@@ -95,6 +90,20 @@ def adapt_linear_softmax(
     return F.log_softmax(torch.cat(out), dim=-1)
 
 
+def one_step_direction(a: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, table: torch.Tensor,
+                       index: torch.Tensor, *, table_kind: str) -> torch.Tensor:
+    """``d = Σ_i w_i a_i (e_{y_i} - p_i^0)`` ``[B, V]``: one step moves the logits by ``lr / (1 + 2 lr l2) · d``.
+
+    Independent of ``lr`` and ``l2``, so a sweep over them costs one ``log_softmax`` each.
+    """
+    coef = weights * a  # c_i = w_i a_i
+    probs = table
+    if table_kind != "probs":  # softmax of only the rows in use
+        rows, index = torch.unique(index, return_inverse=True)
+        probs = table[rows].exp()
+    return (-_rows_times(coef, index, probs)).scatter_add_(-1, labels, coef)
+
+
 def _rows_times(coef: torch.Tensor, index: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """``out[b] = Σ_i coef[b, i] · rows[index[b, i]]`` without gathering ``[B, K, V]``."""
     b, k = index.shape
@@ -104,6 +113,20 @@ def _rows_times(coef: torch.Tensor, index: torch.Tensor, rows: torch.Tensor) -> 
     mat = torch.sparse_coo_tensor(torch.stack([r, index.reshape(-1)]), coef.reshape(-1), (b, rows.shape[0]),
                                   check_invariants=False)
     return torch.sparse.mm(mat, rows)
+
+
+def neighbour_table(keys: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, kind: str) -> torch.Tensor:
+    """``softmax`` (``kind="probs"``) or ``log_softmax`` of ``keys [U, D] @ W^T + b``, ``[U, V]``.
+
+    The GEMM runs on blocks of exactly ``_ROW_BLOCK`` rows (the last one zero-padded): BLAS picks
+    other kernels for a few rows, so this makes each row's bits independent of how many rows are
+    computed together, and a resumed evaluation reproduce an uninterrupted one exactly.
+    """
+    n = keys.shape[0]
+    padded = keys.new_zeros(-(-n // _ROW_BLOCK) * _ROW_BLOCK, keys.shape[1])
+    padded[:n] = keys
+    z = torch.cat([F.linear(blk, weight, bias) for blk in padded.split(_ROW_BLOCK)])[:n]
+    return torch.softmax(z, -1) if kind == "probs" else torch.log_softmax(z, -1)
 
 
 class NeighbourTable:
@@ -139,8 +162,7 @@ class NeighbourTable:
         stale = ~self._valid[slots] | (self._keys[slots] != keys).any(-1)
         if bool(stale.any()):
             s, k = slots[stale], keys[stale]
-            z = F.linear(k, weight, bias)
-            self._values[s] = torch.softmax(z, -1) if kind == "probs" else torch.log_softmax(z, -1)
+            self._values[s] = neighbour_table(k, weight, bias, kind)
             self._keys[s] = k
             self._valid[s] = True
         return self._values

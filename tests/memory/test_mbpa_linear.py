@@ -100,3 +100,31 @@ def test_the_path_is_chosen_once_and_reported():
     hooked.register_forward_hook(lambda m, i, o: 2 * o)
     assert MbPA(hooked, mem, **kw).path == "vmap"
     assert MbPA(head, mem, mode="loop", **kw).path == "loop"
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_sweep_lr_equals_one_mbpa_per_learning_rate(steps):
+    head, mem, h, kw = random_case(7)
+    kw.update(steps=steps, l2=0.05)
+    lrs = [0.01, 0.15, 1.0]
+    mbpa = MbPA(head, mem, **kw)
+    swept = mbpa.sweep_lr(h, lrs)
+    assert swept.shape == (3, *h.shape[:1], head.out_features)
+    for lr, got in zip(lrs, swept):
+        want = MbPA(head, mem, mode="vmap", **{**kw, "lr": lr})(h)
+        assert rel_err(got, want) < RTOL[torch.float64]
+    mlp = nn.Sequential(nn.Linear(head.in_features, 4), nn.Tanh(), nn.Linear(4, head.out_features)).double()
+    generic = MbPA(mlp, mem, **kw)
+    torch.testing.assert_close(generic.sweep_lr(h, [0.3])[0], MbPA(mlp, mem, **{**kw, "lr": 0.3})(h))
+    with pytest.raises(ValueError, match="lrs must be a non-empty list"):
+        mbpa.sweep_lr(h, [])
+
+
+def test_neighbour_table_rows_do_not_depend_on_how_many_are_computed_together():
+    torch.manual_seed(0)
+    head = nn.Linear(32, 500)
+    keys = torch.randn(300, 32)
+    w, b = head.weight.detach(), head.bias.detach()
+    together = mbpa_linear.neighbour_table(keys, w, b, "probs")
+    for sl in (slice(0, 1), slice(5, 8), slice(64, 200)):
+        assert torch.equal(mbpa_linear.neighbour_table(keys[sl], w, b, "probs"), together[sl])
