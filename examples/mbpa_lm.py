@@ -12,17 +12,26 @@ Shakespeare, split 90/10). λ_cache, λ_mbpa and K are swept over the values giv
 combination on the validation set is reported for both splits (a corpus without a test split,
 like one text file, has its validation tokens halved into valid and test). Evaluation reads each
 split as one stream; the cache is updated after every token, the MbPA memory after every --bptt
-segment (so MbPA never sees the current segment).
+segment (so MbPA never sees the current segment). The validation split is scored for every K, T
+and α given (for T = 1 all α cost one adaptation), the test split only at the settings chosen on
+validation, as the paper does. The evaluation saves its state every --eval-save-every seconds;
+--resume continues an interrupted one exactly (and training, from --ckpt). Without a terminal it
+prints a progress line every --log-every seconds.
 
     python examples/mbpa_lm.py                                        # Tiny Shakespeare, chars
-    python examples/mbpa_lm.py --corpus data/ptb --level word --hidden 512 --steps 20000
+    python examples/mbpa_lm.py --corpus data/ptb --level word --emb 256 --hidden 256 --steps 2600 \
+        --batch-size 20 --bptt 35 --eval-tokens 0 --k 256 512 --mbpa-lr 0.01 0.1 0.15 0.2 0.5 1 \
+        --lambda-cache 0 0.05 0.1 0.15 --lambda-mbpa 0 0.05 0.1 0.15     # the paper's PTB grid, T = 1
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
+import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -32,7 +41,7 @@ from torch import nn
 
 from adaptmem.data.text import batchify, bptt_batches, load_corpus, num_bptt_batches
 from adaptmem.memory import EpisodicMemory, MbPA, NeuralCache, mix_log_probs
-from adaptmem.utils import load_checkpoint, progress, save_checkpoint, seed_everything, set_threads
+from adaptmem.utils import atomic_save, load_checkpoint, progress, save_checkpoint, seed_everything, set_threads
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -55,16 +64,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cache-theta", type=float, default=0.3, help="cache inverse temperature θ")
     p.add_argument("--mem-size", type=int, default=5000, help="MbPA memory slots N (paper: 5000)")
     p.add_argument("--k", type=int, nargs="+", default=[256], help="MbPA neighbours K (swept; paper: 256)")
-    p.add_argument("--mbpa-steps", type=int, default=1, help="MbPA local steps T (paper: 1)")
-    p.add_argument("--mbpa-lr", type=float, default=0.15, help="MbPA local learning rate α (paper: 0.15)")
+    p.add_argument("--mbpa-steps", type=int, nargs="+", default=[1], help="MbPA local steps T (swept; paper: 1)")
+    p.add_argument("--mbpa-lr", type=float, nargs="+", default=[0.15], help="MbPA local learning rate α (swept; paper: 0.15)")
     p.add_argument("--mbpa-l2", type=float, default=0.0, help="MbPA prior weight")
     p.add_argument("--mbpa-chunk", type=int, default=64, help="queries adapted at once (bounds memory)")
     p.add_argument("--lambda-cache", type=float, nargs="+", default=[0.05, 0.1, 0.15], help="λ_cache values swept")
     p.add_argument("--lambda-mbpa", type=float, nargs="+", default=[0.05, 0.1, 0.15], help="λ_mbpa values swept")
     p.add_argument("--cache-dir", default=None, help="token cache folder (default ~/.cache/adaptmem/text)")
+    p.add_argument("--eval-state", type=Path, default=None,
+                   help="evaluation resume file (default: beside --ckpt, named by a hash of the settings)")
+    p.add_argument("--eval-save-every", type=float, default=300.0, help="seconds between evaluation saves")
+    p.add_argument("--stop-after-segments", type=int, default=0,
+                   help="save and stop the evaluation after this many segments (0: run to the end)")
+    p.add_argument("--log-every", type=float, default=60.0, help="seconds between progress lines without a terminal")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: OMP_NUM_THREADS or all)")
     return p.parse_args(argv)
+
+
+# flags that do not change the evaluation's numbers (a resumed evaluation may change them)
+_NOT_IN_FINGERPRINT = {"resume", "eval_state", "eval_save_every", "stop_after_segments", "log_every", "threads",
+                       "cache_dir", "ckpt", "ckpt_every"}
 
 
 class LSTMLM(nn.Module):
@@ -112,37 +132,132 @@ def train(model: LSTMLM, tokens: torch.Tensor, args) -> None:
     bar.close()
 
 
+class Stopped(Exception):
+    """The evaluation saved its state and stopped early (--stop-after-segments)."""
+
+
+def grid_configs(args) -> list[tuple[int, int, float]]:
+    """Every MbPA setting (K, T, α) scored on the validation split."""
+    return list(itertools.product(args.k, args.mbpa_steps, args.mbpa_lr))
+
+
 @torch.no_grad()
-def score(model: LSTMLM, tokens: torch.Tensor, args, vocab_size: int) -> dict:
-    """Per-token target log-probabilities of the LSTM, the cache, and MbPA for each K."""
+def score(model: LSTMLM, name: str, tokens: torch.Tensor, args, vocab_size: int, configs, ev: dict) -> dict:
+    """Per-token target log-probabilities of the LSTM, the cache and MbPA at each (K, T, α),
+    and the seconds each part took. ``ev`` is the evaluation state, saved for --resume."""
     model.eval()
     stream = batchify(tokens, 1)
     cache = NeuralCache(args.hidden, vocab_size, size=args.cache_size, theta=args.cache_theta)
     memory = EpisodicMemory(args.hidden, args.mem_size)
-    mbpas = {k: MbPA(model.head, memory, k=k, steps=args.mbpa_steps, lr=args.mbpa_lr, l2=args.mbpa_l2,
-                     chunk_size=args.mbpa_chunk) for k in args.k}
-    out = {"model": [], "cache": [], **{("mbpa", k): [] for k in args.k}}
-    state = None
-    for x, y in progress(bptt_batches(stream, args.bptt), total=num_bptt_batches(stream, args.bptt), desc="eval"):
+    # one MbPA per (K, T); for T = 1 it scores every α at once (sweep_lr), else one per α
+    mbpas = {}
+    for k, t in sorted({(k, t) for k, t, _ in configs}):
+        lrs = [a for kk, tt, a in configs if (kk, tt) == (k, t)]
+        for group in ([lrs] if t == 1 else [[a] for a in lrs]):
+            mbpas[(k, t, tuple(group))] = MbPA(model.head, memory, k=k, steps=t, lr=group[0], l2=args.mbpa_l2,
+                                               chunk_size=args.mbpa_chunk)
+    keys = ["model", "cache", *(("mbpa", *c) for c in configs)]
+    out, secs, state, start = {key: [] for key in keys}, {"model": 0.0, "cache": 0.0, "write": 0.0}, None, 0
+    part = ev.get("partial")
+    if part is not None and part["split"] == name:  # resume this split where it stopped
+        out = {key: [v] for key, v in part["out"].items()}
+        secs, state, start = part["secs"], part["lstm_state"], part["segment"]
+        cache.load_state_dict(part["cache"])
+        memory.load_state_dict(part["memory"])
+    total = num_bptt_batches(stream, args.bptt)
+    last_save = last_log = time.time()
+    bar = progress(total=total, initial=start, desc=f"eval {name}")
+    for i, (x, y) in enumerate(bptt_batches(stream, args.bptt)):
+        if i < start:
+            continue
+        t0 = time.perf_counter()
         h, state = model(x, state)
         h, y = h[0], y[0]  # [T, H], [T]
-        log_p = F.log_softmax(model.head(h), -1)
-        out["model"].append(log_p.gather(1, y[:, None])[:, 0])
+        out["model"].append(F.log_softmax(model.head(h), -1).gather(1, y[:, None])[:, 0])
+        t1 = time.perf_counter()
         lp_cache = []
         for t in range(len(y)):  # the cache sees every earlier token of the stream
             lp_cache.append(cache.log_probs(h[t : t + 1])[0, y[t]])
             cache.write(h[t : t + 1], y[t : t + 1])
         out["cache"].append(torch.stack(lp_cache))
-        for k, mbpa in mbpas.items():  # the memory holds earlier segments only
-            out[("mbpa", k)].append(mbpa(h).gather(1, y[:, None])[:, 0])
+        t2 = time.perf_counter()
+        secs["model"] += t1 - t0
+        secs["cache"] += t2 - t1
+        for (k, t, lrs), mbpa in mbpas.items():  # the memory holds earlier segments only
+            t3 = time.perf_counter()
+            lp = mbpa.sweep_lr(h, lrs) if len(lrs) > 1 else mbpa(h)[None]
+            for a, lp_a in zip(lrs, lp):
+                out[("mbpa", k, t, a)].append(lp_a.gather(1, y[:, None])[:, 0])
+            secs[(k, t)] = secs.get((k, t), 0.0) + time.perf_counter() - t3
+        t4 = time.perf_counter()
         memory.write(h, y)
-    return {key: torch.cat(v) for key, v in out.items()}
+        secs["write"] += time.perf_counter() - t4
+        bar.update(1)
+        now, done = time.time(), i + 1
+        args.segments_run += 1  # in this process; --stop-after-segments counts these
+        stop = 0 < args.stop_after_segments <= args.segments_run
+        if stop or (now - last_save >= args.eval_save_every and done < total):
+            ev["partial"] = {"split": name, "segment": done, "out": {key: torch.cat(v) for key, v in out.items()},
+                             "secs": secs, "lstm_state": state, "cache": cache.state_dict(),
+                             "memory": memory.state_dict()}
+            atomic_save(ev, args.eval_state)
+            last_save = now
+            if stop:
+                raise Stopped(f"evaluation stopped after segment {done} of {total} ({name}); --resume continues")
+        if not sys.stderr.isatty() and now - last_log >= args.log_every:
+            n_done = sum(len(v) for v in out["model"])
+            rate = n_done / max(sum(secs.values()), 1e-9)
+            print(f"eval {name}: segment {done:,}/{total:,}, {n_done:,} tokens, {rate:,.0f} tokens/s, "
+                  f"ETA {(total - done) * args.bptt / max(rate, 1e-9) / 60:.1f} min", flush=True)
+            last_log = now
+    bar.close()
+    return {"lp": {key: torch.cat(v) for key, v in out.items()}, "secs": secs}
 
 
-def perplexity(lp: dict, lam_c: float, lam_m: float, k: int | None) -> float:
-    mixed = mix_log_probs(lp["model"], log_p_cache=lp["cache"], log_p_mbpa=lp[("mbpa", k)] if k else None,
+def perplexity(lp: dict, lam_c: float, lam_m: float, cfg: tuple | None) -> float:
+    mixed = mix_log_probs(lp["model"], log_p_cache=lp["cache"], log_p_mbpa=lp[("mbpa", *cfg)] if cfg else None,
                           lambda_cache=lam_c, lambda_mbpa=lam_m)
     return math.exp(-mixed.mean().item())
+
+
+def tokens_per_s(result: dict, lam_c: float, cfg: tuple | None) -> float:
+    """Tokens/s of a variant: the LSTM's time plus the cache's and/or MbPA's (with its writes)."""
+    s = result["secs"]
+    sec = s["model"] + (s["cache"] if lam_c > 0 else 0.0) + (s[cfg[:2]] + s["write"] if cfg else 0.0)
+    return len(result["lp"]["model"]) / sec
+
+
+def evaluate(model: LSTMLM, splits: dict, args, vocab_size: int, fingerprint: dict) -> dict:
+    """Score valid on the whole grid, choose each variant's setting there, score test at those."""
+    ev = {"fingerprint": fingerprint, "done": {}, "partial": None}
+    if args.resume and args.eval_state.exists():
+        ev = torch.load(args.eval_state, map_location="cpu", weights_only=False)
+        if ev["fingerprint"] != fingerprint:
+            raise ValueError(f"{args.eval_state} was written with different settings; delete it or rerun "
+                             f"with the same ones: {ev['fingerprint']} != {fingerprint}")
+        print(f"resuming the evaluation from {args.eval_state}")
+    variants = {
+        "LSTM": [(0.0, 0.0, None)],
+        "+ cache": [(c, 0.0, None) for c in args.lambda_cache],
+        "+ MbPA": [(0.0, m, cfg) for m in args.lambda_mbpa for cfg in grid_configs(args)],
+        "+ cache + MbPA": [(c, m, cfg) for c, m, cfg in itertools.product(args.lambda_cache, args.lambda_mbpa,
+                                                                          grid_configs(args)) if c + m <= 1],
+    }
+    rows = {}
+    for name, tokens in splits.items():
+        if name not in ev["done"]:
+            configs = grid_configs(args) if name == "valid" else sorted(
+                {g[2] for g, _ in rows.values() if g[2] is not None})
+            ev["done"][name] = score(model, name, tokens, args, vocab_size, configs, ev)
+            ev["partial"] = None
+            atomic_save(ev, args.eval_state)
+        if name == "valid":  # choose each variant's λ, K, T and α on the validation split
+            val = ev["done"]["valid"]["lp"]
+            for variant, grid in variants.items():
+                rows[variant] = (min(grid, key=lambda g: perplexity(val, *g)), {})
+        for best, ppl in rows.values():
+            ppl[name] = (perplexity(ev["done"][name]["lp"], *best), tokens_per_s(ev["done"][name], best[0], best[2]))
+    return rows
 
 
 def main(argv=None) -> dict:
@@ -161,34 +276,29 @@ def main(argv=None) -> dict:
         half = len(corpus.valid) // 2
         splits = {"valid": corpus.valid[:half], "test": corpus.valid[half:]}
         print(f"no test split: using the two halves of the validation split ({half:,} tokens each)")
-    scores = {}
-    for name, tokens in splits.items():
-        if tokens is not None:
-            scores[name] = score(model, tokens[: args.eval_tokens or None], args, len(corpus.vocab))
+    fingerprint = {key: str(v) for key, v in sorted(vars(args).items()) if key not in _NOT_IN_FINGERPRINT}
+    fingerprint["corpus_tokens"] = str({s: len(t) for s, t in splits.items()})
+    digest = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:12]
+    args.eval_state = args.eval_state or args.ckpt.with_name(f"eval-{digest}.pt")  # one file per setting
+    args.segments_run = 0
+    splits = {s: t[: args.eval_tokens or None] for s, t in splits.items()}
+    try:
+        rows = evaluate(model, splits, args, len(corpus.vocab), fingerprint)
+    except Stopped as stop:
+        print(stop)
+        return {"rows": None, "model": model}
 
-    # choose each variant's λ (and K) on the validation split
-    val = scores["valid"]
-    variants = {
-        "LSTM": [(0.0, 0.0, None)],
-        "+ cache": [(c, 0.0, None) for c in args.lambda_cache],
-        "+ MbPA": [(0.0, m, k) for m in args.lambda_mbpa for k in args.k],
-        "+ cache + MbPA": [(c, m, k) for c, m, k in itertools.product(args.lambda_cache, args.lambda_mbpa, args.k)
-                           if c + m <= 1],
-    }
-    rows = {}
-    for name, grid in variants.items():
-        best = min(grid, key=lambda g: perplexity(val, *g))
-        rows[name] = (best, {s: perplexity(lp, *best) for s, lp in scores.items()})
-
-    n_eval = {s: len(lp["model"]) for s, lp in scores.items()}
+    n_eval = {s: len(t) for s, t in splits.items()}
     print(f"\nPerplexity ({args.level} level; {', '.join(f'{s}: {n:,} tokens' for s, n in n_eval.items())}; "
-          f"cache size {args.cache_size}, θ={args.cache_theta}; MbPA N={args.mem_size}, T={args.mbpa_steps}, "
-          f"α={args.mbpa_lr}):\n")
-    print("| variant | λ_cache | λ_mbpa | K | valid ppl | test ppl |")
-    print("|---|---|---|---|---|---|")
-    for name, ((c, m, k), ppl) in rows.items():
-        test = f"{ppl['test']:.3f}" if "test" in ppl else "-"
-        print(f"| {name} | {c:g} | {m:g} | {k or '-'} | {ppl['valid']:.3f} | {test} |")
+          f"cache size {args.cache_size}, θ={args.cache_theta}; MbPA N={args.mem_size}, l2={args.mbpa_l2}); "
+          f"tokens/s on the last split, {args.threads or 'default'} thread(s):\n")
+    print("| variant | λ_cache | λ_mbpa | K | T | α | valid ppl | test ppl | tokens/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, ((c, m, cfg), ppl) in rows.items():
+        k, t, a = cfg or ("-", "-", "-")
+        test = f"{ppl['test'][0]:.2f}" if "test" in ppl else "-"
+        print(f"| {name} | {c:g} | {m:g} | {k} | {t} | {a} | {ppl['valid'][0]:.2f} | {test} | "
+              f"{list(ppl.values())[-1][1]:,.0f} |")
     return {"rows": rows, "model": model}
 
 

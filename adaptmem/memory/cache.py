@@ -64,6 +64,23 @@ class NeuralCache:
     def reset(self) -> None:
         self._count = 0
 
+    def state_dict(self) -> dict:
+        """The window and its position (CPU tensors), for resuming an evaluation exactly."""
+        n = len(self)
+        return {"size": self.size, "key_dim": self.key_dim, "num_streams": self.num_streams, "count": self._count,
+                "keys": self._keys[:, :n].cpu().clone(), "tokens": self._tokens[:, :n].cpu().clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`; ``size``, ``key_dim`` and ``num_streams`` must match."""
+        for key in ("size", "key_dim", "num_streams"):
+            if state[key] != getattr(self, key):
+                raise ValueError(f"NeuralCache.load_state_dict: {key} is {state[key]} in the state but "
+                                 f"{getattr(self, key)} in this cache")
+        n = state["keys"].shape[1]
+        self._keys[:, :n] = state["keys"].to(self.device)
+        self._tokens[:, :n] = state["tokens"].to(self.device)
+        self._count = int(state["count"])
+
     def write(self, h: torch.Tensor, tokens: torch.Tensor) -> None:
         """Append one step: ``h [B, D]`` and the token that followed it, ``tokens [B]``."""
         h = check_shape("NeuralCache.write", "h", h, (self.num_streams, self.key_dim), "[B, D]")

@@ -85,3 +85,19 @@ def test_mixture_rejects_probabilities_and_nan_in_place_of_log_probabilities():
         mix_log_probs(torch.zeros(2, 5, dtype=torch.long))
     mixed = mix_log_probs(lp, log_p_cache=lp, lambda_cache=0.5)
     assert torch.isfinite(mix_log_probs(mixed, log_p_cache=lp, lambda_cache=0.5)).all()  # a mixture mixes again
+
+
+def test_cache_state_round_trip_continues_exactly():
+    torch.manual_seed(2)
+    a, b = NeuralCache(key_dim=3, vocab_size=5, size=4), NeuralCache(key_dim=3, vocab_size=5, size=4)
+    steps = [(torch.randn(1, 3), torch.randint(0, 5, (1,))) for _ in range(9)]
+    for h, y in steps[:6]:
+        a.write(h, y)
+    b.load_state_dict(a.state_dict())
+    for h, y in steps[6:]:
+        a.write(h, y)
+        b.write(h, y)
+    q = torch.randn(1, 3)
+    assert torch.equal(a.log_probs(q), b.log_probs(q)) and len(b) == 4
+    with pytest.raises(ValueError, match="size is 4 in the state but 2"):
+        NeuralCache(key_dim=3, vocab_size=5, size=2).load_state_dict(a.state_dict())
