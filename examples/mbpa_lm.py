@@ -183,12 +183,13 @@ def score(model: LSTMLM, name: str, tokens: torch.Tensor, args, vocab_size: int,
         t2 = time.perf_counter()
         secs["model"] += t1 - t0
         secs["cache"] += t2 - t1
-        for (k, t, lrs), mbpa in mbpas.items():  # the memory holds earlier segments only
+        for (k, steps, lrs), mbpa in mbpas.items():  # the memory holds earlier segments only
             t3 = time.perf_counter()
             lp = mbpa.sweep_lr(h, lrs) if len(lrs) > 1 else mbpa(h)[None]
             for a, lp_a in zip(lrs, lp):
-                out[("mbpa", k, t, a)].append(lp_a.gather(1, y[:, None])[:, 0])
-            secs[(k, t)] = secs.get((k, t), 0.0) + time.perf_counter() - t3
+                out[("mbpa", k, steps, a)].append(lp_a.gather(1, y[:, None])[:, 0])
+            for a in lrs:  # a sweep costs about one adaptation: each α is charged all of it
+                secs[(k, steps, a)] = secs.get((k, steps, a), 0.0) + time.perf_counter() - t3
         t4 = time.perf_counter()
         memory.write(h, y)
         secs["write"] += time.perf_counter() - t4
@@ -223,7 +224,7 @@ def perplexity(lp: dict, lam_c: float, lam_m: float, cfg: tuple | None) -> float
 def tokens_per_s(result: dict, lam_c: float, cfg: tuple | None) -> float:
     """Tokens/s of a variant: the LSTM's time plus the cache's and/or MbPA's (with its writes)."""
     s = result["secs"]
-    sec = s["model"] + (s["cache"] if lam_c > 0 else 0.0) + (s[cfg[:2]] + s["write"] if cfg else 0.0)
+    sec = s["model"] + (s["cache"] if lam_c > 0 else 0.0) + (s[cfg] + s["write"] if cfg else 0.0)
     return len(result["lp"]["model"]) / sec
 
 
@@ -269,7 +270,7 @@ def main(argv=None) -> dict:
     model = LSTMLM(len(corpus.vocab), args.emb, args.hidden, args.dropout)
     t0 = time.time()
     train(model, corpus.train, args)
-    print(f"trained {args.steps} steps in {time.time() - t0:.0f} s")
+    print(f"training to step {args.steps}: {time.time() - t0:.0f} s in this run")
 
     splits = {"valid": corpus.valid, "test": corpus.test}
     if corpus.test is None:  # e.g. one text file: tune on the first half of valid, report the second

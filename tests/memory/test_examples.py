@@ -57,8 +57,9 @@ LM_TINY = ["--level", "word", "--emb", "8", "--hidden", "16", "--batch-size", "4
            "--lambda-cache", "0.1", "--lambda-mbpa", "0.1", "0.2", "--threads", "1", "--ckpt-every", "2"]
 
 
-def test_lm_example_runs_end_to_end_on_a_generated_ptb_corpus(tmp_path, capsys):
-    folder = make_synthetic_corpus(tmp_path / "ptb", "ptb", lines=(80, 20, 20), vocab_size=60)
+@pytest.mark.parametrize("layout", ["ptb", "wikitext"])
+def test_lm_example_runs_end_to_end_on_a_generated_corpus_in_each_layout(tmp_path, capsys, layout):
+    folder = make_synthetic_corpus(tmp_path / layout, layout, lines=(80, 20, 20), vocab_size=60)
     example = load_example("mbpa_lm")
     result = example.main(["--corpus", str(folder), "--steps", "3", "--ckpt", str(tmp_path / "ck.pt"),
                            "--cache-dir", str(tmp_path / "cache"), *LM_TINY])
