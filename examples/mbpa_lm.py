@@ -165,7 +165,7 @@ def score(model: LSTMLM, name: str, tokens: torch.Tensor, args, vocab_size: int,
         cache.load_state_dict(part["cache"])
         memory.load_state_dict(part["memory"])
     total = num_bptt_batches(stream, args.bptt)
-    last_save = last_log = time.time()
+    last_save = last_log = t_start = time.time()
     bar = progress(total=total, initial=start, desc=f"eval {name}")
     for i, (x, y) in enumerate(bptt_batches(stream, args.bptt)):
         if i < start:
@@ -206,10 +206,9 @@ def score(model: LSTMLM, name: str, tokens: torch.Tensor, args, vocab_size: int,
             if stop:
                 raise Stopped(f"evaluation stopped after segment {done} of {total} ({name}); --resume continues")
         if not sys.stderr.isatty() and now - last_log >= args.log_every:
-            n_done = sum(len(v) for v in out["model"])
-            rate = n_done / max(sum(secs.values()), 1e-9)
-            print(f"eval {name}: segment {done:,}/{total:,}, {n_done:,} tokens, {rate:,.0f} tokens/s, "
-                  f"ETA {(total - done) * args.bptt / max(rate, 1e-9) / 60:.1f} min", flush=True)
+            rate = (done - start) / max(now - t_start, 1e-6)  # segments per wall-clock second in this run
+            print(f"eval {name}: segment {done:,}/{total:,} ({sum(len(v) for v in out['model']):,} tokens), "
+                  f"{rate * args.bptt:,.0f} tokens/s, ETA {(total - done) / rate / 60:.1f} min", flush=True)
             last_log = now
     bar.close()
     return {"lp": {key: torch.cat(v) for key, v in out.items()}, "secs": secs}
