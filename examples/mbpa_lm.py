@@ -132,6 +132,22 @@ def train(model: LSTMLM, tokens: torch.Tensor, args) -> None:
     bar.close()
 
 
+def steady_malloc() -> None:
+    """Pin glibc's mmap threshold at its 128 KiB default.
+
+    glibc raises the threshold each time a large block is freed, after which the evaluation's
+    per-segment [T, V] temporaries come from the heap and fragment it: resident memory grew by
+    ~20 MB per segment on PTB (15 GB after 600 of 2,108 validation segments) without any tensor
+    being kept. A fixed threshold returns them to the system (the same as MALLOC_MMAP_THRESHOLD_).
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
 class Stopped(Exception):
     """The evaluation saved its state and stopped early (--stop-after-segments)."""
 
@@ -262,6 +278,7 @@ def evaluate(model: LSTMLM, splits: dict, args, vocab_size: int, fingerprint: di
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    steady_malloc()
     set_threads(args.threads)
     seed_everything(args.seed)
     corpus = load_corpus(args.corpus, level=args.level, cache_dir=args.cache_dir)
