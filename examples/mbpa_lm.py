@@ -19,7 +19,7 @@ validation, as the paper does. The evaluation saves its state every --eval-save-
 prints a progress line every --log-every seconds.
 
     python examples/mbpa_lm.py                                        # Tiny Shakespeare, chars
-    python examples/mbpa_lm.py --corpus data/ptb --level word --emb 256 --hidden 256 --steps 2600 \
+    python examples/mbpa_lm.py --corpus ptb --level word --emb 256 --hidden 256 --steps 2600 \
         --batch-size 20 --bptt 35 --eval-tokens 0 --k 256 512 --mbpa-lr 0.01 0.1 0.15 0.2 0.5 1 \
         --lambda-cache 0 0.05 0.1 0.15 --lambda-mbpa 0 0.05 0.1 0.15     # the paper's PTB grid, T = 1
 """
@@ -31,34 +31,30 @@ import hashlib
 import itertools
 import json
 import math
-import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from adaptmem.data.text import batchify, bptt_batches, load_corpus, num_bptt_batches
-from adaptmem.memory import EpisodicMemory, MbPA, NeuralCache, mix_log_probs
-from adaptmem.utils import atomic_save, load_checkpoint, progress, save_checkpoint, seed_everything, set_threads
+from adaptmem.utils import cli
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", default=None, help="datasets name, folder or text file (default: Tiny Shakespeare)")
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = cli.parser(__doc__)
+    cli.add_data(p)
+    p.add_argument("--corpus", default="tinyshakespeare",
+                   help="a folder under --data, a text file, a PTB/WikiText folder, or a datasets name path:config")
     p.add_argument("--level", default="char", choices=["char", "word", "bpe"], help="tokenisation")
     p.add_argument("--emb", type=int, default=64, help="embedding size")
     p.add_argument("--hidden", type=int, default=256, help="LSTM size (= memory key size)")
-    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--dropout", type=float, default=0.1, help="dropout on embeddings and LSTM outputs")
     p.add_argument("--steps", type=int, default=600, help="training steps")
     p.add_argument("--batch-size", type=int, default=32, help="parallel training streams")
     p.add_argument("--bptt", type=int, default=64, help="truncated-BPTT length (also the eval segment)")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
     p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping")
-    p.add_argument("--ckpt", type=Path, default=Path("runs/mbpa_lm/ckpt.pt"), help="checkpoint path")
-    p.add_argument("--ckpt-every", type=int, default=200, help="steps between checkpoints")
-    p.add_argument("--resume", action="store_true", help="continue from --ckpt")
+    cli.add_out(p, "runs/mbpa_lm", help="output folder (the checkpoint is <out>/ckpt.pt)")
+    p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
+    cli.add_resume(p, "continue training from <out>/ckpt.pt, and an interrupted evaluation")
     p.add_argument("--eval-tokens", type=int, default=20_000, help="tokens of each split evaluated (0: all)")
     p.add_argument("--cache-size", type=int, default=500, help="neural cache window")
     p.add_argument("--cache-theta", type=float, default=0.3, help="cache inverse temperature θ")
@@ -70,21 +66,40 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--mbpa-chunk", type=int, default=64, help="queries adapted at once (bounds memory)")
     p.add_argument("--lambda-cache", type=float, nargs="+", default=[0.05, 0.1, 0.15], help="λ_cache values swept")
     p.add_argument("--lambda-mbpa", type=float, nargs="+", default=[0.05, 0.1, 0.15], help="λ_mbpa values swept")
-    p.add_argument("--cache-dir", default=None, help="token cache folder (default ~/.cache/adaptmem/text)")
+    p.add_argument("--cache-dir", default=None, help="token cache folder (default: $ADAPTMEM_CACHE/text or "
+                                                     "~/.cache/adaptmem/text)")
     p.add_argument("--eval-state", type=Path, default=None,
-                   help="evaluation resume file (default: beside --ckpt, named by a hash of the settings)")
+                   help="evaluation resume file (default: <out>/eval-<hash of the settings>.pt)")
     p.add_argument("--eval-save-every", type=float, default=300.0, help="seconds between evaluation saves")
     p.add_argument("--stop-after-segments", type=int, default=0,
                    help="save and stop the evaluation after this many segments (0: run to the end)")
     p.add_argument("--log-every", type=float, default=60.0, help="seconds between progress lines without a terminal")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: OMP_NUM_THREADS or all)")
-    return p.parse_args(argv)
+    cli.add_seed(p)
+    cli.add_threads(p)
+    cli.add_aliases(p, {"--ckpt-every": "--checkpoint-every"})
+    cli.add_deprecated(p, "--ckpt", "use --out FOLDER (the checkpoint is FOLDER/ckpt.pt)", type=Path,
+                       dest="ckpt_file")
+    args = cli.parse(p, argv)
+    args.ckpt = args.ckpt_file or Path(args.out) / "ckpt.pt"
+    return args
+
+
+if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
+    ARGS = parse_args()
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from adaptmem.data.text import batchify, bptt_batches, load_corpus, num_bptt_batches  # noqa: E402
+from adaptmem.memory import EpisodicMemory, MbPA, NeuralCache, mix_log_probs  # noqa: E402
+from adaptmem.utils import (  # noqa: E402
+    atomic_save, configure_threads, load_checkpoint, progress, save_checkpoint, seed_everything)
 
 
 # flags that do not change the evaluation's numbers (a resumed evaluation may change them)
 _NOT_IN_FINGERPRINT = {"resume", "eval_state", "eval_save_every", "stop_after_segments", "log_every", "threads",
-                       "cache_dir", "ckpt", "ckpt_every"}
+                       "cache_dir", "ckpt", "ckpt_file", "checkpoint_every", "out", "data"}
 
 
 class LSTMLM(nn.Module):
@@ -127,7 +142,7 @@ def train(model: LSTMLM, tokens: torch.Tensor, args) -> None:
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}")
-        if step % args.ckpt_every == 0 or step == args.steps:
+        if step % args.checkpoint_every == 0 or step == args.steps:
             save_checkpoint(args.ckpt, model=model, optimizer=opt, step=step, lstm_state=state)
     bar.close()
 
@@ -181,8 +196,8 @@ def score(model: LSTMLM, name: str, tokens: torch.Tensor, args, vocab_size: int,
         cache.load_state_dict(part["cache"])
         memory.load_state_dict(part["memory"])
     total = num_bptt_batches(stream, args.bptt)
-    last_save = last_log = t_start = time.time()
-    bar = progress(total=total, initial=start, desc=f"eval {name}")
+    last_save = time.time()
+    bar = progress(total=total, initial=start, desc=f"eval {name}", unit="segment", interval=args.log_every)
     for i, (x, y) in enumerate(bptt_batches(stream, args.bptt)):
         if i < start:
             continue
@@ -209,6 +224,7 @@ def score(model: LSTMLM, name: str, tokens: torch.Tensor, args, vocab_size: int,
         t4 = time.perf_counter()
         memory.write(h, y)
         secs["write"] += time.perf_counter() - t4
+        bar.set_postfix(tokens=f"{sum(len(v) for v in out['model']):,}")
         bar.update(1)
         now, done = time.time(), i + 1
         args.segments_run += 1  # in this process; --stop-after-segments counts these
@@ -221,11 +237,6 @@ def score(model: LSTMLM, name: str, tokens: torch.Tensor, args, vocab_size: int,
             last_save = now
             if stop:
                 raise Stopped(f"evaluation stopped after segment {done} of {total} ({name}); --resume continues")
-        if not sys.stderr.isatty() and now - last_log >= args.log_every:
-            rate = (done - start) / max(now - t_start, 1e-6)  # segments per wall-clock second in this run
-            print(f"eval {name}: segment {done:,}/{total:,} ({sum(len(v) for v in out['model']):,} tokens), "
-                  f"{rate * args.bptt:,.0f} tokens/s, ETA {(total - done) / rate / 60:.1f} min", flush=True)
-            last_log = now
     bar.close()
     return {"lp": {key: torch.cat(v) for key, v in out.items()}, "secs": secs}
 
@@ -276,12 +287,12 @@ def evaluate(model: LSTMLM, splits: dict, args, vocab_size: int, fingerprint: di
     return rows
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
+def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict:
+    args = argv if isinstance(argv, argparse.Namespace) else parse_args(argv)
     steady_malloc()
-    set_threads(args.threads)
+    configure_threads(args.threads)
     seed_everything(args.seed)
-    corpus = load_corpus(args.corpus, level=args.level, cache_dir=args.cache_dir)
+    corpus = load_corpus(cli.corpus_source(args.corpus, args.data), level=args.level, cache_dir=args.cache_dir)
     print(corpus)
     model = LSTMLM(len(corpus.vocab), args.emb, args.hidden, args.dropout)
     t0 = time.time()
@@ -320,4 +331,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)
