@@ -88,7 +88,7 @@ class Config:
 
 HELP = {  # --help text of every flag
     "mode": "train one model, sample from a trained one, compare --kinds at equal parameters and time, or export "
-            "a trained one as a Hugging Face transformers model (pip install 'adaptmem[hf]')",
+            "a trained one as a Hugging Face transformers model (needs the hf extra: transformers, safetensors)",
     "data": "corpus: a text file (first 90%% train, rest valid), a PTB/WikiText folder, or a datasets name "
             "path:config; default Tiny Shakespeare under $ADAPTMEM_DATA",
     "train": "explicit training file (PTB-style or plain text)", "valid": "explicit validation file",
@@ -258,7 +258,7 @@ def export(cfg: Config, device: torch.device) -> Path:
     try:
         from adaptmem.hf import AdaptMemConfig, AdaptMemForCausalLM
     except ImportError as err:
-        raise SystemExit(f"export: needs transformers and safetensors: pip install 'adaptmem[hf]' ({err})") from None
+        raise SystemExit(f"export: needs transformers and safetensors: pip install 'transformers>=5.0' safetensors ({err})") from None
     model, vocab, kwargs = load_model(cfg, torch.device("cpu"))
     hf_model = AdaptMemForCausalLM.from_lm(model, AdaptMemConfig.from_build_kwargs(cfg.kind, len(vocab), **kwargs))
     out = Path(cfg.export_dir or Path(cfg.out_dir) / cfg.kind / "hf")
