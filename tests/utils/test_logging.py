@@ -117,7 +117,7 @@ def test_bad_wandb_arguments_and_a_missing_wandb_say_what_to_do(tmp_path, monkey
     with pytest.raises(ValueError, match="wandb must be a W&B project name or None, got ''"):
         MetricLogger(tmp_path, wandb="")
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb -> ImportError
-    with pytest.raises(ImportError, match=r"pip install 'adaptmem\[wandb\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'wandb>=0.17' \(the 'wandb' extra"):
         MetricLogger(tmp_path, tensorboard=False, wandb="proj")
     MetricLogger(tmp_path, wandb="proj", enabled=False).log("train", 0, loss=1.0)  # a disabled logger needs nothing
     assert not (tmp_path / "train.csv").exists()
