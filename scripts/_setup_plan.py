@@ -50,7 +50,7 @@ class Facts:
 class Plan:
     device: str  # "cpu" or "cuda"
     extras: str
-    torch_args: list[str] = field(default_factory=list)  # pip install arguments; empty: keep torch
+    torch_args: list[str] = field(default_factory=list)  # arguments of `pip install`; empty: keep torch
     fallback_args: list[str] = field(default_factory=list)  # if torch_args fail
     notes: list[str] = field(default_factory=list)
 
