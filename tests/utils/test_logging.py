@@ -95,7 +95,7 @@ def test_wandb_sink_gets_each_stream_against_its_own_step(tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="wandb is not installed (adaptmem[wandb])")
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="wandb is not installed (the wandb extra)")
 def test_wandb_offline_mode_writes_the_run_without_a_network(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     log = MetricLogger(tmp_path, tensorboard=False, wandb="adaptmem-test", wandb_config={"seed": 3})
