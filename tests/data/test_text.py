@@ -93,10 +93,15 @@ def test_hub_name_fails_fast_with_local_file_advice_when_offline(tmp_path, monke
         load_corpus("wikitext:wikitext-2-raw-v1", cache_dir=tmp_path)
 
 
-def test_unreachable_hub_is_detected_by_a_short_probe_before_datasets_is_called(tmp_path, monkeypatch):
-    datasets = pytest.importorskip("datasets")
+@pytest.fixture
+def online(monkeypatch):
+    """Neither HF_HUB_OFFLINE nor HF_DATASETS_OFFLINE (the test suite sets both)."""
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+
+
+def test_unreachable_hub_is_detected_by_a_short_probe_before_datasets_is_called(tmp_path, monkeypatch, online):
+    datasets = pytest.importorskip("datasets")
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("datasets must not be called"))
     timeouts = []
     real = socket.create_connection
@@ -199,10 +204,8 @@ def _fake_datasets(monkeypatch, error: Exception):
     return calls
 
 
-def test_a_name_the_hub_does_not_have_is_told_apart_from_a_missing_network(tmp_path, monkeypatch):
+def test_a_name_the_hub_does_not_have_is_told_apart_from_a_missing_network(tmp_path, monkeypatch, online):
     exceptions = pytest.importorskip("datasets.exceptions")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     calls = _fake_datasets(monkeypatch, exceptions.DatasetNotFoundError("Dataset 'wikitxt' doesn't exist on the Hub"))
     with pytest.raises(FileNotFoundError, match=r"the hub has no dataset named 'wikitxt' .*did you mean "
                                                 r"'Salesforce/wikitext'\?.*--corpus FOLDER") as info:
@@ -218,10 +221,8 @@ def test_offline_mode_says_it_cannot_check_the_name_and_lists_the_cache(tmp_path
         load_corpus("wikitxt", cache_dir=tmp_path)
 
 
-def test_no_network_names_the_cause_and_the_cached_corpora(tmp_path, monkeypatch):
+def test_no_network_names_the_cause_and_the_cached_corpora(tmp_path, monkeypatch, online):
     datasets = pytest.importorskip("datasets")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("datasets must not be called"))
     monkeypatch.setattr(text_mod, "_hub_reachable", lambda timeout: "no network: the hub at https://hf.test is "
                                                                     "unreachable (gaierror: no such host)")
