@@ -22,10 +22,10 @@ the inputs, and written atomically.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
-import difflib
 import socket
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
