@@ -41,6 +41,7 @@ from adaptmem.utils import cli
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = cli.parser(__doc__)
     cli.add_data(p)
+    cli.add_download(p, "Tiny Shakespeare, for --corpus tinyshakespeare")
     p.add_argument("--corpus", default="tinyshakespeare",
                    help="a folder under --data, a text file, a PTB/WikiText folder, or a datasets name path:config")
     p.add_argument("--level", default="char", choices=["char", "word", "bpe"], help="tokenisation")
@@ -99,7 +100,7 @@ from adaptmem.utils import (  # noqa: E402
 
 # flags that do not change the evaluation's numbers (a resumed evaluation may change them)
 _NOT_IN_FINGERPRINT = {"resume", "eval_state", "eval_save_every", "stop_after_segments", "log_every", "threads",
-                       "cache_dir", "ckpt", "ckpt_file", "checkpoint_every", "out", "data"}
+                       "cache_dir", "ckpt", "ckpt_file", "checkpoint_every", "out", "data", "download"}
 
 
 class LSTMLM(nn.Module):
@@ -292,7 +293,8 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict:
     steady_malloc()
     configure_threads(args.threads)
     seed_everything(args.seed)
-    corpus = load_corpus(cli.corpus_source(args.corpus, args.data), level=args.level, cache_dir=args.cache_dir)
+    corpus = load_corpus(cli.corpus_source(args.corpus, args.data), level=args.level, cache_dir=args.cache_dir,
+                         data_root=args.data, download_if_missing=args.download)
     print(corpus)
     model = LSTMLM(len(corpus.vocab), args.emb, args.hidden, args.dropout)
     t0 = time.time()
@@ -331,4 +333,4 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(ARGS)
+    cli.run(main, ARGS)

@@ -13,7 +13,7 @@ test set and the average, for
 
 All methods use the same optimiser (Adam, as in the paper). Data: the MNIST IDX files in
 <--data>/mnist. With the full training set, each task uses --train-per-task training digits and the
-10,000 test digits; with only the test-set files (as in ../shared/data/mnist) the 10,000 digits
+10,000 test digits; with only the test-set files (t10k-*, 1.6 MB) the 10,000 digits
 are split 8,000 train / 2,000 test.
 
     python examples/mbpa_permuted_mnist.py                      # 5 tasks, a few minutes on 2 cores
@@ -38,7 +38,7 @@ from adaptmem.utils import cli
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = cli.parser(__doc__)
     cli.add_data(p, "data folder; the MNIST IDX files are in its mnist/ sub-folder (or in it)")
-    p.add_argument("--download", action="store_true", help="download the MNIST files when missing")
+    cli.add_download(p, "MNIST, 11 MB")
     p.add_argument("--tasks", type=int, default=5, help="number of permuted tasks")
     p.add_argument("--train-per-task", type=int, default=10_000, help="training digits per task (paper: 10,000)")
     p.add_argument("--test-per-task", type=int, default=2_000, help="test digits per task")
@@ -245,4 +245,4 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict[str, li
 
 
 if __name__ == "__main__":
-    main(ARGS)
+    cli.run(main, ARGS)

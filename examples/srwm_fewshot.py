@@ -37,7 +37,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     # data
     a("--dataset", default="omniglot-minimal", help=f"benchmark and its class split: {DATASET_NAMES}")
     cli.add_data(p, "data folder, each set in a sub-folder (omniglot/, mini-imagenet/, cifar100/)")
-    a("--download", action="store_true", help="download missing public files (Omniglot, CIFAR-100)")
+    cli.add_download(p, "Omniglot, CIFAR-100, CUB, tieredImageNet; Mini-ImageNet has none")
     a("--ways", type=int, default=5, help="N: classes per training episode")
     a("--shots", type=int, default=1, help="K: support images per class in training episodes")
     a("--queries", type=int, default=1, help="query images per class (synchronous protocol)")
@@ -255,4 +255,4 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict | None:
 
 
 if __name__ == "__main__":
-    main(ARGS)
+    cli.run(main, ARGS)

@@ -33,6 +33,7 @@ class Config:
     # data
     data: str = str(default_data_root())  # the data folder
     corpus: str = "tinyshakespeare"  # a folder under --data, a file or folder, or a datasets name
+    download: bool = False  # fetch a missing tinyshakespeare into --data
     train: str | None = None
     valid: str | None = None
     test: str | None = None
@@ -94,9 +95,10 @@ class Config:
 KIND_HELP = "transformer or a fast-weight layer kind: srwm, deltanet, linear, ... (adaptmem.models.lm.KINDS)"
 HELP = {  # --help text of every flag
     "action": "train one model, sample from a trained one, compare --kinds at equal parameters and time, or export "
-              "a trained one as a Hugging Face transformers model (pip install 'adaptmem[hf]')",
+              "a trained one as a Hugging Face transformers model (needs the hf extra: transformers, safetensors)",
     "corpus": "corpus: a folder under --data, a text file (first 90%% train, rest valid), a PTB/WikiText "
               "folder, or a datasets name path:config",
+    "download": "download a missing --corpus tinyshakespeare (1.1 MB) into --data (default: off)",
     "train": "explicit training file, PTB-style or plain text (default: none, the corpus's own split)",
     "valid": "explicit validation file (default: none)", "test": "explicit test file (default: none)",
     "level": "tokens: char, word or bpe",
@@ -130,6 +132,18 @@ CHOICES = {"action": ("train", "sample", "compare", "export"), "level": ("char",
            "amp": ("bf16", "fp16", "fp32")}
 
 
+def _names_a_corpus(data: str) -> bool:
+    """Whether ``--data`` names a corpus, as it did before it meant the data folder: a file, a
+    folder with the corpus files in it (not in sub-folders), or a datasets name. A folder that
+    does not exist yet is a data folder (``--download`` fills it)."""
+    path = Path(data).expanduser()
+    if path.is_file():
+        return True
+    if path.is_dir():
+        return not (path / Config.corpus).exists() and any(p.is_file() for p in (*path.glob("*.txt"), *path.glob("wiki.*")))
+    return ":" in data or not any(sep in data for sep in ("/", "\\", "~"))
+
+
 def parse_args(argv: Sequence[str] | None = None) -> Config:
     parser = cli.parser(__doc__)
     for f in dataclasses.fields(Config):
@@ -148,7 +162,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     cli.add_aliases(parser, {"--mode": "--action", "--out_dir": "--out"})
     cfg = Config(**vars(cli.parse(parser, argv)))
     cfg.reset_every = cfg.reset_every or None
-    if cfg.corpus == Config.corpus and not (Path(cfg.data) / cfg.corpus).exists() and cfg.data != Config.data:
+    if cfg.corpus == Config.corpus and cfg.data != Config.data and _names_a_corpus(cfg.data):
         # --data named the corpus before: a file, a corpus folder or a datasets name
         print(f"srwm_lm.py: --data is the data folder now; reading {cfg.data} as --corpus {cfg.data}", file=sys.stderr)
         cfg.corpus, cfg.data = cfg.data, Config.data
@@ -160,7 +174,7 @@ if __name__ == "__main__":  # answer --help and bad flags before the heavy impor
 
 import torch  # noqa: E402
 
-from adaptmem.data.text import Vocab, load_corpus  # noqa: E402
+from adaptmem.data.text import KNOWN_CORPORA, Vocab, known_corpus, load_corpus  # noqa: E402
 from adaptmem.models.lm import KINDS, TokenStreams, build_lm, evaluate, generate, match_d_ff, train_step  # noqa: E402
 from adaptmem.utils import (MetricLogger, configure_threads, count_parameters, load_checkpoint,  # noqa: E402
                             progress, save_checkpoint, seed_everything)
@@ -292,7 +306,7 @@ def export(cfg: Config, device: torch.device) -> Path:
     try:
         from adaptmem.hf import AdaptMemConfig, AdaptMemForCausalLM
     except ImportError as err:
-        raise SystemExit(f"export: needs transformers and safetensors: pip install 'adaptmem[hf]' ({err})") from None
+        raise SystemExit(f"export: needs transformers and safetensors: pip install 'transformers>=5.0' safetensors ({err})") from None
     model, vocab, kwargs = load_model(cfg, torch.device("cpu"))
     hf_model = AdaptMemForCausalLM.from_lm(model, AdaptMemConfig.from_build_kwargs(cfg.kind, len(vocab), **kwargs))
     out = Path(cfg.export_dir or Path(cfg.out) / cfg.kind / "hf")
@@ -328,8 +342,11 @@ def main(cfg: Config | Sequence[str] | None = None) -> None:
     if cfg.action == "export":
         export(cfg, device)
         return
+    if cfg.download and cfg.corpus in KNOWN_CORPORA and dist.is_main:  # one process fetches, the others wait
+        known_corpus(cfg.corpus, cfg.data, download_if_missing=True)
+    barrier(dist)
     corpus = load_corpus(cli.corpus_source(cfg.corpus, cfg.data), level=cfg.level, train=cfg.train, valid=cfg.valid,
-                         test=cfg.test)
+                         test=cfg.test, data_root=cfg.data)
     if dist.is_main:
         print(corpus)
     results = [train(cfg, kind, corpus, dist, device) for kind in kinds]
@@ -351,4 +368,4 @@ def main(cfg: Config | Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(CONFIG)
+    cli.run(main, CONFIG)

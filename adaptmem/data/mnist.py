@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adaptmem.data.download import download
+from adaptmem.data.download import DataNotFoundError, download, missing_data_message
 
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -20,6 +20,12 @@ _MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
+_MD5 = {  # of the original gzipped files (the digests torchvision and others publish for these mirrors)
+    "train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c",
+}
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -64,11 +70,8 @@ def load_mnist(data_dir: str | os.PathLike, split: str = "train", *,
         p = _find(data_dir, stem)
         if p is None:
             if not download_if_missing:
-                raise FileNotFoundError(
-                    f"load_mnist: {stem}[.gz] not found in {data_dir}; pass "
-                    f"download_if_missing=True (or --download) to fetch it"
-                )
-            p = download([m + stem + ".gz" for m in _MIRRORS], data_dir / (stem + ".gz"))
+                raise DataNotFoundError(missing_data_message("load_mnist", f"MNIST's {stem}[.gz]", data_dir))
+            p = download([m + stem + ".gz" for m in _MIRRORS], data_dir / (stem + ".gz"), md5=_MD5[stem])
         paths.append(p)
     images, labels = read_idx(paths[0]), read_idx(paths[1])
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):

@@ -24,6 +24,7 @@ import torch
 
 from adaptmem.utils.checkpoint import atomic_save
 from adaptmem.utils.checks import check_choice, check_positive_int, check_tensor, fmt_shape
+from adaptmem.utils.extras import install_hint
 
 _METRICS = ("l2", "ip")
 _BACKENDS = ("auto", "faiss", "torch", "ivf")
@@ -106,8 +107,8 @@ class EpisodicMemory:
             raise TypeError(f"{fn}: value_dtype must be a torch.dtype, got {value_dtype!r}")
         if backend in ("faiss", "ivf") and not faiss_available():
             raise ImportError(
-                f"{fn}: backend={backend!r} needs FAISS; pip install 'adaptmem[faiss]' "
-                f"(or 'adaptmem[gpu]'), or use backend='torch'"
+                f"{fn}: backend={backend!r} needs FAISS: {install_hint('faiss')} "
+                f"(or, with CUDA, {install_hint('gpu')}), or use backend='torch'"
             )
         self.backend = ("faiss" if faiss_available() else "torch") if backend == "auto" else backend
         self.value_shape = tuple(int(s) for s in value_shape)
@@ -437,8 +438,8 @@ def _gpu_resources() -> Any:
 
     if not hasattr(faiss, "StandardGpuResources"):
         raise RuntimeError(
-            "EpisodicMemory.search: CUDA tensors need faiss-gpu (pip install 'adaptmem[gpu]'); "
-            "faiss-cpu is installed. Use backend='torch' or a CPU memory"
+            f"EpisodicMemory.search: CUDA tensors need faiss-gpu ({install_hint('gpu')}, after "
+            "pip uninstall faiss-cpu); faiss-cpu is installed. Use backend='torch' or a CPU memory"
         )
     dev = torch.cuda.current_device()
     if dev not in _GPU_RES:

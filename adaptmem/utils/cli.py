@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +71,13 @@ def add_out(p: argparse.ArgumentParser, default: str, help: str = "output folder
 
 def add_data(p: argparse.ArgumentParser, help: str = "data folder") -> None:
     p.add_argument("--data", type=str, default=str(default_data_root()),
-                   help=f"{help} (default: $ADAPTMEM_DATA, else ../shared/data next to the checkout, else "
-                        f"~/.cache/adaptmem/data; here %(default)s)")
+                   help=f"{help} (default: $ADAPTMEM_DATA, else ~/.cache/adaptmem/data; here %(default)s)")
+
+
+def add_download(p: argparse.ArgumentParser, what: str) -> None:
+    """``--download``: fetch the public data sets ``what`` names into ``--data`` when missing."""
+    p.add_argument("--download", action="store_true",
+                   help=f"download missing public data ({what}) into its sub-folder of --data (default: off)")
 
 
 def add_threads(p: argparse.ArgumentParser) -> None:
@@ -91,6 +96,18 @@ def add_seed(p: argparse.ArgumentParser, default: int = 0, help: str = "random s
 
 def add_resume(p: argparse.ArgumentParser, help: str = "continue from the checkpoint in --out") -> None:
     p.add_argument("--resume", action="store_true", help=help + " (default: off)")
+
+
+def run(main: Callable[[Any], Any], args: Any) -> Any:
+    """``main(args)``, except that a missing data set or a failed download ends the script with
+    its message (which names ``--data`` and ``--download``) instead of a traceback."""
+    from adaptmem.data.download import DataNotFoundError, DownloadError  # torch-free, but only needed here
+
+    try:
+        return main(args)
+    except (DataNotFoundError, DownloadError) as e:
+        prog = Path(sys.argv[0]).name or "adaptmem"
+        raise SystemExit(f"{prog}: error: {e}") from None
 
 
 def positive_int(text: str) -> int:

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from adaptmem.utils.atomic import atomic_write
+from adaptmem.utils.extras import install_hint
 
 WANDB_ID_FILE = "wandb-run-id"  # in log_dir: a resumed run continues the same W&B run
-WANDB_HELP = ("also log to this Weights & Biases project (pip install 'adaptmem[wandb]'; "
+WANDB_HELP = ("also log to this Weights & Biases project (pip install wandb; "
               "WANDB_MODE=offline works without a network; default: off)")
 
 
@@ -37,7 +38,7 @@ class MetricLogger:
             CSV matches what the resumed run will log again (W&B keeps what it was sent: the
             resumed run logs those steps a second time).
         enabled: ``False`` makes every call a no-op (e.g. on non-zero distributed ranks).
-        wandb: a W&B project name to also log there (``pip install 'adaptmem[wandb]'``); each
+        wandb: a W&B project name to also log there (the ``wandb`` extra); each
             stream's metrics are ``<stream>/<name>`` plotted against ``<stream>/step``.
             ``WANDB_MODE=offline`` works without a network (sync later with ``wandb sync``).
         wandb_config: the run's settings, shown by W&B next to its curves.
@@ -130,7 +131,7 @@ def _start_wandb(log_dir: Path, project: str, config: dict[str, Any] | None, nam
     try:
         import wandb
     except ImportError:
-        raise ImportError("MetricLogger: wandb=PROJECT needs Weights & Biases: pip install 'adaptmem[wandb]'") from None
+        raise ImportError(f"MetricLogger: wandb=PROJECT needs Weights & Biases: {install_hint('wandb')}") from None
     id_file = log_dir / WANDB_ID_FILE
     run_id = id_file.read_text().strip() if resume and id_file.exists() else secrets.token_hex(4)
     run = wandb.init(project=project, id=run_id, resume="allow", dir=str(log_dir), config=config, name=name,

@@ -113,7 +113,7 @@ def test_data_naming_a_corpus_is_read_as_corpus_and_old_checkpoint_configs_load(
     assert (saved.action, saved.out, saved.corpus, saved.d_model) == ("train", "runs/x", None, 32)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="needs adaptmem[hf]")
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="needs the hf extra (transformers)")
 def test_export_mode_writes_a_hugging_face_model_that_generates_like_the_checkpoint(corpus, tmp_path, monkeypatch):
     import transformers
 
@@ -137,7 +137,7 @@ def test_export_mode_writes_a_hugging_face_model_that_generates_like_the_checkpo
     assert torch.equal(got, generate(trained, prompt, 12, temperature=0)[0])
 
 
-@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="needs adaptmem[wandb]")
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="needs the wandb extra")
 def test_wandb_flag_logs_the_run_offline(corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     run_example(monkeypatch, "--kind", "deltanet", "--corpus", str(corpus), "--max-steps", "2", "--eval-interval", "2",

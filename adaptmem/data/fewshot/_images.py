@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from adaptmem.utils.extras import install_hint
+
 if TYPE_CHECKING:
     from adaptmem.data.fewshot.episodes import ClassImages
 
@@ -20,7 +22,7 @@ def _pil():
     try:
         from PIL import Image
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("reading image files needs Pillow: pip install 'adaptmem[fewshot]'") from e
+        raise ImportError(f"reading image files needs Pillow: {install_hint('fewshot', 'pillow')}") from e
     return Image
 
 

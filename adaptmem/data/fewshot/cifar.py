@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adaptmem.data.download import download
+from adaptmem.data.download import DataNotFoundError, download, missing_data_message
 from adaptmem.data.fewshot.episodes import ClassImages
 from adaptmem.utils.checks import check_choice
 
@@ -50,9 +50,8 @@ def read_cifar100(root: str | os.PathLike, *, download_if_missing: bool = False)
     else:
         if not archive.is_file():
             if not download_if_missing:
-                raise FileNotFoundError(
-                    f"read_cifar100: neither {root / 'cifar-100-python'}/{{train,test,meta}} nor {archive} found; "
-                    f"pass download_if_missing=True (or --download) to fetch it")
+                raise DataNotFoundError(missing_data_message(
+                    "read_cifar100", f"CIFAR-100 (cifar-100-python/{{train,test,meta}} or {archive.name})", root))
             download([CIFAR100_URL], archive, md5=CIFAR100_MD5)
         with tarfile.open(archive, "r:gz") as tar:
             blobs = {n: tar.extractfile(f"cifar-100-python/{n}").read() for n in ("train", "test", "meta")}
