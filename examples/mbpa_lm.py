@@ -15,13 +15,14 @@ split as one stream; the cache is updated after every token, the MbPA memory aft
 segment (so MbPA never sees the current segment). The validation split is scored for every K, T
 and α given (for T = 1 all α cost one adaptation), the test split only at the settings chosen on
 validation, as the paper does. The evaluation saves its state every --eval-save-every seconds;
---resume continues an interrupted one exactly (and training, from --ckpt). Without a terminal it
+--resume continues an interrupted one exactly (and training, from <out>/ckpt.pt). Without a terminal it
 prints a progress line every --log-every seconds.
 
     python examples/mbpa_lm.py                                        # Tiny Shakespeare, chars
     python examples/mbpa_lm.py --corpus ptb --level word --emb 256 --hidden 256 --steps 2600 \
         --batch-size 20 --bptt 35 --eval-tokens 0 --k 256 512 --mbpa-lr 0.01 0.1 0.15 0.2 0.5 1 \
-        --lambda-cache 0 0.05 0.1 0.15 --lambda-mbpa 0 0.05 0.1 0.15     # the paper's PTB grid, T = 1
+        --lambda-cache 0 0.05 0.1 0.15 --lambda-mbpa 0 0.05 0.1 0.15 --mem-size 5000 --cache-size 2000 \
+        --dropout 0.2 --threads 1     # <--data>/ptb: the paper's PTB grid at T = 1 (docs/memory.md)
 """
 
 from __future__ import annotations
