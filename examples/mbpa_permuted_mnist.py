@@ -39,7 +39,7 @@ from torch.func import functional_call, grad, vmap
 from adaptmem.data.mnist import load_mnist
 from adaptmem.memory import EpisodicMemory, MbPA
 from adaptmem.utils import default_data_root, progress, seed_everything, set_threads
-from adaptmem.utils.checkpoint import atomic_save
+from adaptmem.utils.integrity import load_verified, save_verified
 from adaptmem.utils.seed import get_rng_state, set_rng_state
 from adaptmem.utils.logging import plot_curves
 
@@ -85,6 +85,9 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x))
+
+
+CKPT_FORMAT = "adaptmem.example.mbpa_permuted_mnist"  # the checkpoint's header (adaptmem.utils.integrity)
 
 
 def _run_config(args) -> dict:
@@ -168,7 +171,7 @@ def main(argv=None) -> dict[str, list[float]]:
     anchors: list = []
     ckpt, start = args.out_dir / "ckpt.pt", 0
     if args.resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = load_verified(ckpt, format=CKPT_FORMAT)
         if state["args"] != _run_config(args):
             raise ValueError(f"--resume: {ckpt} was written with different settings: {state['args']}")
         for name, m in models.items():
@@ -193,10 +196,10 @@ def main(argv=None) -> dict[str, list[float]]:
             past = (torch.cat([xtr[:, p] for p in perms[:t]]), ytr.repeat(t)) if t else (xtr[:0], ytr[:0])
             train_task(models["replay"], x, ytr, args, memory=memories["replay"], replay=past,
                        desc=f"task {t + 1} replay")
-        atomic_save({"args": _run_config(args), "tasks_done": t + 1, "anchors": anchors,
-                     "models": {n: m.state_dict() for n, m in models.items()},
-                     "memories": {n: mem.state_dict() for n, mem in memories.items()},
-                     "generator": g.get_state(), "rng": get_rng_state()}, ckpt)
+        save_verified({"args": _run_config(args), "tasks_done": t + 1, "anchors": anchors,
+                       "models": {n: m.state_dict() for n, m in models.items()},
+                       "memories": {n: mem.state_dict() for n, mem in memories.items()},
+                       "generator": g.get_state(), "rng": get_rng_state()}, ckpt, format=CKPT_FORMAT)
         print(f"  trained task {t + 1}/{args.tasks} ({time.time() - t0:.0f} s)")
         if args.stop_after_task is not None and t + 1 >= args.stop_after_task and t + 1 < args.tasks:
             print(f"stopped after task {t + 1}; continue with --resume")

@@ -27,6 +27,7 @@ from adaptmem.models.lm import KINDS, TokenStreams, build_lm, evaluate, generate
 from adaptmem.utils import (MetricLogger, count_parameters, load_checkpoint, progress, save_checkpoint, seed_everything,
                             set_threads)
 from adaptmem.utils.amp import grad_scaler
+from adaptmem.utils.checkpoint import read_checkpoint
 from adaptmem.utils.distributed import all_reduce_mean, barrier, cleanup_distributed, init_distributed
 from adaptmem.utils.logging import plot_curves
 from adaptmem.utils.schedules import warmup_cosine
@@ -232,7 +233,7 @@ def load_model(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, Voca
     path = Path(cfg.out_dir) / cfg.kind / "ckpt.pt"
     if not path.exists():
         raise SystemExit(f"sample: no checkpoint at {path}; train first (--mode train --kind {cfg.kind})")
-    saved = torch.load(path, map_location="cpu", weights_only=False)["extra"]
+    saved = read_checkpoint(path)["extra"]
     vocab = Vocab.from_json(saved["vocab"])
     model = build(Config(**saved["config"]), cfg.kind, len(vocab)).to(device)
     load_checkpoint(path, model=model, restore_rng=False, map_location=device)

@@ -29,6 +29,7 @@ from adaptmem.rl import (CORES, PAPER_GAMES, PAPER_MEMORY_GAMES, ImpalaConfig, I
                          evaluate, format_table, make_agent, make_procgen, normalized_score, procgen_unavailable,
                          score_rows)
 from adaptmem.utils import MetricLogger, count_parameters, load_checkpoint, progress, seed_everything, set_threads
+from adaptmem.utils.checkpoint import read_checkpoint
 from adaptmem.utils.logging import plot_curves
 
 # Flags left unset take their value from the chosen --config.
@@ -154,7 +155,7 @@ def evaluate_splits(agent, args: argparse.Namespace) -> str:
 
 def checkpoint_extra(path: str | Path) -> dict:
     """What the example stored beside the weights: its arguments and frame count."""
-    return torch.load(path, map_location="cpu", weights_only=False)["extra"]
+    return read_checkpoint(path)["extra"]
 
 
 def run_eval(args: argparse.Namespace) -> str:

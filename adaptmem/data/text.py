@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import socket
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -34,14 +35,15 @@ import numpy as np
 import torch
 
 from adaptmem.utils.atomic import atomic_write_text
-from adaptmem.utils.checkpoint import atomic_save
 from adaptmem.utils.checks import check_positive_int, check_tensor, fmt_shape
+from adaptmem.utils.integrity import CorruptFileError, load_verified, save_verified
 from adaptmem.utils.paths import default_data_root
 
 EOS = "<eos>"
 UNK = "<unk>"
 LEVELS = ("char", "word", "bpe")
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: files with adaptmem.utils.integrity's header and checksum
+_CACHE_FORMAT = "adaptmem.corpus-cache"
 _HUB_PROBE_TIMEOUT = 3.0  # seconds; an unreachable hub must fail fast, not after minutes of retries
 _LAYOUTS = {  # folder layouts: (train, valid, test) file names
     "ptb": ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"),
@@ -286,15 +288,19 @@ def load_corpus(
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     cached = cache / f"{key}.pt"
     if cached.exists():
-        state = torch.load(cached, map_location="cpu", weights_only=True)
-        return Corpus(state["train"], state["valid"], state["test"], Vocab.from_json(state["vocab"]), name)
+        try:
+            state = load_verified(cached, format=_CACHE_FORMAT)
+            return Corpus(state["train"], state["valid"], state["test"], Vocab.from_json(state["vocab"]), name)
+        except (CorruptFileError, KeyError, TypeError, ValueError) as e:  # a cache: rebuild it
+            warnings.warn(f"load_corpus: ignoring the unreadable cache {cached} ({e}); rebuilding it",
+                          UserWarning, stacklevel=2)
 
     texts = _read_files(files) if files is not None else _read_hub(name)
     if texts["valid"] is None:  # one text: first split_fraction for training, the rest validation
         texts["train"], texts["valid"] = _split_text(texts["train"], split_fraction, level)
     vocab = _build_vocab(texts, level, bpe_vocab_size)
     ids = {s: None if t is None else torch.tensor(vocab.encode(t), dtype=torch.int64) for s, t in texts.items()}
-    atomic_save({**ids, "vocab": vocab.to_json()}, cached)
+    save_verified({**ids, "vocab": vocab.to_json()}, cached, format=_CACHE_FORMAT)
     return Corpus(ids["train"], ids["valid"], ids["test"], vocab, name)
 
 

@@ -22,13 +22,14 @@ from typing import Any, NamedTuple
 
 import torch
 
-from adaptmem.utils.checkpoint import atomic_save
 from adaptmem.utils.checks import check_choice, check_positive_int, check_tensor, fmt_shape
+from adaptmem.utils.integrity import CorruptFileError, load_verified, save_verified
 
 _METRICS = ("l2", "ip")
 _BACKENDS = ("auto", "faiss", "torch", "ivf")
 _EPS32 = float(torch.finfo(torch.float32).eps)
 _CHUNK_ELEMENTS = 1 << 23  # distance-matrix entries per chunk (32 MB of float32)
+FILE_FORMAT, FILE_VERSION = "adaptmem.EpisodicMemory", 1  # of save(): adaptmem.utils.integrity's header
 
 
 def faiss_available() -> bool:
@@ -405,20 +406,32 @@ class EpisodicMemory:
             self._ivf_built_size = int(state["ivf_built_size"])
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the memory to ``path`` atomically (temp file + rename)."""
-        atomic_save(self.state_dict(), path)
+        """Write the memory to ``path`` atomically, with a format header and a SHA-256 checksum
+        (:func:`adaptmem.utils.integrity.save_verified`)."""
+        save_verified(self.state_dict(), path, format=FILE_FORMAT, version=FILE_VERSION)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, backend: str = "auto",
-             device: str | torch.device = "cpu") -> EpisodicMemory:
-        """A memory restored from :meth:`save`; searches give bit-identical results."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        cfg = state["config"]
-        if backend == "auto" and state.get("ivf") is not None:
-            backend = "ivf"
-        mem = cls(cfg["key_dim"], cfg["capacity"], tuple(cfg["value_shape"]), getattr(torch, cfg["value_dtype"]),
-                  cfg["metric"], backend, device, nlist=cfg["nlist"], nprobe=cfg["nprobe"])
-        mem.load_state_dict(state)
+             device: str | torch.device = "cpu", allow_legacy: bool = False) -> EpisodicMemory:
+        """A memory restored from :meth:`save`; searches give bit-identical results.
+
+        Raises ``FileNotFoundError``, or :class:`~adaptmem.utils.integrity.CorruptFileError`
+        naming the path for a damaged, truncated or foreign file. ``allow_legacy=True`` also
+        reads files saved before the checksum existed (plain ``torch.save``, unverified).
+        """
+        state = load_verified(path, format=FILE_FORMAT, versions=(FILE_VERSION,), allow_legacy=allow_legacy)
+        try:
+            cfg = state["config"]
+            if backend == "auto" and state.get("ivf") is not None:
+                backend = "ivf"
+            dtype = getattr(torch, cfg["value_dtype"])
+            if not isinstance(dtype, torch.dtype):
+                raise TypeError(f"value_dtype {cfg['value_dtype']!r} is not a torch dtype")
+            mem = cls(cfg["key_dim"], cfg["capacity"], tuple(cfg["value_shape"]), dtype, cfg["metric"], backend,
+                      device, nlist=cfg["nlist"], nprobe=cfg["nprobe"])
+            mem.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
+            raise CorruptFileError(path, f"is not a valid EpisodicMemory file ({type(e).__name__}: {e})") from e
         return mem
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from adaptmem.utils.checkpoint import read_checkpoint
 from tests.examples import load_example, run_torchrun
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +42,7 @@ def run_example(monkeypatch, *args: str) -> None:
 
 
 def checkpoint(run_dir: Path) -> dict:
-    return torch.load(run_dir / "ckpt.pt", map_location="cpu", weights_only=False)
+    return read_checkpoint(run_dir / "ckpt.pt")
 
 
 def test_compare_mode_trains_every_kind_at_equal_parameters_and_prints_the_table(corpus, tmp_path, monkeypatch, capsys):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 
 import pytest
-import torch
 
 from adaptmem.rl import PAPER_GAMES, PAPER_MEMORY_GAMES, procgen_unavailable
+from adaptmem.utils.checkpoint import read_checkpoint
 from tests.examples import load_example
 
 TINY = ["--layers", "1", "--heads", "2", "--head-dim", "8", "--d-ff", "16", "--lstm-hidden", "8", "--threads", "1",
@@ -41,7 +41,7 @@ def test_example_trains_resumes_and_evaluates_on_the_recall_task(example, tmp_pa
     assert (tmp_path / "curve_recall.png").exists()
 
     example.main(run + ["--total-frames", "200", "--resume"])
-    ckpt = torch.load(tmp_path / "last.pt", weights_only=False)
+    ckpt = read_checkpoint(tmp_path / "last.pt")
     assert ckpt["extra"]["frames"] == 200 and ckpt["step"] == 10
     with open(tmp_path / "returns.csv") as f:
         steps = [int(float(r["step"])) for r in csv.DictReader(f)]
@@ -86,9 +86,9 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_completes(example, tmp_path, monk
     monkeypatch.setattr(example.ImpalaLearner, "train_step", train_step_then_ctrl_c)
     before = signal.getsignal(signal.SIGINT)  # SIG_IGN when the tests run as a background job
     assert example.main(run).startswith("interrupted at 20 frames")
-    assert torch.load(tmp_path / "last.pt", weights_only=False)["extra"]["frames"] == 20
+    assert read_checkpoint(tmp_path / "last.pt")["extra"]["frames"] == 20
     assert signal.getsignal(signal.SIGINT) == before  # the handler is given back
 
     monkeypatch.setattr(example.ImpalaLearner, "train_step", train_step)
     assert "| recall" in example.main(run + ["--resume"])
-    assert torch.load(tmp_path / "last.pt", weights_only=False)["extra"]["frames"] == 100
+    assert read_checkpoint(tmp_path / "last.pt")["extra"]["frames"] == 100
