@@ -509,12 +509,12 @@ def make_synthetic_corpus(folder: str | os.PathLike, layout: str = "ptb", *, lin
 
     if layout == "plain":
         path = folder / "input.txt"
-        path.write_text(text(sum(lines)))
+        atomic_write_text(path, text(sum(lines)))
         return path
     names = {"ptb": _LAYOUTS["ptb"], "wikitext": _LAYOUTS["wikitext"]}.get(layout)
     if names is None:
         raise ValueError(f"make_synthetic_corpus: layout must be 'ptb', 'wikitext' or 'plain', got {layout!r}")
     for name, n in zip(names, lines):
-        (folder / name).write_text(text(n))
+        atomic_write_text(folder / name, text(n))
     return folder
 

@@ -250,7 +250,9 @@ def _load_legacy(path: Path, map_location) -> Any:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(data)
     except Exception as e:
         raise CorruptFileError(path, f"is not a readable torch.save file ({_first_line(e)})") from e
-    allowed = []
+    # A dtype instance is rebuilt through its class (numpy.dtypes.UInt32DType, ...), which the
+    # pickle names only indirectly: allow them all, they hold no code.
+    allowed: list[Any] = [c for c in vars(np.dtypes).values() if isinstance(c, type) and issubclass(c, np.dtype)]
     for name in names:
         if name in _LEGACY_NUMPY or name.startswith("numpy.dtypes."):
             module, _, attr = name.rpartition(".")

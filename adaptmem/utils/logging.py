@@ -81,7 +81,9 @@ def _read(path: Path) -> list[dict[str, str]]:
     if not path.exists():
         return []
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        # Rows are appended (not rewritten) for speed; a row torn by a crash in the middle of
+        # an append has missing fields (None) and is skipped.
+        return [r for r in csv.DictReader(f) if None not in r.values() and None not in r]
 
 
 def _write(path: Path, rows: Sequence[dict[str, Any]]) -> None:
@@ -127,8 +129,7 @@ def plot_curves(
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda f: fig.savefig(f, format=path.suffix[1:] or "png", dpi=100))
     plt.close(fig)
     return path
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from adaptmem.utils.atomic import atomic_write
 from adaptmem.utils.checks import check_choice, fmt_shape
 
 KINDS = ("classification", "regression")
@@ -139,7 +140,6 @@ def plot_pca(points: dict[str, tuple[torch.Tensor, np.ndarray]], path: str | os.
         ax.set_yticks([])
     fig.colorbar(sc, ax=axes[0].tolist(), label=color_label)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, format=path.suffix[1:] or "png", dpi=110))
     plt.close(fig)
     return path

@@ -7,6 +7,8 @@ import os
 
 import numpy as np
 
+from adaptmem.utils.atomic import atomic_write
+
 
 def _pil():
     try:
@@ -38,6 +40,5 @@ def encode_png(array: np.ndarray, path: str | os.PathLike | None = None) -> byte
     Image.fromarray(np.asarray(array, dtype=np.uint8)).save(buf, format="PNG")
     data = buf.getvalue()
     if path is not None:
-        with open(path, "wb") as f:
-            f.write(data)
+        atomic_write(path, lambda f: f.write(data))
     return data
