@@ -27,12 +27,25 @@ from adaptmem.models import MODELS, build_fewshot_learner, episode_loss, evaluat
 from adaptmem.utils import (MetricLogger, count_parameters, load_checkpoint, progress, save_checkpoint, seed_everything,
                             set_threads)
 from adaptmem.utils.amp import autocast, grad_scaler
+from adaptmem.utils.checkpoint import given_flags, read_checkpoint, resolve_resume_args
 from adaptmem.utils.distributed import all_reduce_mean, barrier, cleanup_distributed, init_distributed
 from adaptmem.utils.logging import plot_curves
 from adaptmem.utils.schedules import lambda_scheduler, noam
 
 
+# --resume: what a resumed run may change (taken, and said), and what it may not (an error).
+RESUME_MUTABLE = ("steps", "time_budget", "clock", "val_every", "val_episodes", "test_episodes", "eval_ways",
+                  "eval_shots", "lake_runs", "tensorboard")
+RESUME_FIXED = ("dataset", "ways", "shots", "queries", "label_slots", "protocol", "model", "backbone", "conv_channels",
+                "d_model", "layers", "heads", "d_ff", "dropout", "vision_dropout", "lstm_hidden", "srwm_input_softmax",
+                "srwm_norm_skip", "srwm_pre_norm", "srwm_beta_init", "batch_size", "lr", "warmup", "clip", "amp", "seed")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
     a("--mode", choices=("train", "evaluate"), default="train", help="train (then test), or only test --out's best.pt")
@@ -92,7 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--seed", type=int, default=0, help="seed of the weights and of the training episode stream")
     a("--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS or all cores)")
     a("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    return p.parse_args(argv)
+    return p
 
 
 def make_model(args: argparse.Namespace, image_shape: tuple[int, ...]) -> torch.nn.Module:
@@ -204,6 +217,13 @@ def test(args, splits, model, device) -> dict:
 def main(argv: list[str] | None = None) -> dict | None:
     args = parse_args(argv)
     args.label_slots = args.label_slots or args.ways
+    notes = []
+    if args.resume and args.mode == "train":  # the checkpoint's settings, with the changes --resume allows
+        ckpt = Path(args.out) / "last.pt"
+        new, notes = resolve_resume_args(read_checkpoint(ckpt)["extra"]["args"], vars(args), mutable=RESUME_MUTABLE,
+                                         fixed=RESUME_FIXED, explicit=given_flags(build_parser(), argv),
+                                         where=f"--resume from {ckpt}")
+        args = argparse.Namespace(**new)
     set_threads(args.threads)
     dist = init_distributed(args.device)
     device = torch.device(f"cuda:{dist.local_rank}" if args.device.startswith("cuda") and dist.enabled else args.device)
@@ -215,6 +235,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     if dist.is_main:
         print(f"{args.dataset}: " + ", ".join(f"{k} {v.num_classes} classes" for k, v in splits.items()))
         print(f"{args.model}: {count_parameters(model):,} parameters, {dist.world_size} process(es)")
+        print("".join(f"--resume takes {n}\n" for n in notes), end="")
     t0, cpu0, load0 = time.time(), time.process_time(), os.getloadavg()[0]
     if args.mode == "train":
         train(args, splits, model, dist, device)

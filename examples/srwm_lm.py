@@ -27,7 +27,7 @@ from adaptmem.models.lm import KINDS, TokenStreams, build_lm, evaluate, generate
 from adaptmem.utils import (MetricLogger, count_parameters, load_checkpoint, progress, save_checkpoint, seed_everything,
                             set_threads)
 from adaptmem.utils.amp import grad_scaler
-from adaptmem.utils.checkpoint import read_checkpoint
+from adaptmem.utils.checkpoint import given_flags, read_checkpoint, resolve_resume_args
 from adaptmem.utils.distributed import all_reduce_mean, barrier, cleanup_distributed, init_distributed
 from adaptmem.utils.logging import plot_curves
 from adaptmem.utils.schedules import warmup_cosine
@@ -113,11 +113,17 @@ HELP = {  # --help text of every flag
     "prompt": "sample mode: text to continue", "num_tokens": "sample mode: tokens to generate",
     "temperature": "sample mode: softmax temperature (0: greedy)", "top_k": "sample mode: keep the k likeliest",
 }
+# --resume: what a resumed run may change (taken, and said), and what it may not (an error).
+RESUME_MUTABLE = ("max_steps", "time_budget", "clock", "eval_interval", "log_interval", "eval_tokens",
+                  "eval_batch_size")
+RESUME_FIXED = ("data", "train", "valid", "test", "level", "num_layers", "d_model", "num_heads", "d_ff", "match_params",
+                "dropout", "untied", "max_len", "reset_every", "batch_size", "seq_len", "lr", "min_lr_ratio", "warmup",
+                "weight_decay", "grad_clip", "amp", "seed")
 CHOICES = {"mode": ("train", "sample", "compare"), "kind": KINDS, "level": ("char", "word", "bpe"),
            "clock": ("wall", "cpu"), "amp": ("bf16", "fp16", "fp32")}
 
 
-def parse_args() -> Config:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for f in dataclasses.fields(Config):
         kind = {"int | None": int, "float | None": float, "str | None": str}.get(str(f.type), f.type)
@@ -128,7 +134,11 @@ def parse_args() -> Config:
             typ = {"int": int, "float": float, "str": str}.get(kind, kind)
             parser.add_argument(f"--{f.name}", type=typ, default=f.default, choices=CHOICES.get(f.name),
                                 help=HELP[f.name] + " (%(default)s)")
-    cfg = Config(**vars(parser.parse_args()))
+    return parser
+
+
+def parse_args() -> Config:
+    cfg = Config(**vars(build_parser().parse_args()))
     cfg.reset_every = cfg.reset_every or None
     return cfg
 
@@ -155,8 +165,21 @@ def seconds_per_step(cfg: Config, kind: str, corpus, streams, dist, device, cloc
     return all_reduce_mean(torch.tensor([(clock() - t0) / 10]), dist).item()
 
 
+def resume_config(cfg: Config, extra: dict, where: str) -> tuple[Config, list[str]]:
+    """This run's settings on resume: the checkpoint's, with the changes --resume allows."""
+    saved = {**extra["config"], "max_steps": extra["max_steps"]}  # max_steps as run (a budget sets it)
+    new, notes = resolve_resume_args(saved, dataclasses.asdict(cfg), mutable=RESUME_MUTABLE, fixed=RESUME_FIXED,
+                                     explicit=given_flags(build_parser()), where=where)
+    return Config(**new), notes
+
+
 def train(cfg: Config, kind: str, corpus, dist, device: torch.device) -> dict:
     run_dir = Path(cfg.out_dir) / kind
+    ckpt = run_dir / "ckpt.pt"
+    resumed = cfg.resume and ckpt.exists()
+    if resumed:  # settings first: a changed architecture flag fails here, before anything is built
+        saved = read_checkpoint(ckpt)["extra"]
+        cfg, notes = resume_config(cfg, saved, f"--resume from {ckpt}")
     seed_everything(cfg.seed + dist.rank)
     model = build(cfg, kind, len(corpus.vocab)).to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -172,13 +195,17 @@ def train(cfg: Config, kind: str, corpus, dist, device: torch.device) -> dict:
                            rank=dist.rank, world_size=dist.world_size)
     clock = time.process_time if cfg.clock == "cpu" else time.perf_counter
     max_steps, step, elapsed, wall, state = cfg.max_steps, 0, 0.0, 0.0, None
-    ckpt = run_dir / "ckpt.pt"
-    if cfg.resume and ckpt.exists():
+    if resumed:
         extra = load_checkpoint(ckpt, model=model, optimizer=optimizer, scaler=scaler, map_location=device)
-        step, elapsed, wall, max_steps = extra["step"], extra["elapsed"], extra["wall"], extra["max_steps"]
+        step, elapsed, wall = extra["step"], extra["elapsed"], extra["wall"]
+        new_budget = cfg.time_budget is not None and cfg.time_budget != saved["config"]["time_budget"]
+        if new_budget and cfg.max_steps == saved["max_steps"]:  # the steps a new budget buys, timed as at the start
+            max_steps = max(cfg.warmup + 1, int(cfg.time_budget * 60 / seconds_per_step(cfg, kind, corpus, streams,
+                                                                                        dist, device, clock)))
+            notes.append(f"--max_steps: {saved['max_steps']} -> {max_steps} (from the new --time_budget)")
         state = extra["state"][dist.rank] if extra["state"] is not None else None
         if dist.is_main:
-            print(f"{kind}: resumed at step {step} of {max_steps}")
+            print(f"{kind}: resumed at step {step} of {max_steps}" + "".join(f"\n  {n}" for n in notes))
     elif cfg.time_budget is not None:
         max_steps = max(cfg.warmup + 1, int(cfg.time_budget * 60 / seconds_per_step(cfg, kind, corpus, streams,
                                                                                     dist, device, clock)))

@@ -29,7 +29,7 @@ from adaptmem.rl import (CORES, PAPER_GAMES, PAPER_MEMORY_GAMES, ImpalaConfig, I
                          evaluate, format_table, make_agent, make_procgen, normalized_score, procgen_unavailable,
                          score_rows)
 from adaptmem.utils import MetricLogger, count_parameters, load_checkpoint, progress, seed_everything, set_threads
-from adaptmem.utils.checkpoint import read_checkpoint
+from adaptmem.utils.checkpoint import given_flags, read_checkpoint, resolve_resume_args
 from adaptmem.utils.logging import plot_curves
 
 # Flags left unset take their value from the chosen --config.
@@ -52,9 +52,24 @@ CONFIGS["memory"] = dict(CONFIGS["paper"], games=list(PAPER_MEMORY_GAMES), distr
                          num_levels=500, envs_per_game=24)
 MODEL_KEYS = ("env", "games", "distribution_mode", "core", "channels", "res_blocks", "downsample", "layers", "heads",
               "head_dim", "d_ff", "lstm_hidden", "srwm_block")
+# --resume: what a resumed run may change (taken, and said), and what it may not (an error).
+RESUME_MUTABLE = ("total_frames", "log_every", "checkpoint_every", "eval_envs_per_game", "eval_episodes",
+                  "eval_max_steps", "greedy", "test_start_level")
+RESUME_FIXED = MODEL_KEYS + ("config", "env_backend", "num_levels", "start_level", "envs_per_game", "unroll_length",
+                             "batch_size", "optimizer", "lr", "entropy_cost", "seed")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    for key, value in CONFIGS[args.config].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.env == "recall":
+        args.games = ["recall"]
+    return args
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
     a("--config", choices=sorted(CONFIGS), default="default", help="preset for every flag marked (preset)")
@@ -101,13 +116,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--seed", type=int, default=0, help="seed of weights, actions and level sampling")
     a("--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS or all cores)")
     a("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = p.parse_args(argv)
-    for key, value in CONFIGS[args.config].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.env == "recall":
-        args.games = ["recall"]
-    return args
+    return p
 
 
 def learning_summary(rows: list[dict], games: list[str], fraction: float = 0.2) -> str:
@@ -177,6 +186,13 @@ def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
     if args.eval is not None:
         return run_eval(args)
+    notes = []
+    if args.resume:  # the checkpoint's settings, with the changes --resume allows (before anything is built)
+        ckpt = Path(args.out) / "last.pt"
+        new, notes = resolve_resume_args(checkpoint_extra(ckpt)["args"], vars(args), mutable=RESUME_MUTABLE,
+                                         fixed=RESUME_FIXED, explicit=given_flags(build_parser(), argv),
+                                         where=f"--resume from {ckpt}")
+        args = argparse.Namespace(**new)
     if args.env == "procgen" and (reason := procgen_unavailable(args.env_backend)):
         raise SystemExit(f"srwm_procgen: {reason}. Run `bash scripts/setup.sh` (as root it installs Qt 5), "
                          f"or try the built-in memory task with --env recall.")
@@ -189,11 +205,8 @@ def main(argv: list[str] | None = None) -> str:
                           learning_rate=args.lr, entropy_cost=args.entropy_cost, total_frames=args.total_frames)
     learner = ImpalaLearner(agent, env, config, device=args.device)
     if args.resume:
-        saved = checkpoint_extra(out / "last.pt")["args"]
-        changed = [k for k in MODEL_KEYS if saved[k] != getattr(args, k)]
-        if changed:
-            raise ValueError(f"--resume: {changed} differ from the checkpoint's {[saved[k] for k in changed]}")
         learner.load(out / "last.pt")
+        print("".join(f"--resume takes {n}\n" for n in notes), end="")
     print(f"{args.core} agent, {count_parameters(agent):,} parameters; games {env.task_names}; "
           f"{env.num_envs} envs; {args.total_frames:,} frames")
 

@@ -1,7 +1,8 @@
 """Plumbing shared by the library and its examples."""
 
 from adaptmem.utils.atomic import atomic_write, atomic_write_text
-from adaptmem.utils.checkpoint import atomic_save, load_checkpoint, read_checkpoint, resolve_resume_args, save_checkpoint
+from adaptmem.utils.checkpoint import (atomic_save, given_flags, load_checkpoint, read_checkpoint, resolve_resume_args,
+                                       save_checkpoint)
 from adaptmem.utils.checks import check_floating, check_same_device, check_shape, fmt_shape
 from adaptmem.utils.integrity import CorruptFileError, load_verified, save_verified
 from adaptmem.utils.logging import MetricLogger, markdown_table
@@ -23,6 +24,7 @@ __all__ = [
     "default_data_root",
     "fmt_shape",
     "get_rng_state",
+    "given_flags",
     "load_checkpoint",
     "load_verified",
     "markdown_table",

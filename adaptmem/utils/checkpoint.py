@@ -12,8 +12,9 @@ run may change.
 
 from __future__ import annotations
 
+import argparse
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -145,7 +146,8 @@ def resolve_resume_args(saved: Mapping[str, Any], given: Mapping[str, Any], *, m
             new value is taken, and reported.
         fixed: names that define what was trained (architecture, data): a changed value
             raises ``ValueError`` naming each one with both values.
-        explicit: the names set on this command line (``None``: every name in ``given``).
+        explicit: the names set on this command line (``None``: every name in ``given``), e.g.
+            from :func:`given_flags` (a mapping to each flag's spelling, used in messages).
             Others keep the saved value, so defaults never override a checkpoint.
         where: how the message names the resume (e.g. the flag or the path).
 
@@ -155,7 +157,7 @@ def resolve_resume_args(saved: Mapping[str, Any], given: Mapping[str, Any], *, m
     unknown = set(mutable) & set(fixed)
     if unknown:
         raise ValueError(f"resolve_resume_args: {sorted(unknown)} are both mutable and fixed")
-    explicit = set(given) if explicit is None else set(explicit)
+    explicit = set(given) if explicit is None else explicit
     out, notes, clashes = dict(given), [], []
     for name in (*mutable, *fixed):
         if name not in saved:
@@ -164,17 +166,39 @@ def resolve_resume_args(saved: Mapping[str, Any], given: Mapping[str, Any], *, m
         if name not in explicit or new == old:
             out[name] = old
         elif name in fixed:
-            clashes.append(f"{_flag(name)} {_show(new)} (the checkpoint has {_show(old)})")
+            clashes.append(f"{_flag(name, explicit)} {_show(new)} (the checkpoint has {_show(old)})")
         else:
-            notes.append(f"{_flag(name)}: {_show(old)} -> {_show(new)}")
+            notes.append(f"{_flag(name, explicit)}: {_show(old)} -> {_show(new)}")
     if clashes:
         raise ValueError(f"{where}: these settings cannot change when resuming: " + "; ".join(clashes)
                          + ". Resume with the checkpoint's values, or start a new run")
     return out, notes
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def _flag(name: str, spelled: Collection[str]) -> str:
+    return spelled[name] if isinstance(spelled, Mapping) else "--" + name.replace("_", "-")
+
+
+def given_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> dict[str, str]:
+    """The options present on the command line ``argv`` (default ``sys.argv[1:]``): each
+    destination mapped to its long spelling, e.g. ``{"max_steps": "--max_steps"}``.
+
+    Found by parsing ``argv`` again with every default suppressed, so abbreviations, ``=``
+    and ``--no-x`` spellings count as the parser counts them.
+    """
+    actions = [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
+    kept = [(a, a.default) for a in actions], dict(parser._defaults)
+    try:
+        for a in actions:
+            a.default = argparse.SUPPRESS
+        parser._defaults.clear()
+        found, _ = parser.parse_known_args(argv)
+    finally:
+        for a, default in kept[0]:
+            a.default = default
+        parser._defaults.update(kept[1])
+    long = {a.dest: next((o for o in a.option_strings if o.startswith("--")), a.dest) for a in actions}
+    return {dest: long.get(dest, dest) for dest in vars(found)}
 
 
 def _show(v: Any) -> str:

@@ -59,6 +59,16 @@ def test_resume_continues_bit_exactly(example, data_root, tmp_path):
     assert rows(tmp_path / "full") == rows(tmp_path / "cut")
 
 
+def test_resume_takes_a_new_step_count_and_refuses_a_new_architecture(example, data_root, tmp_path, capsys):
+    run(example, data_root, tmp_path, "--steps", "2", "--time-budget", "0")
+    capsys.readouterr()
+    run(example, data_root, tmp_path, "--steps", "4", "--resume")
+    assert "--resume takes --steps: 2 -> 4" in capsys.readouterr().out
+    assert read_checkpoint(tmp_path / "last.pt")["step"] == 4
+    with pytest.raises(ValueError, match=r"cannot change when resuming: --d-model 32 \(the checkpoint has 16\)"):
+        run(example, data_root, tmp_path, "--resume", "--d-model", "32")
+
+
 @pytest.mark.parametrize("clock", ["cpu", "wall"])
 def test_time_budget_stops_training_validates_and_tests(example, data_root, tmp_path, clock):
     res = run(example, data_root, tmp_path, "--steps", "1000", "--time-budget", "1e-9", "--clock", clock)
