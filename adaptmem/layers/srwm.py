@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from adaptmem.layers.base import FastWeightLayer, resolve_heads
+from adaptmem.ops import _dispatch
 from adaptmem.ops.srwm import srwm
+from adaptmem.utils.checks import check_bool, check_choice, check_float, check_positive_int
 
 
 class SRWMState(NamedTuple):
@@ -72,6 +74,12 @@ class SRWM(FastWeightLayer):
                  pre_norm: bool = False, backend: str = "auto", checkpoint_every: int = 64) -> None:
         super().__init__()
         D = resolve_heads("SRWM", d_model, num_heads, head_dim)
+        check_float("SRWM", "dropout", dropout, lo=0.0, hi=1.0)
+        beta_init = check_float("SRWM", "beta_init", beta_init)
+        for name, flag in (("input_softmax", input_softmax), ("norm_skip", norm_skip), ("pre_norm", pre_norm)):
+            check_bool("SRWM", name, flag)
+        check_choice("SRWM", "backend", backend, ("auto", *_dispatch.TABLE["srwm"], "reference"))  # "reference": old
+        check_positive_int("SRWM", "checkpoint_every", checkpoint_every)
         self.d_model, self.num_heads, self.head_dim = d_model, num_heads, D
         self.beta_init, self.input_softmax, self.norm_skip = beta_init, input_softmax, norm_skip
         self.pre_norm = pre_norm
@@ -111,7 +119,7 @@ class SRWM(FastWeightLayer):
         y, W_T = srwm(h, *start, reset=reset, reset_to=W0, backend=self.backend,
                       checkpoint_every=self.checkpoint_every)
         new_state = SRWMState(*(w_t - w0.to(w_t.dtype) for w_t, w0 in zip(W_T, W0)))
-        out = self.dropout(self.out_proj(y.reshape(B, T, -1)))
+        out = self.dropout(self.out_proj(y.reshape(B, T, self.num_heads * self.head_dim)))
         return (normed if self.norm_skip else x) + out, new_state
 
     def extra_repr(self) -> str:

@@ -13,6 +13,7 @@ import torch
 
 from adaptmem.ops import _checks
 from adaptmem.ops._state import compute_dtype, to_heads
+from adaptmem.utils.checks import check_float
 
 
 def linear_attention_reference(
@@ -27,8 +28,9 @@ def linear_attention_reference(
 ):
     """Step-loop linear attention; same contract as :func:`adaptmem.ops.linear_attention`."""
     fn = "linear_attention_reference"
+    check_float(fn, "eps", eps, lo=0.0)
     S0, z0 = _checks.check_linear_state(fn, initial_state, normalize)
-    B, T, _, _, _ = _checks.check_qkv(fn, q, k, v, None, S0)
+    B, T, _, _, _ = _checks.check_qkv(fn, q, k, v, False, S0)
     return _reference_impl(q, k, v, S0, z0, normalize, _checks.check_reset(fn, reset, B, T, q.device), eps)
 
 
