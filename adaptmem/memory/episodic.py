@@ -111,9 +111,19 @@ class EpisodicMemory:
                 f"(or 'adaptmem[gpu]'), or use backend='torch'"
             )
         self.backend = ("faiss" if faiss_available() else "torch") if backend == "auto" else backend
-        self.value_shape = tuple(int(s) for s in value_shape)
+        if isinstance(value_shape, (str, bytes)) or not isinstance(value_shape, Sequence) or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value_shape):
+            raise TypeError(f"{fn}: value_shape must be a sequence of ints >= 0, got {value_shape!r}")
+        self.value_shape = tuple(value_shape)
         self.value_dtype = value_dtype
-        self.device = torch.device(device)
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise ValueError(f"{fn}: device must name a torch device, got {device!r}") from e
+        if self.device.type == "meta":
+            raise ValueError(f"{fn}: device must hold data; 'meta' tensors have none")
+        if nlist is not None:
+            check_positive_int(fn, "nlist", nlist)
         self.nlist = nlist
         self.nprobe = check_positive_int(fn, "nprobe", nprobe)
         self._keys = torch.zeros(capacity, key_dim, dtype=torch.float32, device=self.device)
@@ -148,6 +158,7 @@ class EpisodicMemory:
     def fetch(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys ``[*S, D]`` and values ``[*S, *value_shape]`` stored at ``slots [*S]``."""
         slots = check_tensor("EpisodicMemory.fetch", "slots", slots)
+        _check_not_meta("EpisodicMemory.fetch", "slots", slots)
         if slots.dtype != torch.long:
             raise TypeError(f"EpisodicMemory.fetch: slots must be int64, got dtype {slots.dtype}")
         if slots.numel() and (int(slots.min()) < 0 or int(slots.max()) >= self._size):
@@ -175,6 +186,7 @@ class EpisodicMemory:
         fn = "EpisodicMemory.write"
         keys = self._check_keys(fn, "keys", keys)
         values = check_tensor(fn, "values", values)
+        _check_not_meta(fn, "values", values)
         want = (keys.shape[0], *self.value_shape)
         if tuple(values.shape) != want:
             raise ValueError(
@@ -350,6 +362,7 @@ class EpisodicMemory:
     # ------------------------------------------------------------------ checks
     def _check_keys(self, fn: str, name: str, t: object) -> torch.Tensor:
         t = check_tensor(fn, name, t)
+        _check_not_meta(fn, name, t)
         if t.dim() != 2 or t.shape[1] != self.key_dim:
             raise ValueError(
                 f"{fn}: {name} must be [B, D] with D = key_dim = {self.key_dim}, got shape {fmt_shape(t)}"
@@ -433,6 +446,11 @@ class EpisodicMemory:
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
             raise CorruptFileError(path, f"is not a valid EpisodicMemory file ({type(e).__name__}: {e})") from e
         return mem
+
+
+def _check_not_meta(fn: str, name: str, t: torch.Tensor) -> None:
+    if t.is_meta:  # they would be moved to the memory's device, and meta tensors hold no data
+        raise ValueError(f"{fn}: {name} is a meta tensor (no data); give it on a real device")
 
 
 def _sort_key(d: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:

@@ -51,6 +51,7 @@ def save_checkpoint(
     """
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise ValueError(f"save_checkpoint: step must be an int >= 0, got {step!r}")
+    _check_targets("save_checkpoint", model, optimizer, scheduler, scaler)
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     state = {
         "model": model.state_dict(),
@@ -119,6 +120,7 @@ def load_checkpoint(
     truncated or foreign file) or ``ValueError`` (a whole checkpoint that does not fit
     ``model``/``optimizer``/...), each naming the path. ``allow_legacy``: see :func:`read_checkpoint`.
     """
+    _check_targets("load_checkpoint", model, optimizer, scheduler, scaler)
     state = read_checkpoint(path, map_location=map_location, allow_legacy=allow_legacy)
     targets = [(getattr(model, "module", model), "model")]
     targets += [(obj, key) for obj, key in ((optimizer, "optimizer"), (scheduler, "scheduler"), (scaler, "scaler"))
@@ -132,6 +134,14 @@ def load_checkpoint(
     if restore_rng:
         set_rng_state(state["rng"])
     return {"step": state["step"], **state["extra"]}
+
+
+def _check_targets(fn: str, model, optimizer, scheduler, scaler) -> None:
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"{fn}: model must be an nn.Module, got {type(model).__name__}")
+    for name, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
+        if obj is not None and not (hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict")):
+            raise TypeError(f"{fn}: {name} must have state_dict/load_state_dict (or be None), got {type(obj).__name__}")
 
 
 def resolve_resume_args(saved: Mapping[str, Any], given: Mapping[str, Any], *, mutable: Collection[str],
@@ -154,6 +164,9 @@ def resolve_resume_args(saved: Mapping[str, Any], given: Mapping[str, Any], *, m
     Names in neither list take the given value silently (e.g. ``--resume`` itself, output
     paths). Returns ``(arguments, notes)``: ``notes`` says each change taken, for printing.
     """
+    for name, value in (("saved", saved), ("given", given)):
+        if not isinstance(value, Mapping):
+            raise TypeError(f"resolve_resume_args: {name} must be a mapping of argument names, got {type(value).__name__}")
     unknown = set(mutable) & set(fixed)
     if unknown:
         raise ValueError(f"resolve_resume_args: {sorted(unknown)} are both mutable and fixed")
@@ -186,6 +199,8 @@ def given_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
     Found by parsing ``argv`` again with every default suppressed, so abbreviations, ``=``
     and ``--no-x`` spellings count as the parser counts them.
     """
+    if not isinstance(parser, argparse.ArgumentParser):
+        raise TypeError(f"given_flags: parser must be an argparse.ArgumentParser, got {type(parser).__name__}")
     actions = [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
     kept = [(a, a.default) for a in actions], dict(parser._defaults)
     try:

@@ -135,6 +135,10 @@ def save_verified(obj: Any, path: str | os.PathLike, *, format: str, version: in
         format: the kind of file, e.g. ``"adaptmem.checkpoint"``; checked on load.
         version: the layout version of ``obj``; checked on load.
     """
+    if not isinstance(format, str) or not format:
+        raise TypeError(f"save_verified: format must be a non-empty str, got {format!r}")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise TypeError(f"save_verified: version must be an int >= 0, got {version!r}")
     buf = io.BytesIO()
     torch.save(to_plain(obj), buf)
     payload = buf.getvalue()

@@ -33,8 +33,13 @@ class MetricLogger:
         self.log_dir = Path(log_dir)
         self.enabled = enabled
         self._writer = None
+        if resume_step is not None and (isinstance(resume_step, bool) or not isinstance(resume_step, int)
+                                        or resume_step < 0):
+            raise ValueError(f"MetricLogger: resume_step must be an int >= 0 or None, got {resume_step!r}")
         if not enabled:
             return
+        if self.log_dir.exists() and not self.log_dir.is_dir():
+            raise ValueError(f"MetricLogger: log_dir {self.log_dir} exists and is not a folder")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if resume_step is not None:
             for path in self.log_dir.glob("*.csv"):
@@ -51,7 +56,12 @@ class MetricLogger:
     def log(self, stream: str, step: int, **metrics: float) -> None:
         if not self.enabled:
             return
-        row = {"step": step, **{k: _scalar(v) for k, v in metrics.items()}}
+        if not isinstance(stream, str) or not stream or os.sep in stream or stream.startswith(".") or (
+                os.altsep and os.altsep in stream):
+            raise ValueError(f"MetricLogger.log: stream must be a plain file name, got {stream!r}")
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or step != step:
+            raise TypeError(f"MetricLogger.log: step must be a number, got {type(step).__name__} {step!r}")
+        row = {"step": step, **{k: _scalar(k, v) for k, v in metrics.items()}}
         path = self.log_dir / f"{stream}.csv"
         rows = _read(path) if path.exists() else []
         if rows and set(row) <= set(rows[0]):
@@ -61,7 +71,7 @@ class MetricLogger:
             _write(path, rows + [row])
         if self._writer is not None:
             for k, v in metrics.items():
-                self._writer.add_scalar(f"{stream}/{k}", _scalar(v), step)
+                self._writer.add_scalar(f"{stream}/{k}", _scalar(k, v), step)
 
     def read(self, stream: str) -> list[dict[str, float]]:
         path = self.log_dir / f"{stream}.csv"
@@ -73,8 +83,13 @@ class MetricLogger:
             self._writer = None
 
 
-def _scalar(v: Any) -> float:
-    return float(v.item()) if hasattr(v, "item") else float(v)
+def _scalar(name: str, v: Any) -> float:
+    if hasattr(v, "numel") and v.numel() != 1:
+        raise ValueError(f"MetricLogger.log: metric {name} must be a number, got a tensor of shape {tuple(v.shape)}")
+    try:
+        return float(v.item()) if hasattr(v, "item") else float(v)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"MetricLogger.log: metric {name} must be a number, got {type(v).__name__} {v!r}") from e
 
 
 def _read(path: Path) -> list[dict[str, str]]:
@@ -136,8 +151,13 @@ def plot_curves(
 
 def markdown_table(header: Sequence[object], rows: Iterable[Sequence[object]]) -> str:
     """A GitHub-markdown table with padded columns; cells are printed with ``str``."""
+    if isinstance(header, (str, bytes)) or not isinstance(header, Sequence):
+        raise TypeError(f"markdown_table: header must be a sequence of column names, got {type(header).__name__}")
     cells = [[str(v) for v in row] for row in rows]
     head = [str(h) for h in header]
+    for i, row in enumerate(cells):
+        if len(row) != len(head):
+            raise ValueError(f"markdown_table: rows[{i}] has {len(row)} cells, the header {len(head)}")
     widths = [max(len(h), *(len(row[j]) for row in cells)) for j, h in enumerate(head)]
 
     def line(vals: Sequence[str]) -> str:
