@@ -33,6 +33,11 @@ def split_runs(kind: str, run_arrays: dict[str, np.ndarray], *, valid_frac: floa
     if not (0 <= valid_frac < 1 and 0 <= ood_frac < 1 and valid_frac + ood_frac < 1):
         raise ValueError(f"split_runs: valid_frac and ood_frac must be in [0, 1) with a sum < 1, "
                          f"got {valid_frac} and {ood_frac}")
+    check_choice("split_runs", "kind", kind, ("formal_language", "smnist"))
+    need = "task_id" if kind == "formal_language" else "angle"
+    if not isinstance(run_arrays, dict) or need not in run_arrays:
+        raise ValueError(f"split_runs: run_arrays must hold {need!r} for a {kind} zoo, got "
+                         f"{sorted(run_arrays) if isinstance(run_arrays, dict) else type(run_arrays).__name__}")
     rng = np.random.default_rng(seed)
     if kind == "formal_language":
         n = fl.num_tasks()

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from adaptmem.utils.atomic import atomic_write, atomic_write_text
 from adaptmem.utils.integrity import file_sha256, load_verified, save_verified, seal_json
-from adaptmem.utils.checks import check_choice
+from adaptmem.utils.checks import check_choice, check_float, check_positive_int
 from adaptmem.utils.progress import progress
 from adaptmem.utils.schedules import piecewise_linear
 from adaptmem.weights.functional import BatchedRNN
@@ -115,8 +115,13 @@ class ZooConfig:
             raise ValueError(f"ZooConfig: checkpoints must be an int >= 2 (step 0 and the last), got {self.checkpoints!r}")
         if self.kind == "formal_language":
             fl.valid_max_n(self.max_n)
-        else:
-            check_choice("ZooConfig", "mnist_split", self.mnist_split, ("train", "test"))
+        check_choice("ZooConfig", "mnist_split", self.mnist_split, ("train", "test"))
+        for name in ("lr", "weight_decay"):
+            check_float("ZooConfig", name, getattr(self, name), lo=0.0, lo_open=name == "lr")
+        if not isinstance(self.weight_decays, (tuple, list)) or not self.weight_decays:
+            raise ValueError(f"ZooConfig: weight_decays must be a non-empty tuple of numbers, got {self.weight_decays!r}")
+        for i, w in enumerate(self.weight_decays):
+            check_float("ZooConfig", f"weight_decays[{i}]", w, lo=0.0)
         object.__setattr__(self, "weight_decays", tuple(float(w) for w in self.weight_decays))
 
     @classmethod
@@ -182,10 +187,14 @@ class ZooConfig:
 
 
 def geometric_checkpoints(last: int, count: int = 9) -> list[int]:
-    """0, the largest ``count - 2`` numbers of the 1-2-5 series below ``last``, and ``last``.
+    """0, the largest ``count - 2`` numbers of the 1-2-5 series below ``last``, and ``last``
+    (fewer when the series has fewer below ``last``: ``geometric_checkpoints(2)`` is ``[0, 1, 2]``).
 
     ``geometric_checkpoints(20000)`` is ``[0, 100, 200, 500, 1000, 2000, 5000, 10000, 20000]``.
     """
+    check_positive_int("geometric_checkpoints", "last", last)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 2:
+        raise ValueError(f"geometric_checkpoints: count must be an int >= 2 (step 0 and last), got {count!r}")
     series = sorted({m * 10**e for e in range(12) for m in (1, 2, 5) if m * 10**e < last})
     middle = series[-(count - 2):] if count > 2 else []
     return [0, *middle, last]
@@ -310,6 +319,10 @@ def train_unit(cfg: ZooConfig, unit: int, root: str | os.PathLike, *, interrupt_
     ``interrupt_at``: raise :class:`ZooInterrupted` when reaching that step (a simulated crash
     that loses the work since the last checkpoint); for tests.
     """
+    if not isinstance(cfg, ZooConfig):
+        raise TypeError(f"train_unit: cfg must be a ZooConfig, got {type(cfg).__name__}")
+    if isinstance(unit, bool) or not isinstance(unit, int) or not 0 <= unit < cfg.num_units:
+        raise ValueError(f"train_unit: unit must be an int in [0, num_units={cfg.num_units}), got {unit!r}")
     root = Path(root)
     shard = root / "shards" / f"unit_{unit:05d}.pt"
     if shard.exists():
@@ -384,7 +397,13 @@ def generate_zoo(root: str | os.PathLike, cfg: ZooConfig, *, workers: int = 1, s
         keep_work: keep the per-unit shards after assembling the memory-mapped arrays.
         _interrupt: ``(unit, step)``: simulate a crash there (tests only).
     """
+    if not isinstance(cfg, ZooConfig):
+        raise TypeError(f"generate_zoo: cfg must be a ZooConfig, got {type(cfg).__name__}")
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        raise TypeError(f"generate_zoo: workers must be an int, got {type(workers).__name__} {workers!r}")
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"generate_zoo: root {root} exists and is not a folder")
     root.mkdir(parents=True, exist_ok=True)
     plan_path = root / "plan.json"
     if plan_path.exists():
