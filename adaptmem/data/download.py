@@ -20,6 +20,10 @@ def download(urls: Sequence[str], dest: str | os.PathLike, *, md5: str | None = 
              timeout: float = 30.0) -> Path:
     """Fetch the first mirror that works into ``dest``, atomically (see
     :func:`adaptmem.utils.atomic.atomic_write`): a failed or corrupt download leaves no file."""
+    if isinstance(urls, (str, bytes)) or not isinstance(urls, Sequence) or not urls:
+        raise ValueError(f"download: urls must be a non-empty list of mirror URLs, got {urls!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"download: timeout must be a positive number of seconds, got {timeout!r}")
     dest = Path(dest)
     errors = []
     for url in urls:
@@ -44,6 +48,8 @@ def download(urls: Sequence[str], dest: str | os.PathLike, *, md5: str | None = 
 
 
 def file_md5(path: str | os.PathLike) -> str:
+    if Path(path).is_dir():
+        raise ValueError(f"file_md5: {path} is a directory, not a file")
     h = hashlib.md5()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):

@@ -23,6 +23,7 @@ import importlib
 import io
 import json
 import os
+import pickle
 import warnings
 from collections import OrderedDict
 from collections.abc import Collection
@@ -315,3 +316,33 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_bytes())
     except (ValueError, UnicodeDecodeError) as e:
         raise CorruptFileError(path, f"is not valid JSON ({e})") from e
+
+
+# Third-party data sets ship as pickles (CIFAR-100, mini-ImageNet). They are read with an
+# unpickler that builds only containers, strings, numbers and NumPy arrays: a tampered file
+# cannot run code, and a damaged one gives a CorruptFileError naming it.
+_DATA_PICKLE_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+                        ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+                        ("numpy._core.multiarray", "scalar"), ("copy_reg", "_reconstructor"),
+                        ("copyreg", "_reconstructor"), ("__builtin__", "object"), ("builtins", "object"),
+                        ("_codecs", "encode")}  # protocol-2 pickles rebuild bytes with it
+
+
+class _DataUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _DATA_PICKLE_GLOBALS or module in ("numpy.dtypes", "numpy._core.dtypes"):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not a data type (only NumPy arrays are rebuilt)")
+
+
+def load_data_pickle(path: str | os.PathLike, data: bytes | None = None, *, encoding: str = "latin1") -> Any:
+    """Unpickle a data-set file (``data``: its bytes, when read from an archive) without running code."""
+    path = Path(path)
+    try:
+        blob = path.read_bytes() if data is None else data
+    except IsADirectoryError as e:
+        raise CorruptFileError(path, "is a directory, not a pickle") from e
+    try:
+        return _DataUnpickler(io.BytesIO(blob), encoding=encoding).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+        raise CorruptFileError(path, f"is not a readable data pickle ({_first_line(e)})") from e
