@@ -338,11 +338,12 @@ class _DataUnpickler(pickle.Unpickler):
 def load_data_pickle(path: str | os.PathLike, data: bytes | None = None, *, encoding: str = "latin1") -> Any:
     """Unpickle a data-set file (``data``: its bytes, when read from an archive) without running code."""
     path = Path(path)
+    if data is None and path.is_dir():
+        raise CorruptFileError(path, "is a directory, not a pickle")
     try:
-        blob = path.read_bytes() if data is None else data
-    except IsADirectoryError as e:
-        raise CorruptFileError(path, "is a directory, not a pickle") from e
-    try:
-        return _DataUnpickler(io.BytesIO(blob), encoding=encoding).load()
+        if data is not None:
+            return _DataUnpickler(io.BytesIO(data), encoding=encoding).load()
+        with open(path, "rb") as f:  # streamed: data-set pickles can be gigabytes
+            return _DataUnpickler(f, encoding=encoding).load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
         raise CorruptFileError(path, f"is not a readable data pickle ({_first_line(e)})") from e
