@@ -18,12 +18,28 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Sequence
 
-import torch
-from torch import nn
+from adaptmem.utils import cli
 
-from adaptmem.memory import EpisodicMemory, MbPA, faiss_available
-from adaptmem.utils import markdown_table, set_threads
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = cli.parser(__doc__)
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
+    p.add_argument("--threads", type=cli.positive_int, nargs="+", default=[1, 2],
+                   help="thread counts to run (torch and FAISS alike)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median reported)")
+    return cli.parse(p, argv)
+
+
+if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
+    ARGS = parse_args()
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from adaptmem.memory import EpisodicMemory, MbPA, faiss_available  # noqa: E402
+from adaptmem.utils import configure_threads, markdown_table  # noqa: E402
 
 
 def timeit(fn, repeats: int) -> float:
@@ -90,12 +106,8 @@ def print_table(title: str, rows: list[tuple], unit: str) -> None:
                           for name, th, sec, rate, ratio in rows]))
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to run")
-    p.add_argument("--repeats", type=int, default=5)
-    args = p.parse_args(argv)
+def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
+    args = argv if isinstance(argv, argparse.Namespace) else parse_args(argv)
     if args.quick:
         search = dict(n=5_000, dim=32, queries=100, k=8)
         mbpa = dict(batch=32, k=8, steps=2, dim=16, n=1_000)
@@ -107,7 +119,7 @@ def main(argv=None) -> None:
           f"{os.cpu_count()} cores, load average before: {os.getloadavg()[0]:.2f}")
     search_rows, mbpa_rows = [], []
     for threads in args.threads:
-        set_threads(threads)  # torch and FAISS's OpenMP agree on one number
+        configure_threads(threads)  # torch and FAISS's OpenMP agree on one number
         search_rows += bench_search(**search, repeats=args.repeats, threads=threads)
         mbpa_rows += bench_mbpa(**mbpa, repeats=args.repeats, threads=threads)
     s, m = search, mbpa
@@ -121,4 +133,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

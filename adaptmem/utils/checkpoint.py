@@ -12,9 +12,8 @@ run may change.
 
 from __future__ import annotations
 
-import argparse
 import os
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import torch
@@ -157,7 +156,7 @@ def resolve_resume_args(saved: Mapping[str, Any], given: Mapping[str, Any], *, m
         fixed: names that define what was trained (architecture, data): a changed value
             raises ``ValueError`` naming each one with both values.
         explicit: the names set on this command line (``None``: every name in ``given``), e.g.
-            from :func:`given_flags` (a mapping to each flag's spelling, used in messages).
+            from :func:`adaptmem.utils.cli.given_flags` (a mapping to each flag's spelling, used in messages).
             Others keep the saved value, so defaults never override a checkpoint.
         where: how the message names the resume (e.g. the flag or the path).
 
@@ -190,30 +189,6 @@ def resolve_resume_args(saved: Mapping[str, Any], given: Mapping[str, Any], *, m
 
 def _flag(name: str, spelled: Collection[str]) -> str:
     return spelled[name] if isinstance(spelled, Mapping) else "--" + name.replace("_", "-")
-
-
-def given_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> dict[str, str]:
-    """The options present on the command line ``argv`` (default ``sys.argv[1:]``): each
-    destination mapped to its long spelling, e.g. ``{"max_steps": "--max_steps"}``.
-
-    Found by parsing ``argv`` again with every default suppressed, so abbreviations, ``=``
-    and ``--no-x`` spellings count as the parser counts them.
-    """
-    if not isinstance(parser, argparse.ArgumentParser):
-        raise TypeError(f"given_flags: parser must be an argparse.ArgumentParser, got {type(parser).__name__}")
-    actions = [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
-    kept = [(a, a.default) for a in actions], dict(parser._defaults)
-    try:
-        for a in actions:
-            a.default = argparse.SUPPRESS
-        parser._defaults.clear()
-        found, _ = parser.parse_known_args(argv)
-    finally:
-        for a, default in kept[0]:
-            a.default = default
-        parser._defaults.update(kept[1])
-    long = {a.dest: next((o for o in a.option_strings if o.startswith("--")), a.dest) for a in actions}
-    return {dest: long.get(dest, dest) for dest in vars(found)}
 
 
 def _show(v: Any) -> str:
