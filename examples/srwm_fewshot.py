@@ -32,8 +32,8 @@ RESUME_MUTABLE = ("steps", "time_budget", "clock", "val_every", "val_episodes", 
                   "eval_shots", "lake_runs", "tensorboard")
 RESUME_FIXED = ("dataset", "ways", "shots", "queries", "label_slots", "protocol", "kind", "backbone", "conv_channels",
                 "d_model", "num_layers", "num_heads", "d_ff", "dropout", "vision_dropout", "lstm_hidden",
-                "srwm_input_softmax", "srwm_norm_skip", "srwm_pre_norm", "srwm_beta_init", "batch_size", "lr", "warmup",
-                "clip", "amp", "seed")
+                "srwm_input_softmax", "srwm_norm_skip", "srwm_pre_norm", "srwm_beta_init", "srwm_w0_multiplier",
+                "batch_size", "lr", "warmup", "clip", "amp", "seed")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

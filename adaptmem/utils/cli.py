@@ -226,6 +226,8 @@ def given_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
         for a, default in kept[0]:
             a.default = default
         parser._defaults.update(kept[1])
-    long = {a.dest: next((o for o in a.option_strings if o.startswith("--")), a.dest) for a in actions}
+    long: dict[str, str] = {}
+    for a in actions:  # the first action of a destination is the flag itself; later ones are its aliases
+        long.setdefault(a.dest, next((o for o in a.option_strings if o.startswith("--")), a.dest))
     return {dest: long.get(dest, dest) for dest in vars(found)}
 
