@@ -76,17 +76,17 @@ def test_interrupted_run_resumes_bit_for_bit(corpus, tmp_path, monkeypatch):
 
 
 def test_resume_takes_a_new_step_count_and_refuses_a_new_architecture(corpus, tmp_path, monkeypatch, capsys):
-    # The case: --resume --max_steps 40 kept the checkpoint's 20 without a word.
-    args = ["--kind", "deltanet", "--data", str(corpus), "--eval_interval", "2", "--out_dir", str(tmp_path), *TINY]
-    run_example(monkeypatch, *args, "--max_steps", "2")
+    # The case: --resume --max-steps 40 kept the checkpoint's 20 without a word.
+    args = ["--kind", "deltanet", "--corpus", str(corpus), "--eval-interval", "2", "--out", str(tmp_path), *TINY]
+    run_example(monkeypatch, *args, "--max-steps", "2")
     capsys.readouterr()
-    run_example(monkeypatch, *args, "--max_steps", "4", "--resume")
-    assert "resumed at step 2 of 4\n  --max_steps: 2 -> 4" in capsys.readouterr().out
+    run_example(monkeypatch, *args, "--max-steps", "4", "--resume")
+    assert "resumed at step 2 of 4\n  --max-steps: 2 -> 4" in capsys.readouterr().out
     assert checkpoint(tmp_path / "deltanet")["step"] == 4
     run_example(monkeypatch, *args, "--resume")  # no flag: the checkpoint's 4 holds (done: no steps)
     assert "resumed at step 4 of 4" in capsys.readouterr().out
-    with pytest.raises(ValueError, match=r"cannot change when resuming: --d_model 32 \(the checkpoint has 16\)"):
-        run_example(monkeypatch, *args, "--resume", "--d_model", "32")
+    with pytest.raises(ValueError, match=r"cannot change when resuming: --d-model 32 \(the checkpoint has 16\)"):
+        run_example(monkeypatch, *args, "--resume", "--d-model", "32")
 
 
 def test_sample_mode_generates_from_the_trained_checkpoint(corpus, tmp_path, monkeypatch, capsys):
