@@ -84,7 +84,8 @@ class Vocab:
     def __init__(self, itos: Sequence[str], *, level: str = "word", unk: str | None = None) -> None:
         if level not in ("char", "word", "bpe"):
             raise ValueError(f"Vocab: level must be one of {list(LEVELS)}, got {level!r}")
-        if isinstance(itos, str) or not isinstance(itos, Sequence) or not itos or not all(isinstance(s, str) for s in itos):
+        if isinstance(itos, str) or not isinstance(itos, Sequence) or not itos or \
+                not all(isinstance(s, str) for s in itos):
             raise ValueError(f"Vocab: itos must be a non-empty sequence of str tokens, got {type(itos).__name__} "
                              f"of length {len(itos) if hasattr(itos, '__len__') else '?'}")
         self.itos = list(itos)

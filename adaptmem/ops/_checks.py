@@ -127,7 +127,8 @@ def check_recurrent_delta_inputs(fn: str, q, k, v, beta, R_q, R_k, R_v, r_b,
     check_shape(fn, "r_b", r_b, (H, D), "[H, D]")
     if initial_state is not None:
         if not isinstance(initial_state, (tuple, list)) or len(initial_state) != 2:
-            got = f"length {len(initial_state)}" if isinstance(initial_state, (tuple, list)) else type(initial_state).__name__
+            got = (f"length {len(initial_state)}" if isinstance(initial_state, (tuple, list))
+                   else type(initial_state).__name__)
             raise TypeError(f"{fn}: initial_state must be a RecurrentDeltaState (S, y) or a pair of tensors, got {got}")
         check_shape(fn, "initial_state.S", initial_state[0], (B, H, D, D), "[B, H, D, D]")
         check_shape(fn, "initial_state.y", initial_state[1], (B, H, D), "[B, H, D]")

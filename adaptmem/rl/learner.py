@@ -108,7 +108,8 @@ def impala_loss(output: AgentOutput, rollout: Rollout, config: ImpalaConfig) -> 
 
     ``pg + baseline_cost * 0.5 * (vs - V)^2 - entropy_cost * entropy``, summed over rows and steps.
     """
-    for name, obj, cls in (("output", output, AgentOutput), ("rollout", rollout, Rollout), ("config", config, ImpalaConfig)):
+    parts = (("output", output, AgentOutput), ("rollout", rollout, Rollout), ("config", config, ImpalaConfig))
+    for name, obj, cls in parts:
         if not isinstance(obj, cls):
             raise TypeError(f"impala_loss: {name} must be a {cls.__name__}, got {type(obj).__name__}")
     T = rollout.action.shape[1]

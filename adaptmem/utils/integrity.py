@@ -9,11 +9,13 @@ is written by :func:`save_verified` and read by :func:`load_verified`::
 The header is ``{"format": ..., "version": ..., "payload_bytes": ..., "sha256": ...}`` and the
 payload is ``torch.save`` of the object, loaded with ``weights_only=True`` (no code runs from a
 file): NumPy arrays and adaptmem's ``NamedTuple`` states are stored as tagged plain values
-(:func:`to_plain`) and rebuilt on load (:func:`from_plain`). Any single changed bit is caught: in the payload by the hash, in the header because
-it must parse to the same canonical JSON. Truncated, empty, foreign or mismatched files raise
-:class:`CorruptFileError` naming the path and what failed; a missing file raises
-``FileNotFoundError`` with the path. Zoo arrays are too large to hold in memory: their hashes
-go into ``meta.json`` (:func:`file_sha256`, :func:`seal_json` and :func:`check_sealed_json`).
+(:func:`to_plain`) and rebuilt on load (:func:`from_plain`). Any single changed bit is caught:
+in the payload by the hash, in the header because it must parse to the same canonical JSON.
+Truncated, empty, foreign or mismatched files raise :class:`CorruptFileError` naming the path
+and what failed; a missing file raises ``FileNotFoundError`` with the path. Zoo arrays are too
+large to hold in memory: their hashes go into ``meta.json`` (:func:`file_sha256`,
+:func:`seal_json` and :func:`check_sealed_json`). Third-party data-set pickles are read by
+:func:`load_data_pickle`, which rebuilds NumPy arrays and nothing else.
 """
 
 from __future__ import annotations
@@ -153,6 +155,18 @@ def save_verified(obj: Any, path: str | os.PathLike, *, format: str, version: in
     return atomic_write(path, write)
 
 
+def _read_file(path: Path) -> bytes:
+    """A file's bytes; ``FileNotFoundError`` or :class:`CorruptFileError` (a directory, unreadable) naming it."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found")
+    if path.is_dir():
+        raise CorruptFileError(path, "is a directory, not a file")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise CorruptFileError(path, f"cannot be read ({e.strerror or e})") from e
+
+
 def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
     """The verified header and payload bytes of a :func:`save_verified` file.
 
@@ -160,14 +174,7 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
     that is not a whole file of this layout (directories included).
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found")
-    if path.is_dir():
-        raise CorruptFileError(path, "is a directory, not a file")
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise CorruptFileError(path, f"cannot be read ({e.strerror or e})") from e
+    data = _read_file(path)
     if not data:
         raise CorruptFileError(path, "is empty")
     if not data.startswith(MAGIC):
@@ -308,12 +315,9 @@ def check_sealed_json(path: str | os.PathLike, obj: Any) -> dict[str, Any]:
 def read_json(path: str | os.PathLike) -> Any:
     """``json.loads`` of a file, with :class:`CorruptFileError` naming the path for bad JSON."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found")
-    if path.is_dir():
-        raise CorruptFileError(path, "is a directory, not a file")
+    data = _read_file(path)
     try:
-        return json.loads(path.read_bytes())
+        return json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise CorruptFileError(path, f"is not valid JSON ({e})") from e
 

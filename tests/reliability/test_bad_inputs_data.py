@@ -156,11 +156,6 @@ def episode_probes():
     return probes
 
 
-@pytest.fixture(scope="module")
-def tmp(tmp_path_factory):
-    return tmp_path_factory.mktemp("data")
-
-
 def test_bad_text_inputs_are_refused(tmp):
     for probe in text_probes(tmp):
         probe.check()

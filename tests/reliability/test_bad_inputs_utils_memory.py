@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from adaptmem.memory import EpisodicMemory, MbPA, NeuralCache, mix_log_probs
-from adaptmem.utils import (MetricLogger, atomic_write, atomic_write_text, count_parameters, given_flags,
-                            load_checkpoint, markdown_table, resolve_resume_args, save_checkpoint, save_verified,
-                            seed_everything, set_rng_state, set_threads)
+from adaptmem.utils import (MetricLogger, atomic_write, atomic_write_text, configure_threads, count_parameters,
+                            given_flags, load_checkpoint, markdown_table, resolve_resume_args, save_checkpoint,
+                            save_verified, seed_everything, set_rng_state)
 from tests.reliability.probes import Probe, params
 
 LINEAR = torch.nn.Linear(2, 2)
@@ -43,7 +43,8 @@ def utils_probes(tmp):
         Probe("seed_everything seed=1.5", lambda: seed_everything(1.5), "seed"),
         Probe("set_rng_state state={}", lambda: set_rng_state({}), "state"),
         Probe("set_rng_state state=5", lambda: set_rng_state(5), "state"),
-        *(Probe(f"set_threads n={n!r}", (lambda n=n: set_threads(n)), r"\bn\b") for n in (0, -2, "a")),
+        *(Probe(f"configure_threads threads={n!r}", (lambda n=n: configure_threads(n, verbose=False)), "threads")
+          for n in (0, -2, "a")),
         Probe("save_checkpoint model=None", lambda: save_checkpoint(tmp / "c.pt", model=None), "model"),
         Probe("save_checkpoint step=-1", lambda: save_checkpoint(tmp / "c.pt", model=LINEAR, step=-1), "step"),
         Probe("save_checkpoint optimizer=5", lambda: save_checkpoint(tmp / "c.pt", model=LINEAR, optimizer=5),
@@ -134,11 +135,6 @@ ELSEWHERE = [
     Probe("MbPA h=NaN", lambda: MbPA(torch.nn.Linear(4, 3), _filled(), k=2)(torch.full((1, 4), float("nan"))), r"\bh\b"),
     Probe("MbPA h=meta", lambda: MbPA(torch.nn.Linear(4, 3), _filled(), k=2)(torch.ones(1, 4).to("meta")), r"\bh\b"),
 ]
-
-
-@pytest.fixture(scope="module")
-def tmp(tmp_path_factory):
-    return tmp_path_factory.mktemp("utils")
 
 
 def test_bad_utility_inputs_are_refused_with_a_message_naming_them(tmp):

@@ -173,7 +173,8 @@ class ClassImages:
         members = self._members[base]
         if which is not None:
             which = torch.as_tensor(which)
-            if which.is_floating_point() or (which.numel() and not (0 <= int(which.min()) and int(which.max()) < len(members))):
+            out_of_range = which.numel() and not (0 <= int(which.min()) and int(which.max()) < len(members))
+            if which.is_floating_point() or out_of_range:
                 raise ValueError(f"ClassImages.images_of: which must be integer positions in [0, {len(members)}) "
                                  f"(the images of class {c}), got {which.tolist()[:5]}")
         idx = members if which is None else members[which.long()]
