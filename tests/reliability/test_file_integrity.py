@@ -78,7 +78,8 @@ def _assert_rejected(load, path, what):
 def test_every_single_bit_flip_is_detected(saved):
     path, load, data = saved
     rng = random.Random(0)
-    offsets = sorted({0, len(data) - 1, *(rng.randrange(len(data)) for _ in range(FLIPS - 2))})
+    offsets = [0, len(data) - 1, *rng.sample(range(1, len(data) - 1), FLIPS - 2)]
+    assert len(offsets) == FLIPS
     for off in offsets:
         bad = bytearray(data)
         bad[off] ^= 1 << rng.randrange(8)
@@ -98,7 +99,10 @@ def test_sixteen_flipped_bytes_are_detected(saved):
 def test_every_truncation_is_detected(saved):
     path, load, data = saved
     rng = random.Random(2)
-    for n in sorted({0, 1, 10, 15, len(data) - 1, *(rng.randrange(len(data)) for _ in range(CUTS - 5))}):
+    fixed = [0, 1, 10, 15, len(data) - 1]
+    lengths = fixed + rng.sample(sorted(set(range(len(data))) - set(fixed)), CUTS - len(fixed))
+    assert len(lengths) == CUTS
+    for n in lengths:
         path.write_bytes(data[:n])
         reason = _assert_rejected(load, path, f"truncated to {n} bytes").reason
         assert "empty" in reason or "truncated" in reason or "header" in reason, reason
@@ -277,7 +281,7 @@ def test_every_bit_flip_in_a_zoo_file_is_detected(zoo_copy, name):
     path = zoo_copy / name
     data = path.read_bytes()
     rng = random.Random(3)
-    for off in sorted({0, len(data) - 1, *(rng.randrange(len(data)) for _ in range(FLIPS // 4 - 2))}):
+    for off in [0, len(data) - 1, *rng.sample(range(1, len(data) - 1), FLIPS // 4 - 2)]:
         bad = bytearray(data)
         bad[off] ^= 1 << rng.randrange(8)
         path.write_bytes(bytes(bad))
