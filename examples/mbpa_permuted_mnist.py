@@ -77,7 +77,7 @@ from torch.func import functional_call, grad, vmap  # noqa: E402
 from adaptmem.data.mnist import load_mnist  # noqa: E402
 from adaptmem.memory import EpisodicMemory, MbPA  # noqa: E402
 from adaptmem.utils import configure_threads, progress, seed_everything  # noqa: E402
-from adaptmem.utils.checkpoint import atomic_save  # noqa: E402
+from adaptmem.utils.integrity import load_verified, save_verified  # noqa: E402
 from adaptmem.utils.logging import plot_curves  # noqa: E402
 from adaptmem.utils.seed import get_rng_state, set_rng_state  # noqa: E402
 
@@ -92,6 +92,9 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x))
+
+
+CKPT_FORMAT = "adaptmem.example.mbpa_permuted_mnist"  # the checkpoint's header (adaptmem.utils.integrity)
 
 
 def _run_config(args) -> dict:
@@ -176,7 +179,7 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict[str, li
     anchors: list = []
     ckpt, start = Path(args.out) / "ckpt.pt", 0
     if args.resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = load_verified(ckpt, format=CKPT_FORMAT)
         if state["args"] != _run_config(args):
             raise ValueError(f"--resume: {ckpt} was written with different settings: {state['args']}")
         for name, m in models.items():
@@ -201,10 +204,10 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict[str, li
             past = (torch.cat([xtr[:, p] for p in perms[:t]]), ytr.repeat(t)) if t else (xtr[:0], ytr[:0])
             train_task(models["replay"], x, ytr, args, memory=memories["replay"], replay=past,
                        desc=f"task {t + 1} replay")
-        atomic_save({"args": _run_config(args), "tasks_done": t + 1, "anchors": anchors,
-                     "models": {n: m.state_dict() for n, m in models.items()},
-                     "memories": {n: mem.state_dict() for n, mem in memories.items()},
-                     "generator": g.get_state(), "rng": get_rng_state()}, ckpt)
+        save_verified({"args": _run_config(args), "tasks_done": t + 1, "anchors": anchors,
+                       "models": {n: m.state_dict() for n, m in models.items()},
+                       "memories": {n: mem.state_dict() for n, mem in memories.items()},
+                       "generator": g.get_state(), "rng": get_rng_state()}, ckpt, format=CKPT_FORMAT)
         print(f"  trained task {t + 1}/{args.tasks} ({time.time() - t0:.0f} s)")
         if args.stop_after_task is not None and t + 1 >= args.stop_after_task and t + 1 < args.tasks:
             print(f"stopped after task {t + 1}; continue with --resume")

@@ -44,6 +44,10 @@ def download(urls: Sequence[str], dest: str | os.PathLike, *, md5: str | None = 
     ``md5`` / ``sha256``: the expected hex digest; checked before the file replaces ``dest``.
     Progress goes to stderr (a bar on a terminal).
     """
+    if isinstance(urls, (str, bytes)) or not isinstance(urls, Sequence) or not urls:
+        raise ValueError(f"download: urls must be a non-empty list of mirror URLs, got {urls!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"download: timeout must be a positive number of seconds, got {timeout!r}")
     dest = Path(dest)
     errors = []
     for url in urls:
@@ -78,6 +82,8 @@ def download(urls: Sequence[str], dest: str | os.PathLike, *, md5: str | None = 
 
 
 def file_md5(path: str | os.PathLike) -> str:
+    if Path(path).is_dir():
+        raise ValueError(f"file_md5: {path} is a directory, not a file")
     h = hashlib.md5()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import socket
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -38,15 +39,16 @@ import torch
 
 from adaptmem.data.download import DataNotFoundError, download, missing_data_message
 from adaptmem.utils.atomic import atomic_write_text
-from adaptmem.utils.checkpoint import atomic_save
 from adaptmem.utils.checks import check_positive_int, check_tensor, fmt_shape
 from adaptmem.utils.extras import install_hint
+from adaptmem.utils.integrity import CorruptFileError, load_verified, save_verified
 from adaptmem.utils.paths import default_data_root
 
 EOS = "<eos>"
 UNK = "<unk>"
 LEVELS = ("char", "word", "bpe")
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: files with adaptmem.utils.integrity's header and checksum
+_CACHE_FORMAT = "adaptmem.corpus-cache"
 _HUB_PROBE_TIMEOUT = 3.0  # seconds; an unreachable hub must fail fast, not after minutes of retries
 DEFAULT_CORPUS = "tinyshakespeare"
 _LAYOUTS = {  # folder layouts: (train, valid, test) file names
@@ -88,6 +90,10 @@ class Vocab:
     def __init__(self, itos: Sequence[str], *, level: str = "word", unk: str | None = None) -> None:
         if level not in ("char", "word", "bpe"):
             raise ValueError(f"Vocab: level must be one of {list(LEVELS)}, got {level!r}")
+        if isinstance(itos, str) or not isinstance(itos, Sequence) or not itos or \
+                not all(isinstance(s, str) for s in itos):
+            raise ValueError(f"Vocab: itos must be a non-empty sequence of str tokens, got {type(itos).__name__} "
+                             f"of length {len(itos) if hasattr(itos, '__len__') else '?'}")
         self.itos = list(itos)
         self.stoi = {s: i for i, s in enumerate(self.itos)}
         if len(self.stoi) != len(self.itos):
@@ -137,12 +143,14 @@ class Vocab:
 
     def decode(self, ids: Iterable[int] | torch.Tensor) -> str:
         if isinstance(ids, torch.Tensor):
+            if ids.is_floating_point():
+                raise TypeError(f"Vocab.decode: ids must be integer token ids, got a {ids.dtype} tensor")
             ids = ids.flatten().tolist()
-        try:
-            tokens = [self.itos[i] for i in ids]
-        except IndexError:
-            bad = [i for i in ids if not 0 <= i < len(self)][:5]
-            raise ValueError(f"Vocab.decode: ids must lie in [0, {len(self)}), got e.g. {bad}") from None
+        ids = list(ids)
+        bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(self)][:5]
+        if bad:  # negative ids would index from the end without a word
+            raise ValueError(f"Vocab.decode: ids must lie in [0, {len(self)}) (ints), got e.g. {bad}")
+        tokens = [self.itos[i] for i in ids]
         if self.level == "char":
             return "".join(tokens)
         pieces: list[str] = []
@@ -158,7 +166,13 @@ class Vocab:
 
     @classmethod
     def from_json(cls, text: str) -> Vocab:
-        d = json.loads(text)
+        try:
+            d = json.loads(text)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"Vocab.from_json: text is not JSON ({e})") from e
+        if not isinstance(d, dict) or not ({"level", "itos", "unk"} <= set(d) or d.get("level") == "bpe"):
+            raise ValueError(f"Vocab.from_json: text must hold a to_json() object with level, itos and unk, got "
+                             f"{sorted(d) if isinstance(d, dict) else type(d).__name__}")
         if d.get("level") == "bpe":
             return BPEVocab.from_json(text)
         return cls(d["itos"], level=d["level"], unk=d["unk"])
@@ -334,15 +348,19 @@ def load_corpus(
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     cached = cache / f"{key}.pt"
     if cached.exists():
-        state = torch.load(cached, map_location="cpu", weights_only=True)
-        return Corpus(state["train"], state["valid"], state["test"], Vocab.from_json(state["vocab"]), name)
+        try:
+            state = load_verified(cached, format=_CACHE_FORMAT)
+            return Corpus(state["train"], state["valid"], state["test"], Vocab.from_json(state["vocab"]), name)
+        except (CorruptFileError, KeyError, TypeError, ValueError) as e:  # a cache: rebuild it
+            warnings.warn(f"load_corpus: ignoring the unreadable cache {cached} ({e}); rebuilding it",
+                          UserWarning, stacklevel=2)
 
     texts = _read_files(files) if files is not None else _read_hub(name)
     if texts["valid"] is None:  # one text: first split_fraction for training, the rest validation
         texts["train"], texts["valid"] = _split_text(texts["train"], split_fraction, level)
     vocab = _build_vocab(texts, level, bpe_vocab_size)
     ids = {s: None if t is None else torch.tensor(vocab.encode(t), dtype=torch.int64) for s, t in texts.items()}
-    atomic_save({**ids, "vocab": vocab.to_json()}, cached)
+    save_verified({**ids, "vocab": vocab.to_json()}, cached, format=_CACHE_FORMAT)
     return Corpus(ids["train"], ids["valid"], ids["test"], vocab, name)
 
 
@@ -397,7 +415,12 @@ def _file_identity(path: Path) -> list:
 def _read_files(files: dict[str, Path | None]) -> dict[str, str | None]:
     out = {}
     for role, p in files.items():
-        text = None if p is None else p.read_text(encoding="utf-8")
+        try:
+            text = None if p is None else p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"load_corpus: {p} is not UTF-8 text ({e.reason} at byte {e.start})") from e
+        if text is not None and not text.strip():
+            raise ValueError(f"load_corpus: {p} holds no text")
         if text is not None and text and not text.endswith("\n"):
             text += "\n"  # every line, the last included, ends with <eos>
         out[role] = text
@@ -563,6 +586,10 @@ def bptt_batches(streams: torch.Tensor, seq_len: int) -> Iterator[tuple[torch.Te
 
 def num_bptt_batches(streams: torch.Tensor, seq_len: int) -> int:
     """How many segments :func:`bptt_batches` yields."""
+    check_tensor("num_bptt_batches", "streams", streams)
+    check_positive_int("num_bptt_batches", "seq_len", seq_len)
+    if streams.dim() != 2:
+        raise ValueError(f"num_bptt_batches: streams must be [B, N], got shape {fmt_shape(streams)}")
     return -(-(streams.shape[1] - 1) // seq_len)
 
 
@@ -577,6 +604,8 @@ def make_synthetic_corpus(folder: str | os.PathLike, layout: str = "ptb", *, lin
     lower case, ``N`` for numbers, ``<unk>`` for some words; WikiText style adds ``= Title =``
     lines and blank lines. For tests and smoke runs, not for reporting results.
     """
+    if not lines or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in lines):
+        raise ValueError(f"make_synthetic_corpus: lines must be positive ints (train, valid, test), got {lines!r}")
     rng = np.random.default_rng(seed)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -607,12 +636,12 @@ def make_synthetic_corpus(folder: str | os.PathLike, layout: str = "ptb", *, lin
 
     if layout == "plain":
         path = folder / "input.txt"
-        path.write_text(text(sum(lines)))
+        atomic_write_text(path, text(sum(lines)))
         return path
     names = {"ptb": _LAYOUTS["ptb"], "wikitext": _LAYOUTS["wikitext"]}.get(layout)
     if names is None:
         raise ValueError(f"make_synthetic_corpus: layout must be 'ptb', 'wikitext' or 'plain', got {layout!r}")
     for name, n in zip(names, lines):
-        (folder / name).write_text(text(n))
+        atomic_write_text(folder / name, text(n))
     return folder
 

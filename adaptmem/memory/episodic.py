@@ -22,14 +22,15 @@ from typing import Any, NamedTuple
 
 import torch
 
-from adaptmem.utils.checkpoint import atomic_save
 from adaptmem.utils.checks import check_choice, check_positive_int, check_tensor, fmt_shape
 from adaptmem.utils.extras import install_hint
+from adaptmem.utils.integrity import CorruptFileError, load_verified, save_verified
 
 _METRICS = ("l2", "ip")
 _BACKENDS = ("auto", "faiss", "torch", "ivf")
 _EPS32 = float(torch.finfo(torch.float32).eps)
 _CHUNK_ELEMENTS = 1 << 23  # distance-matrix entries per chunk (32 MB of float32)
+FILE_FORMAT, FILE_VERSION = "adaptmem.EpisodicMemory", 1  # of save(): adaptmem.utils.integrity's header
 
 
 def faiss_available() -> bool:
@@ -111,9 +112,19 @@ class EpisodicMemory:
                 f"(or, with CUDA, {install_hint('gpu')}), or use backend='torch'"
             )
         self.backend = ("faiss" if faiss_available() else "torch") if backend == "auto" else backend
-        self.value_shape = tuple(int(s) for s in value_shape)
+        if isinstance(value_shape, (str, bytes)) or not isinstance(value_shape, Sequence) or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value_shape):
+            raise TypeError(f"{fn}: value_shape must be a sequence of ints >= 0, got {value_shape!r}")
+        self.value_shape = tuple(value_shape)
         self.value_dtype = value_dtype
-        self.device = torch.device(device)
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise ValueError(f"{fn}: device must name a torch device, got {device!r}") from e
+        if self.device.type == "meta":
+            raise ValueError(f"{fn}: device must hold data; 'meta' tensors have none")
+        if nlist is not None:
+            check_positive_int(fn, "nlist", nlist)
         self.nlist = nlist
         self.nprobe = check_positive_int(fn, "nprobe", nprobe)
         self._keys = torch.zeros(capacity, key_dim, dtype=torch.float32, device=self.device)
@@ -148,6 +159,7 @@ class EpisodicMemory:
     def fetch(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys ``[*S, D]`` and values ``[*S, *value_shape]`` stored at ``slots [*S]``."""
         slots = check_tensor("EpisodicMemory.fetch", "slots", slots)
+        _check_not_meta("EpisodicMemory.fetch", "slots", slots)
         if slots.dtype != torch.long:
             raise TypeError(f"EpisodicMemory.fetch: slots must be int64, got dtype {slots.dtype}")
         if slots.numel() and (int(slots.min()) < 0 or int(slots.max()) >= self._size):
@@ -175,6 +187,7 @@ class EpisodicMemory:
         fn = "EpisodicMemory.write"
         keys = self._check_keys(fn, "keys", keys)
         values = check_tensor(fn, "values", values)
+        _check_not_meta(fn, "values", values)
         want = (keys.shape[0], *self.value_shape)
         if tuple(values.shape) != want:
             raise ValueError(
@@ -350,6 +363,7 @@ class EpisodicMemory:
     # ------------------------------------------------------------------ checks
     def _check_keys(self, fn: str, name: str, t: object) -> torch.Tensor:
         t = check_tensor(fn, name, t)
+        _check_not_meta(fn, name, t)
         if t.dim() != 2 or t.shape[1] != self.key_dim:
             raise ValueError(
                 f"{fn}: {name} must be [B, D] with D = key_dim = {self.key_dim}, got shape {fmt_shape(t)}"
@@ -406,21 +420,38 @@ class EpisodicMemory:
             self._ivf_built_size = int(state["ivf_built_size"])
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the memory to ``path`` atomically (temp file + rename)."""
-        atomic_save(self.state_dict(), path)
+        """Write the memory to ``path`` atomically, with a format header and a SHA-256 checksum
+        (:func:`adaptmem.utils.integrity.save_verified`)."""
+        save_verified(self.state_dict(), path, format=FILE_FORMAT, version=FILE_VERSION)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, backend: str = "auto",
-             device: str | torch.device = "cpu") -> EpisodicMemory:
-        """A memory restored from :meth:`save`; searches give bit-identical results."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        cfg = state["config"]
-        if backend == "auto" and state.get("ivf") is not None:
-            backend = "ivf"
-        mem = cls(cfg["key_dim"], cfg["capacity"], tuple(cfg["value_shape"]), getattr(torch, cfg["value_dtype"]),
-                  cfg["metric"], backend, device, nlist=cfg["nlist"], nprobe=cfg["nprobe"])
-        mem.load_state_dict(state)
+             device: str | torch.device = "cpu", allow_legacy: bool = False) -> EpisodicMemory:
+        """A memory restored from :meth:`save`; searches give bit-identical results.
+
+        Raises ``FileNotFoundError``, or :class:`~adaptmem.utils.integrity.CorruptFileError`
+        naming the path for a damaged, truncated or foreign file. ``allow_legacy=True`` also
+        reads files saved before the checksum existed (plain ``torch.save``, unverified).
+        """
+        state = load_verified(path, format=FILE_FORMAT, versions=(FILE_VERSION,), allow_legacy=allow_legacy)
+        try:
+            cfg = state["config"]
+            if backend == "auto" and state.get("ivf") is not None:
+                backend = "ivf"
+            dtype = getattr(torch, cfg["value_dtype"])
+            if not isinstance(dtype, torch.dtype):
+                raise TypeError(f"value_dtype {cfg['value_dtype']!r} is not a torch dtype")
+            mem = cls(cfg["key_dim"], cfg["capacity"], tuple(cfg["value_shape"]), dtype, cfg["metric"], backend,
+                      device, nlist=cfg["nlist"], nprobe=cfg["nprobe"])
+            mem.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
+            raise CorruptFileError(path, f"is not a valid EpisodicMemory file ({type(e).__name__}: {e})") from e
         return mem
+
+
+def _check_not_meta(fn: str, name: str, t: torch.Tensor) -> None:
+    if t.is_meta:  # they would be moved to the memory's device, and meta tensors hold no data
+        raise ValueError(f"{fn}: {name} is a meta tensor (no data); give it on a real device")
 
 
 def _sort_key(d: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:

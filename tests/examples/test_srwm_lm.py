@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from adaptmem.utils.checkpoint import read_checkpoint
 from tests.examples import load_example, run_torchrun
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +39,7 @@ def run_example(monkeypatch, *args: str) -> None:
 
 
 def checkpoint(run_dir: Path) -> dict:
-    return torch.load(run_dir / "ckpt.pt", map_location="cpu", weights_only=False)
+    return read_checkpoint(run_dir / "ckpt.pt")
 
 
 def test_compare_mode_trains_every_kind_at_equal_parameters_and_prints_the_table(corpus, tmp_path, monkeypatch, capsys):
@@ -72,6 +73,20 @@ def test_interrupted_run_resumes_bit_for_bit(corpus, tmp_path, monkeypatch):
         assert all(torch.equal(x, y) for x, y in zip(s, t))
     rows = [(tmp_path / d / "srwm" / "train.csv").read_text().splitlines() for d in ("straight", "pieces")]
     assert [r.split(",")[:3] for r in rows[0]] == [r.split(",")[:3] for r in rows[1]]  # step, loss, lr
+
+
+def test_resume_takes_a_new_step_count_and_refuses_a_new_architecture(corpus, tmp_path, monkeypatch, capsys):
+    # The case: --resume --max-steps 40 kept the checkpoint's 20 without a word.
+    args = ["--kind", "deltanet", "--corpus", str(corpus), "--eval-interval", "2", "--out", str(tmp_path), *TINY]
+    run_example(monkeypatch, *args, "--max-steps", "2")
+    capsys.readouterr()
+    run_example(monkeypatch, *args, "--max-steps", "4", "--resume")
+    assert "resumed at step 2 of 4\n  --max-steps: 2 -> 4" in capsys.readouterr().out
+    assert checkpoint(tmp_path / "deltanet")["step"] == 4
+    run_example(monkeypatch, *args, "--resume")  # no flag: the checkpoint's 4 holds (done: no steps)
+    assert "resumed at step 4 of 4" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"cannot change when resuming: --d-model 32 \(the checkpoint has 16\)"):
+        run_example(monkeypatch, *args, "--resume", "--d-model", "32")
 
 
 def test_sample_mode_generates_from_the_trained_checkpoint(corpus, tmp_path, monkeypatch, capsys):

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
+from adaptmem.utils.atomic import atomic_write
+
 
 def _pil():
     try:
@@ -57,8 +59,7 @@ def encode_png(array: np.ndarray, path: str | os.PathLike | None = None) -> byte
     Image.fromarray(np.asarray(array, dtype=np.uint8)).save(buf, format="PNG")
     data = buf.getvalue()
     if path is not None:
-        with open(path, "wb") as f:
-            f.write(data)
+        atomic_write(path, lambda f: f.write(data))
     return data
 
 
