@@ -95,8 +95,10 @@ from torch import nn  # noqa: E402
 
 from adaptmem.data.text import batchify, bptt_batches, load_corpus, num_bptt_batches  # noqa: E402
 from adaptmem.memory import EpisodicMemory, MbPA, NeuralCache, mix_log_probs  # noqa: E402
-from adaptmem.utils import (  # noqa: E402
-    atomic_save, configure_threads, load_checkpoint, progress, save_checkpoint, seed_everything)
+from adaptmem.utils import configure_threads, load_checkpoint, progress, save_checkpoint, seed_everything  # noqa: E402
+from adaptmem.utils.integrity import load_verified, save_verified  # noqa: E402
+
+EVAL_FORMAT = "adaptmem.mbpa_lm.evaluation"  # the resume file's format name (checksummed header)
 
 
 # flags that do not change the evaluation's numbers (a resumed evaluation may change them)
@@ -235,7 +237,7 @@ def score(model: LSTMLM, name: str, tokens: torch.Tensor, args, vocab_size: int,
             ev["partial"] = {"split": name, "segment": done, "out": {key: torch.cat(v) for key, v in out.items()},
                              "secs": secs, "lstm_state": state, "cache": cache.state_dict(),
                              "memory": memory.state_dict()}
-            atomic_save(ev, args.eval_state)
+            save_verified(ev, args.eval_state, format=EVAL_FORMAT)
             last_save = now
             if stop:
                 raise Stopped(f"evaluation stopped after segment {done} of {total} ({name}); --resume continues")
@@ -260,7 +262,7 @@ def evaluate(model: LSTMLM, splits: dict, args, vocab_size: int, fingerprint: di
     """Score valid on the whole grid, choose each variant's setting there, score test at those."""
     ev = {"fingerprint": fingerprint, "done": {}, "partial": None}
     if args.resume and args.eval_state.exists():
-        ev = torch.load(args.eval_state, map_location="cpu", weights_only=False)
+        ev = load_verified(args.eval_state, format=EVAL_FORMAT)
         if ev["fingerprint"] != fingerprint:
             raise ValueError(f"{args.eval_state} was written with different settings; delete it or rerun "
                              f"with the same ones: {ev['fingerprint']} != {fingerprint}")
@@ -279,7 +281,7 @@ def evaluate(model: LSTMLM, splits: dict, args, vocab_size: int, fingerprint: di
                 {g[2] for g, _ in rows.values() if g[2] is not None})
             ev["done"][name] = score(model, name, tokens, args, vocab_size, configs, ev)
             ev["partial"] = None
-            atomic_save(ev, args.eval_state)
+            save_verified(ev, args.eval_state, format=EVAL_FORMAT)
         if name == "valid":  # choose each variant's λ, K, T and α on the validation split
             val = ev["done"]["valid"]["lp"]
             for variant, grid in variants.items():
