@@ -48,6 +48,8 @@ class NeuralCache:
         self.num_streams = check_positive_int(fn, "num_streams", num_streams)
         if not 0.0 <= lambda_ <= 1.0:
             raise ValueError(f"{fn}: lambda_ must lie in [0, 1], got {lambda_}")
+        if not math.isfinite(float(theta)):
+            raise ValueError(f"{fn}: theta must be a finite number, got {theta}")
         self.theta, self.lambda_ = float(theta), float(lambda_)
         self.device = torch.device(device)
         self._keys = torch.zeros(num_streams, size, key_dim, device=self.device)

@@ -94,6 +94,8 @@ class MbPA(nn.Module):
     ) -> None:
         super().__init__()
         fn = "MbPA"
+        if not isinstance(head, nn.Module):
+            raise TypeError(f"{fn}: head must be an nn.Module, got {type(head).__name__}")
         if not isinstance(memory, EpisodicMemory):
             raise TypeError(f"{fn}: memory must be an EpisodicMemory, got {type(memory).__name__}")
         if memory.metric != "l2":
@@ -207,6 +209,8 @@ class MbPA(nn.Module):
         if p is not None and (h.dtype != p.dtype or h.device != p.device):
             raise TypeError(f"{fn}: h must have the head's dtype {p.dtype} and device {p.device}, "
                             f"got dtype {h.dtype} device {h.device}")
+        if h.device.type != "meta" and not bool(torch.isfinite(h).all()):
+            raise ValueError(f"{fn}: h contains NaN or infinite entries")
 
     def _neighbours(self, q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Labels ``[B, K]``, kernel weights ``[B, K]`` and slots ``[B, K]`` of the neighbours of ``q``."""

@@ -63,6 +63,8 @@ def test_mixture_rejects_bad_weights_and_shapes():
         mix_log_probs(lp, log_p_cache=torch.zeros(3), lambda_cache=0.1)
     with pytest.raises(ValueError, match=r"tokens must be int64"):
         NeuralCache(2, 3).write(torch.zeros(1, 2), torch.zeros(1))
+    with pytest.raises(ValueError, match="theta must be a finite number"):
+        NeuralCache(2, 3, theta=math.nan)
 
 
 def test_cache_write_rejects_token_ids_outside_the_vocabulary():

@@ -183,3 +183,7 @@ def test_bad_arguments_raise():
         MbPA(nn.Linear(7, 5), mem)
     with pytest.raises(TypeError, match="cache_logits must be a bool"):
         MbPA(nn.Linear(8, 5), mem, cache_logits=1)
+    with pytest.raises(TypeError, match="head must be an nn.Module, got NoneType"):
+        MbPA(None, mem)
+    with pytest.raises(ValueError, match="MbPA: h contains NaN"):
+        MbPA(head, mem)(torch.full((2, 8), math.nan))
