@@ -1,0 +1,206 @@
+"""FAISS helpers for :class:`~adaptmem.memory.EpisodicMemory`: thread control and the
+approximate indexes (IVF-Flat, IVF-PQ, HNSW) whose ids are the memory's write counters.
+
+FAISS is imported inside the functions, never at package import time (it is optional).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+
+KINDS = ("ivf", "ivfpq", "hnsw")
+MIN_ENTRIES = 1024  # below this an approximate index saves nothing: search exactly
+_TRAIN_PER_CENTROID = 39  # FAISS's k-means warns below 39 training points per centroid
+# faiss.knn uses the BLAS (GEMM) path only from this many queries on. FAISS 1.15's default is
+# 128,000, which sends a batch of 256 queries down the per-pair SIMD loop: 6x slower than the
+# GEMM at N = 1M, D = 128 (measured: 4.4 s vs 0.75 s at one thread); already equal at 4 queries.
+BLAS_MIN_QUERIES = 8
+
+
+@contextmanager
+def faiss_threads(n: int) -> Iterator[None]:
+    """Run FAISS with ``n`` OpenMP threads and its BLAS path for batches, then restore both.
+
+    FAISS defaults to one thread per core, which collapses about 4x on a shared machine
+    (REFERENCE.md section 6.3); the caller passes the library's choice instead.
+    """
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    blas_before = faiss.cvar.distance_compute_blas_threshold
+    faiss.omp_set_num_threads(n)
+    faiss.cvar.distance_compute_blas_threshold = BLAS_MIN_QUERIES
+    try:
+        yield
+    finally:
+        faiss.cvar.distance_compute_blas_threshold = blas_before
+        faiss.omp_set_num_threads(before)
+
+
+def num_gpus() -> int:
+    """GPUs FAISS can use (0 with faiss-cpu)."""
+    import faiss
+
+    return int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
+
+
+def default_pq_m(dim: int) -> int:
+    """Sub-quantizers for IVF-PQ: the largest divisor of ``dim`` up to ``dim / 8`` (16 for 128)."""
+    return max(m for m in range(1, max(1, dim // 8) + 1) if dim % m == 0)
+
+
+class ApproxIndex:
+    """One approximate FAISS index over (key, write counter) pairs.
+
+    ``kind``: ``"ivf"`` (``IndexIVFFlat``), ``"ivfpq"`` (``IndexIVFPQ``, ``pq_m`` codes of
+    ``pq_nbits`` bits per key) or ``"hnsw"`` (``IndexHNSWFlat`` in an ``IndexIDMap``). IVF
+    kinds are sharded over all GPUs FAISS sees when ``shard_gpus`` (HNSW has no GPU version).
+    """
+
+    def __init__(self, kind: str, dim: int, metric: str, params: dict[str, Any], threads: int) -> None:
+        self.kind, self.dim, self.metric, self.params, self.threads = kind, dim, metric, params, threads
+        self.index: Any = None
+        self.built_size = 0
+        self.on_gpus = 0
+
+    # ------------------------------------------------------------------ building
+    def nlist_for(self, n: int) -> int:
+        return int(self.params["nlist"] or max(1, int(4 * math.sqrt(n))))
+
+    def can_build(self, n: int) -> bool:
+        """Whether ``n`` entries are enough to train this index (else the memory searches exactly)."""
+        if n < MIN_ENTRIES:
+            return False
+        if self.kind == "hnsw":
+            return True
+        need = self.nlist_for(n)
+        if self.kind == "ivfpq":
+            need = max(need, 2 ** self.params["pq_nbits"])
+        return n >= _TRAIN_PER_CENTROID * need
+
+    def build(self, keys: torch.Tensor, ids: torch.Tensor) -> None:
+        """A fresh index trained on and filled with ``keys [n, D]`` (ids: their write counters)."""
+        import faiss
+
+        n = keys.shape[0]
+        x = _np32(keys)
+        metric = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
+        with faiss_threads(self.threads):
+            if self.kind == "hnsw":
+                inner = faiss.IndexHNSWFlat(self.dim, self.params["hnsw_m"], metric)
+                inner.hnsw.efConstruction = self.params["ef_construction"]
+                index = faiss.IndexIDMap(inner)
+            else:
+                nlist = self.nlist_for(n)
+                quantizer = faiss.IndexFlatL2(self.dim) if self.metric == "l2" else faiss.IndexFlatIP(self.dim)
+                if self.kind == "ivf":
+                    index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, metric)
+                else:
+                    index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, self.params["pq_m"],
+                                             self.params["pq_nbits"], metric)
+                    index.pq.cp.seed = 1234
+                index.own_fields = True
+                quantizer.this.disown()  # the index frees its quantizer
+                index.cp.seed = 1234
+                index.train(x)
+                index = self._maybe_shard(index)
+            self.index = index
+            self.set_search_params()
+            self.index.add_with_ids(x, _np64(ids))
+        self.built_size = n
+
+    def _maybe_shard(self, index: Any) -> Any:
+        """The trained IVF index sharded over every GPU (a CPU index when there is none)."""
+        if not self.params["shard_gpus"]:
+            return index
+        gpus = num_gpus()
+        if gpus == 0:  # index_cpu_to_all_gpus would return an empty replica set (pitfall 10)
+            return index
+        import faiss
+
+        options = faiss.GpuMultipleClonerOptions()
+        options.shard = True  # each GPU holds 1/G of the entries; results are merged by FAISS
+        sharded = faiss.index_cpu_to_all_gpus(index, co=options)
+        self.on_gpus = gpus
+        return sharded
+
+    def set_search_params(self) -> None:
+        """Apply ``params["nprobe"]`` (IVF kinds, at most nlist) or ``params["ef_search"]`` (HNSW)."""
+        import faiss
+
+        if self.index is None:
+            return
+        if self.kind == "hnsw":
+            faiss.downcast_index(self.index.index).hnsw.efSearch = self.params["ef_search"]
+        elif self.on_gpus:
+            faiss.GpuParameterSpace().set_index_parameter(self.index, "nprobe", self.params["nprobe"])
+        else:
+            self.index.nprobe = min(self.params["nprobe"], self.index.nlist)
+
+    # ------------------------------------------------------------------ use
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal) if self.index is not None else 0
+
+    def add(self, keys: torch.Tensor, ids: torch.Tensor) -> None:
+        with faiss_threads(self.threads):
+            self.index.add_with_ids(_np32(keys), _np64(ids))
+
+    def search(self, q: torch.Tensor, want: int) -> torch.Tensor:
+        """Ids ``[Q, want]`` (write counters, -1 where fewer were found) of the nearest entries."""
+        want = min(want, self.ntotal, 2048 if self.on_gpus else self.ntotal)  # GPU k <= 2048
+        with faiss_threads(self.threads):
+            _, ids = self.index.search(_np32(q), want)
+        return torch.from_numpy(ids)
+
+    # ------------------------------------------------------------------ persistence and size
+    def _cpu_index(self) -> Any:
+        import faiss
+
+        return faiss.index_gpu_to_cpu(self.index) if self.on_gpus else self.index
+
+    def to_bytes(self) -> torch.Tensor:
+        import faiss
+
+        return torch.from_numpy(faiss.serialize_index(self._cpu_index()).copy())
+
+    def load_bytes(self, data: torch.Tensor, built_size: int) -> None:
+        import faiss
+
+        index = faiss.deserialize_index(data.numpy())
+        if self.kind != "hnsw":
+            index = self._maybe_shard(index)
+        self.index, self.built_size = index, built_size
+        self.set_search_params()
+
+    def nbytes(self) -> int:
+        """Size of the index as FAISS serialises it (codes, ids, centroids or graph links)."""
+        return int(self.to_bytes().numel()) if self.index is not None else 0
+
+
+def index_kind(data: torch.Tensor) -> str:
+    """The kind (``"ivf"``, ``"ivfpq"``, ``"hnsw"``) of a serialised index."""
+    import faiss
+
+    index = faiss.downcast_index(faiss.deserialize_index(data.numpy()))
+    if isinstance(index, faiss.IndexIVFPQ):
+        return "ivfpq"
+    if isinstance(index, faiss.IndexIVFFlat):
+        return "ivf"
+    if isinstance(index, faiss.IndexIDMap):
+        return "hnsw"
+    raise ValueError(f"EpisodicMemory.load: unsupported serialised index type {type(index).__name__}")
+
+
+def _np32(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float32).contiguous().numpy()
+
+
+def _np64(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.int64).contiguous().numpy()
