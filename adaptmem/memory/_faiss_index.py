@@ -170,32 +170,43 @@ class ApproxIndex:
 
         return torch.from_numpy(faiss.serialize_index(self._cpu_index()).copy())
 
-    def load_bytes(self, data: torch.Tensor, built_size: int) -> None:
+    def load_bytes(self, data: torch.Tensor, built_size: int, total: int) -> bool:
+        """Adopt a serialised index of ``total`` writes; False (nothing adopted) when it is
+        another kind, which the memory then rebuilds on its first search."""
         import faiss
 
-        index = faiss.deserialize_index(data.numpy())
+        fn = "EpisodicMemory.load_state_dict"
+        try:
+            index = faiss.deserialize_index(data.numpy())
+        except RuntimeError as e:
+            raise ValueError(f"{fn}: ivf is not a readable FAISS index ({str(e).splitlines()[0]})") from None
+        if _kind_of(index) != self.kind:
+            return False
+        if index.d != self.dim or index.ntotal > total:
+            raise ValueError(f"{fn}: the saved index holds {index.ntotal} keys of dimension {index.d}; "
+                             f"expected dimension {self.dim} and at most total = {total} keys")
         if self.kind != "hnsw":
             index = self._maybe_shard(index)
         self.index, self.built_size = index, built_size
         self.set_search_params()
+        return True
 
     def nbytes(self) -> int:
         """Size of the index as FAISS serialises it (codes, ids, centroids or graph links)."""
         return int(self.to_bytes().numel()) if self.index is not None else 0
 
 
-def index_kind(data: torch.Tensor) -> str:
-    """The kind (``"ivf"``, ``"ivfpq"``, ``"hnsw"``) of a serialised index."""
+def _kind_of(index: Any) -> str | None:
     import faiss
 
-    index = faiss.downcast_index(faiss.deserialize_index(data.numpy()))
+    index = faiss.downcast_index(index)
     if isinstance(index, faiss.IndexIVFPQ):
         return "ivfpq"
     if isinstance(index, faiss.IndexIVFFlat):
         return "ivf"
-    if isinstance(index, faiss.IndexIDMap):
+    if isinstance(index, faiss.IndexIDMap) and isinstance(faiss.downcast_index(index.index), faiss.IndexHNSWFlat):
         return "hnsw"
-    raise ValueError(f"EpisodicMemory.load: unsupported serialised index type {type(index).__name__}")
+    return None
 
 
 def _np32(t: torch.Tensor) -> np.ndarray:

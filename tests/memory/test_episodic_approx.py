@@ -187,21 +187,46 @@ def test_sharded_gpu_index_matches_the_cpu_index():
     assert recall(out[True].slots, out[False].slots) > 0.99  # nprobe = nlist: both exhaustive
 
 
-@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+@pytest.mark.parametrize("kind", list(PARAMS))
 def test_search_params_trade_speed_for_recall_without_a_rebuild(kind):
     g = torch.Generator().manual_seed(8)
     keys = torch.randn(4000, 16, generator=g)  # no clusters: the hard case for an index
     q = torch.randn(40, 16, generator=g)
-    mem = EpisodicMemory(16, capacity=4000, index=kind, nlist=64, nprobe=1, hnsw_m=8, ef_search=16)
+    mem = EpisodicMemory(16, capacity=4000, index=kind, nlist=64, nprobe=1, pq_m=4, pq_nbits=4, k_factor=1,
+                         hnsw_m=8, ef_search=16)
     exact = EpisodicMemory(16, capacity=4000, backend="torch")
     for m in (mem, exact):
         m.write(keys, torch.arange(4000))
     want = exact.search(q, 10).slots
     low = recall(mem.search(q, 10).slots, want)
     index = mem._approx.index
-    mem.set_search_params(nprobe=64, ef_search=512)
+    mem.set_search_params(nprobe=64, ef_search=512, k_factor=64)  # IVF-PQ: re-rank 64x more candidates
     high = recall(mem.search(q, 10).slots, want)
     assert mem._approx.index is index  # not rebuilt
     assert low < 0.9 and high > 0.97 and high > low
     with pytest.raises(ValueError, match="nprobe"):
         mem.set_search_params(nprobe=0)
+
+
+def test_load_state_dict_checks_the_saved_index():
+    keys, g = clustered(3000)
+    mem = EpisodicMemory(16, capacity=3000, index="ivf", nlist=16)
+    mem.write(keys, torch.arange(3000))
+    q = torch.randn(5, 16, generator=g)
+    before = mem.search(q, 4)
+    state = mem.state_dict()
+    target = EpisodicMemory(16, capacity=3000, index="ivf", nlist=16)
+    target.write(keys[:10], torch.arange(10))
+    with pytest.raises(ValueError, match="not a readable FAISS index"):
+        target.load_state_dict({**state, "ivf": torch.randint(0, 256, (300,), dtype=torch.uint8)})
+    with pytest.raises(ValueError, match="at most total = 2000"):  # an index of more writes than the state made
+        target.load_state_dict({**state, "keys": state["keys"][:2000], "values": state["values"][:2000], "total": 2000,
+                                "ivf_built_size": 2000})
+    assert len(target) == 10  # unchanged by the failed loads
+    hnsw = EpisodicMemory(16, capacity=3000, index="hnsw")
+    hnsw.load_state_dict(state)  # an IVF index is no use to HNSW: dropped, rebuilt by the first search
+    assert hnsw._approx is None
+    hnsw.search(q, 4)
+    assert hnsw._approx.kind == "hnsw" and hnsw._approx.ntotal == 3000
+    target.load_state_dict(state)
+    assert torch.equal(target.search(q, 4).slots, before.slots)
