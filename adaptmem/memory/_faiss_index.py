@@ -7,6 +7,7 @@ FAISS is imported inside the functions, never at package import time (it is opti
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,24 +24,37 @@ _TRAIN_PER_CENTROID = 39  # FAISS's k-means warns below 39 training points per c
 BLAS_MIN_QUERIES = 8
 
 
+_blas_lock = threading.Lock()
+_blas_users = 0  # calls inside faiss_threads; the first saves FAISS's threshold, the last restores it
+_blas_saved = 0
+
+
 @contextmanager
 def faiss_threads(n: int) -> Iterator[None]:
     """Run FAISS with ``n`` OpenMP threads and its BLAS path for batches, then restore both.
 
     FAISS defaults to one thread per core, which collapses about 4x on a shared machine
-    (REFERENCE.md section 6.3); the caller passes the library's choice instead.
+    (REFERENCE.md section 6.3); the caller passes the library's choice instead. The OpenMP
+    count is per calling thread; the BLAS threshold is process-wide, hence the counter.
     """
     import faiss
 
+    global _blas_users, _blas_saved
     before = faiss.omp_get_max_threads()
-    blas_before = faiss.cvar.distance_compute_blas_threshold
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_saved = faiss.cvar.distance_compute_blas_threshold
+            faiss.cvar.distance_compute_blas_threshold = BLAS_MIN_QUERIES
+        _blas_users += 1
     faiss.omp_set_num_threads(n)
-    faiss.cvar.distance_compute_blas_threshold = BLAS_MIN_QUERIES
     try:
         yield
     finally:
-        faiss.cvar.distance_compute_blas_threshold = blas_before
         faiss.omp_set_num_threads(before)
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                faiss.cvar.distance_compute_blas_threshold = _blas_saved
 
 
 def num_gpus() -> int:
