@@ -10,4 +10,4 @@ Sub-packages (imported on demand; none pulls in an optional dependency at import
 - :mod:`adaptmem.utils`   checkpoints, logging, schedules, input validation
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from adaptmem.utils import count_parameters
+from adaptmem.utils.logging import WANDB_HELP
 from adaptmem.utils.seed import seed_everything, set_threads
 from adaptmem.weights import (DownstreamProbe, EmulationConfig, Emulator, build_encoder, downstream_targets, encode,
                               evaluate_emulation, plot_pca, train_emulation)
@@ -50,6 +51,7 @@ class Config:
     paper: bool = False  # the paper's zoo and model sizes, 100k steps (needs a GPU and days)
     threads: int = 2
     seed: int = 0
+    wandb: str = ""  # W&B project (empty: off)
 
 
 def parse_args() -> Config:
@@ -64,7 +66,7 @@ def parse_args() -> Config:
         "width": "reader / emulator width", "emulator_layers": "emulator LSTM layers",
         "probe_steps": "Adam steps per downstream probe",
         "paper": "use the paper's sizes (1000 runs x 20k steps, 100k encoder steps, width 256)",
-        "threads": "torch threads", "seed": "seed of everything",
+        "threads": "torch threads", "seed": "seed of everything", "wandb": WANDB_HELP,
     }
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for f in fields(Config):
@@ -117,7 +119,8 @@ def main() -> None:
         emulator = Emulator(spec.input_size, spec.out_features, hidden=cfg.width, num_layers=cfg.emulator_layers)
         t0 = time.time()
         train_emulation(encoder, emulator, data["train"], emu_cfg, valid=data["valid"],
-                        checkpoint=out / f"{name}_{cfg.zoo}_{cfg.steps}.pt")
+                        checkpoint=out / f"{name}_{cfg.zoo}_{cfg.steps}.pt",
+                        log_dir=out / "logs" / f"{name}_{cfg.zoo}_{cfg.steps}", wandb=cfg.wandb or None)
         seconds = time.time() - t0
         # 3. held-out emulation losses (all stored rollouts), then codes for the probes and plot
         results[name] = {s: evaluate_emulation(encoder, emulator, data[s], cfg.loss) for s in ("valid", "ood")}

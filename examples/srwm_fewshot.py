@@ -28,7 +28,7 @@ from adaptmem.utils import (MetricLogger, count_parameters, load_checkpoint, pro
                             set_threads)
 from adaptmem.utils.amp import autocast, grad_scaler
 from adaptmem.utils.distributed import all_reduce_mean, barrier, cleanup_distributed, init_distributed
-from adaptmem.utils.logging import plot_curves
+from adaptmem.utils.logging import add_wandb_argument, plot_curves
 from adaptmem.utils.schedules import lambda_scheduler, noam
 
 
@@ -88,6 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--eval-ways", type=int, nargs="+", default=None, help="test ways (default --ways); <= label slots")
     a("--eval-shots", type=int, nargs="+", default=None, help="test shots (default --shots)")
     a("--tensorboard", action=argparse.BooleanOptionalAction, default=True, help="TensorBoard events besides the CSV logs")
+    add_wandb_argument(p)
     a("--lake-runs", default=None, help="also report Lake et al.'s 20-way one-shot runs in this folder")
     a("--seed", type=int, default=0, help="seed of the weights and of the training episode stream")
     a("--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS or all cores)")
@@ -129,7 +130,7 @@ def train(args, splits, model, dist, device) -> None:
     clock = time.process_time if args.clock == "cpu" else time.time
     c0 = clock() - used  # clock() - c0: budget spent so far, across resumes
     log = MetricLogger(out / "logs", tensorboard=args.tensorboard, resume_step=start if args.resume else None,
-                       enabled=dist.is_main)
+                       enabled=dist.is_main, wandb=args.wandb, wandb_config=vars(args))
     net = DDP(model) if dist.enabled else model
     # Episode i of the stream depends only on (seed, i): resuming is restarting the stream at `start`.
     train_set = EpisodeDataset(splits["train"], args.ways, args.shots, args.queries, seed=args.seed,

@@ -5,6 +5,7 @@ softmax-Transformer baseline, trained by truncated BPTT over long token streams.
     python examples/srwm_lm.py --kind deltanet --resume       # continue an interrupted run
     python examples/srwm_lm.py --mode sample --prompt "ROMEO:"
     python examples/srwm_lm.py --mode compare --time_budget 10  # equal params and wall time
+    python examples/srwm_lm.py --mode export                  # the checkpoint as a Hugging Face model
     torchrun --nproc_per_node 2 examples/srwm_lm.py           # data parallel (gloo on CPU)
 
 The fast-weight state is carried from segment to segment (detached at the boundary), so the
@@ -28,13 +29,13 @@ from adaptmem.utils import (MetricLogger, count_parameters, load_checkpoint, pro
                             set_threads)
 from adaptmem.utils.amp import grad_scaler
 from adaptmem.utils.distributed import all_reduce_mean, barrier, cleanup_distributed, init_distributed
-from adaptmem.utils.logging import plot_curves
+from adaptmem.utils.logging import WANDB_HELP, plot_curves
 from adaptmem.utils.schedules import warmup_cosine
 
 
 @dataclass
 class Config:
-    mode: str = "train"  # train | sample | compare
+    mode: str = "train"  # train | sample | compare | export
     # data
     data: str | None = None  # file, folder or datasets name; default Tiny Shakespeare
     train: str | None = None
@@ -76,6 +77,8 @@ class Config:
     seed: int = 1337
     device: str = "auto"
     threads: int | None = 1
+    wandb: str | None = None  # W&B project
+    export_dir: str | None = None  # export mode: default <out_dir>/<kind>/hf
     # sampling
     prompt: str = "\n"
     num_tokens: int = 500
@@ -84,7 +87,8 @@ class Config:
 
 
 HELP = {  # --help text of every flag
-    "mode": "train one model, sample from a trained one, or compare --kinds at equal parameters and time",
+    "mode": "train one model, sample from a trained one, compare --kinds at equal parameters and time, or export "
+            "a trained one as a Hugging Face transformers model (pip install 'adaptmem[hf]')",
     "data": "corpus: a text file (first 90%% train, rest valid), a PTB/WikiText folder, or a datasets name "
             "path:config; default Tiny Shakespeare under $ADAPTMEM_DATA",
     "train": "explicit training file (PTB-style or plain text)", "valid": "explicit validation file",
@@ -111,8 +115,9 @@ HELP = {  # --help text of every flag
     "threads": "intra-op CPU threads per process (small ops gain little; use torchrun for more cores)",
     "prompt": "sample mode: text to continue", "num_tokens": "sample mode: tokens to generate",
     "temperature": "sample mode: softmax temperature (0: greedy)", "top_k": "sample mode: keep the k likeliest",
+    "wandb": WANDB_HELP, "export_dir": "export mode: the folder to write (default <out_dir>/<kind>/hf)",
 }
-CHOICES = {"mode": ("train", "sample", "compare"), "kind": KINDS, "level": ("char", "word", "bpe"),
+CHOICES = {"mode": ("train", "sample", "compare", "export"), "kind": KINDS, "level": ("char", "word", "bpe"),
            "clock": ("wall", "cpu"), "amp": ("bf16", "fp16", "fp32")}
 
 
@@ -132,14 +137,19 @@ def parse_args() -> Config:
     return cfg
 
 
-def build(cfg: Config, kind: str, vocab_size: int) -> torch.nn.Module:
+def build_kwargs(cfg: Config, kind: str, vocab_size: int) -> dict:
+    """The arguments of ``build_lm(kind, vocab_size, **them)`` for this run (d_ff matched if asked)."""
     sizes = dict(num_layers=cfg.num_layers, d_model=cfg.d_model, num_heads=cfg.num_heads, dropout=cfg.dropout,
                  tie_weights=not cfg.untied, max_len=cfg.max_len or cfg.seq_len)
     d_ff = cfg.d_ff
     if kind != "transformer" and cfg.match_params:
         target = count_parameters(build_lm("transformer", vocab_size, d_ff=cfg.d_ff, **sizes))
         d_ff = match_d_ff(target, lambda f: build_lm(kind, vocab_size, d_ff=f, **sizes))
-    return build_lm(kind, vocab_size, d_ff=d_ff, **sizes)
+    return dict(d_ff=d_ff, **sizes)
+
+
+def build(cfg: Config, kind: str, vocab_size: int) -> torch.nn.Module:
+    return build_lm(kind, vocab_size, **build_kwargs(cfg, kind, vocab_size))
 
 
 def seconds_per_step(cfg: Config, kind: str, corpus, streams, dist, device, clock) -> float:
@@ -182,7 +192,8 @@ def train(cfg: Config, kind: str, corpus, dist, device: torch.device) -> dict:
         max_steps = max(cfg.warmup + 1, int(cfg.time_budget * 60 / seconds_per_step(cfg, kind, corpus, streams,
                                                                                     dist, device, clock)))
     schedule = warmup_cosine(cfg.warmup, max_steps, cfg.min_lr_ratio)
-    log = MetricLogger(run_dir, resume_step=step, enabled=dist.is_main)
+    log = MetricLogger(run_dir, resume_step=step, enabled=dist.is_main, wandb=cfg.wandb,
+                       wandb_config=dataclasses.asdict(cfg), wandb_name=kind)
     last = min(max_steps, cfg.halt_after or max_steps)
     bar = progress(range(step, last), total=last - step, desc=kind, disable=None if dist.is_main else True)
     done = step
@@ -228,19 +239,38 @@ def train(cfg: Config, kind: str, corpus, dist, device: torch.device) -> dict:
     return result
 
 
-def load_model(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, Vocab]:
+def load_model(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, Vocab, dict]:
+    """The trained model of ``--kind``, its vocabulary and its ``build_lm`` arguments."""
     path = Path(cfg.out_dir) / cfg.kind / "ckpt.pt"
     if not path.exists():
-        raise SystemExit(f"sample: no checkpoint at {path}; train first (--mode train --kind {cfg.kind})")
+        raise SystemExit(f"{cfg.mode}: no checkpoint at {path}; train first (--mode train --kind {cfg.kind})")
     saved = torch.load(path, map_location="cpu", weights_only=False)["extra"]
     vocab = Vocab.from_json(saved["vocab"])
-    model = build(Config(**saved["config"]), cfg.kind, len(vocab)).to(device)
+    kwargs = build_kwargs(Config(**saved["config"]), cfg.kind, len(vocab))
+    model = build_lm(cfg.kind, len(vocab), **kwargs).to(device)
     load_checkpoint(path, model=model, restore_rng=False, map_location=device)
-    return model, vocab
+    return model, vocab, kwargs
+
+
+def export(cfg: Config, device: torch.device) -> Path:
+    """Write the trained model as a Hugging Face model folder (config.json, model.safetensors),
+    with the vocabulary as adaptmem_vocab.json (``Vocab.from_json`` reads it back)."""
+    try:
+        from adaptmem.hf import AdaptMemConfig, AdaptMemForCausalLM
+    except ImportError as err:
+        raise SystemExit(f"export: needs transformers and safetensors: pip install 'adaptmem[hf]' ({err})") from None
+    model, vocab, kwargs = load_model(cfg, torch.device("cpu"))
+    hf_model = AdaptMemForCausalLM.from_lm(model, AdaptMemConfig.from_build_kwargs(cfg.kind, len(vocab), **kwargs))
+    out = Path(cfg.export_dir or Path(cfg.out_dir) / cfg.kind / "hf")
+    hf_model.save_pretrained(out)
+    (out / "adaptmem_vocab.json").write_text(vocab.to_json())
+    print(f"export: {cfg.kind} model ({count_parameters(model):,} parameters) -> {out}; load it with "
+          f"`import adaptmem.hf; transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})`")
+    return out
 
 
 def sample(cfg: Config, device: torch.device) -> None:
-    model, vocab = load_model(cfg, device)
+    model, vocab, _ = load_model(cfg, device)
     g = torch.Generator().manual_seed(cfg.seed)
     prompt = torch.tensor(vocab.encode(cfg.prompt), dtype=torch.int64, device=device)
     t0 = time.perf_counter()
@@ -259,6 +289,9 @@ def main() -> None:
         device = torch.device("cuda", dist.local_rank)
     if cfg.mode == "sample":
         return sample(cfg, device)
+    if cfg.mode == "export":
+        export(cfg, device)
+        return
     corpus = load_corpus(cfg.data, level=cfg.level, train=cfg.train, valid=cfg.valid, test=cfg.test)
     if dist.is_main:
         print(corpus)

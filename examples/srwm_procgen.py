@@ -29,7 +29,7 @@ from adaptmem.rl import (CORES, PAPER_GAMES, PAPER_MEMORY_GAMES, ImpalaConfig, I
                          evaluate, format_table, make_agent, make_procgen, normalized_score, procgen_unavailable,
                          score_rows)
 from adaptmem.utils import MetricLogger, count_parameters, load_checkpoint, progress, seed_everything, set_threads
-from adaptmem.utils.logging import plot_curves
+from adaptmem.utils.logging import add_wandb_argument, plot_curves
 
 # Flags left unset take their value from the chosen --config.
 CONFIGS = {
@@ -100,6 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--seed", type=int, default=0, help="seed of weights, actions and level sampling")
     a("--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS or all cores)")
     a("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_wandb_argument(p)
     args = p.parse_args(argv)
     for key, value in CONFIGS[args.config].items():
         if getattr(args, key) is None:
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> str:
     print(f"{args.core} agent, {count_parameters(agent):,} parameters; games {env.task_names}; "
           f"{env.num_envs} envs; {args.total_frames:,} frames")
 
-    log = MetricLogger(out, resume_step=learner.frames)
+    log = MetricLogger(out, resume_step=learner.frames, wandb=args.wandb, wandb_config=vars(args))
     log_every = args.log_every or max(1, args.total_frames // 100)
     next_log, last_save = learner.frames + log_every, time.time()
     recent: list[list[float]] = [[] for _ in env.task_names]

@@ -12,6 +12,10 @@ from adaptmem.layers.base import FastWeightLayer, resolve_heads
 from adaptmem.ops.srwm import srwm
 
 
+# W0 = m * (stored parameter) with m = DEFAULT_W0_SCALE / sqrt(D): see "Parametrization" in SRWM.
+DEFAULT_W0_SCALE = 32.0
+
+
 class SRWMState(NamedTuple):
     """Fast weights minus the learned initial weights (all zero = fresh)."""
 
@@ -32,6 +36,24 @@ class SRWM(FastWeightLayer):
         b_t = \sigma(x_t w_b) \\
         M \leftarrow M + b_M\, k_t^\top (q_t M - k_t M), \quad M \in (W_y, W_q, W_k, w_b)
 
+    **Parametrization of the initial fast weights.** The learned initial values
+    :math:`W_0 = (W_y, W_q, W_k, w_b)` are the "program" every sequence starts from, initialised as
+    in the paper (normal, std :math:`1/\sqrt{D}`). Adam moves every stored element by about ``lr``
+    per step whatever its scale, so stored as they are they change slowly for their size: with the
+    paper's parametrization SRWM trailed DeltaNet from the first hundred steps and, at the paper's
+    width, stayed at chance for 1,000 steps (docs/fewshot.md). The parameters therefore store
+    :math:`W_0 / m` and ``forward`` uses :math:`m` times them (:meth:`initial_weights`), with
+    ``m = w0_multiplier`` defaulting to :math:`32/\sqrt{D}` (8 at D = 16): the stored parameters
+    start at std 1/32 whatever D, and a head's pre-softmax scores :math:`x W` (D terms) change by
+    about :math:`m \cdot lr \cdot \sqrt{D} = 32\, lr` per step for every head size. The constant
+    is from a sweep over widths 64-256 and D in {16, 32} (best m 5-12 at D = 16, 5-8 at D = 32).
+    The function at initialisation is unchanged; only the optimiser's effective step on
+    :math:`W_0` grows m-fold. ``w0_multiplier=1`` is the paper's (and the authors' code's)
+    parametrization. With plain SGD the effective step grows :math:`m^2`-fold instead: lower the
+    learning rate of these tensors or pass ``w0_multiplier=1``. Every state dict stores ``m`` (the
+    buffer ``w0_multiplier``); state dicts without it (saved before this parametrization existed,
+    i.e. with ``m = 1``) or with another ``m`` are converted on load to the same function.
+
     The block is the paper's few-shot one: ``out = LayerNorm(x) + Dropout(W_o [y^1; ..; y^H])``
     (``norm_skip=False`` gives the RL block ``x + Dropout(W_o y)``; adding ``pre_norm=True`` gives
     the pre-LN block of the other layers, ``x + Dropout(W_o SRWM(LayerNorm(x)))``).
@@ -47,6 +69,7 @@ class SRWM(FastWeightLayer):
         norm_skip: LayerNorm on the skip path (few-shot block) or plain residual (RL block).
         pre_norm: feed the SRWM ``LayerNorm(x)`` instead of the raw residual stream ``x``.
         backend, checkpoint_every: passed to :func:`adaptmem.ops.srwm`.
+        w0_multiplier: ``m`` above (default ``32 / sqrt(head_dim)``; ``1.0``: the paper's).
 
     Inputs: ``x, state=None, reset=None``
         - **x** ``[B, T, d_model]``
@@ -69,9 +92,17 @@ class SRWM(FastWeightLayer):
 
     def __init__(self, d_model: int, num_heads: int, head_dim: int | None = None, dropout: float = 0.0,
                  beta_init: float = 0.0, input_softmax: bool = False, norm_skip: bool = True,
-                 pre_norm: bool = False, backend: str = "auto", checkpoint_every: int = 64) -> None:
+                 pre_norm: bool = False, backend: str = "auto", checkpoint_every: int = 64,
+                 w0_multiplier: float | None = None) -> None:
         super().__init__()
         D = resolve_heads("SRWM", d_model, num_heads, head_dim)
+        if w0_multiplier is None:
+            w0_multiplier = DEFAULT_W0_SCALE / math.sqrt(D)
+        if isinstance(w0_multiplier, bool) or not isinstance(w0_multiplier, (int, float)) or \
+                not math.isfinite(w0_multiplier) or w0_multiplier <= 0:
+            raise ValueError(f"SRWM: w0_multiplier must be a positive finite number, got {w0_multiplier!r}")
+        if not isinstance(beta_init, (int, float)) or isinstance(beta_init, bool) or not math.isfinite(beta_init):
+            raise ValueError(f"SRWM: beta_init must be a finite number, got {beta_init!r}")
         self.d_model, self.num_heads, self.head_dim = d_model, num_heads, D
         self.beta_init, self.input_softmax, self.norm_skip = beta_init, input_softmax, norm_skip
         self.pre_norm = pre_norm
@@ -85,13 +116,40 @@ class SRWM(FastWeightLayer):
         self.out_proj = nn.Linear(H * D, d_model, bias=False)
         self.norm = nn.LayerNorm(d_model) if norm_skip or pre_norm else None
         self.dropout = nn.Dropout(dropout)
+        # A buffer, not a plain attribute, so that every state dict says how its W0 was stored.
+        self.register_buffer("w0_multiplier", torch.tensor(float(w0_multiplier)))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        m = float(self.w0_multiplier)
         std = 1.0 / math.sqrt(self.head_dim)
-        for w in (self.W_y, self.W_q, self.W_k):
-            nn.init.normal_(w, mean=0.0, std=std)
-        nn.init.normal_(self.w_b, mean=self.beta_init, std=std)
+        with torch.no_grad():
+            for w in (self.W_y, self.W_q, self.W_k):
+                nn.init.normal_(w, mean=0.0, std=std).div_(m)
+            nn.init.normal_(self.w_b, mean=self.beta_init, std=std).div_(m)
+
+    def initial_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The initial fast weights ``W_0 = m * (stored parameters)``: ``(W_y, W_q, W_k, w_b)``."""
+        m = self.w0_multiplier.to(self.W_y.dtype)
+        return self.W_y * m, self.W_q * m, self.W_k * m, self.w_b * m
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs) -> None:
+        # Convert W0 stored with another multiplier (none saved = 1.0, the parametrization before
+        # w0_multiplier existed) to this layer's, so that the loaded function is the same.
+        key = prefix + "w0_multiplier"
+        names = [prefix + n for n in ("W_y", "W_q", "W_k", "w_b")]
+        if any(n in state_dict for n in names):
+            saved = state_dict.get(key)
+            m_saved = float(saved) if saved is not None else 1.0
+            m = float(self.w0_multiplier)
+            if m_saved != m:
+                for n in names:
+                    if n in state_dict:
+                        state_dict[n] = state_dict[n] * (m_saved / m)
+            state_dict[key] = self.w0_multiplier.detach().clone()
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     def state_shapes(self, batch_size: int):
         B, H, D = batch_size, self.num_heads, self.head_dim
@@ -106,7 +164,7 @@ class SRWM(FastWeightLayer):
         h = h.view(B, T, self.num_heads, self.head_dim)
         if self.input_softmax:
             h = torch.softmax(h, dim=-1)
-        W0 = (self.W_y, self.W_q, self.W_k, self.w_b)
+        W0 = self.initial_weights()
         start = W0 if state is None else tuple(w + s for w, s in zip(W0, state))
         y, W_T = srwm(h, *start, reset=reset, reset_to=W0, backend=self.backend,
                       checkpoint_every=self.checkpoint_every)
@@ -117,4 +175,4 @@ class SRWM(FastWeightLayer):
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, num_heads={self.num_heads}, head_dim={self.head_dim}, "
                 f"beta_init={self.beta_init}, input_softmax={self.input_softmax}, norm_skip={self.norm_skip}, "
-                f"pre_norm={self.pre_norm}")
+                f"pre_norm={self.pre_norm}, w0_multiplier={float(self.w0_multiplier):g}")

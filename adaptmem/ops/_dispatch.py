@@ -153,7 +153,7 @@ def _fla_passes_check(c: OpCall) -> str | None:
 
 
 FLA_RULES = (
-    _installed("fla", "flash-linear-attention", "fla"),
+    _installed("fla", "fla-core (flash-linear-attention's kernels)", "fla"),
     Rule(lambda c: None if c.device_type == "cuda" else f"fla runs only on CUDA tensors, got {c.device}", ValueError),
     Rule(lambda c: "fla has no in-sequence reset" if c.reset else None, ValueError),
     Rule(lambda c: "fla has no float64 kernels" if c.float64 else None, ValueError),

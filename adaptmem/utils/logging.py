@@ -1,40 +1,68 @@
-"""Metric logging to CSV (always) and TensorBoard (when installed), plus curve plots."""
+"""Metric logging to CSV (always), TensorBoard (when installed) and Weights & Biases (when asked),
+plus curve plots."""
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
+import secrets
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from adaptmem.utils.atomic import atomic_write
 
+WANDB_ID_FILE = "wandb-run-id"  # in log_dir: a resumed run continues the same W&B run
+WANDB_HELP = ("also log to this Weights & Biases project (pip install 'adaptmem[wandb]'; "
+              "WANDB_MODE=offline works without a network; default: off)")
+
+
+def add_wandb_argument(parser: Any) -> None:
+    """The examples' ``--wandb PROJECT`` flag (``args.wandb``: the project, or ``None``)."""
+    parser.add_argument("--wandb", metavar="PROJECT", default=None, help=WANDB_HELP)
+
 
 class MetricLogger:
-    """Append metrics to ``<log_dir>/<stream>.csv`` and, optionally, TensorBoard.
+    """Append metrics to ``<log_dir>/<stream>.csv`` and, optionally, TensorBoard and W&B.
+
+    A stream's CSV header is read once, at its first row; later rows are appended without
+    reading the file (a row with a new column rewrites the file once, with the union of columns).
 
     Args:
-        log_dir: folder for the CSV files (and TensorBoard events).
+        log_dir: folder for the CSV files (and TensorBoard events, and W&B's offline files).
         tensorboard: also write TensorBoard events when ``tensorboard`` is installed.
         resume_step: when resuming a run, rows logged after this step are dropped, so the
-            CSV matches what the resumed run will log again.
+            CSV matches what the resumed run will log again (W&B keeps what it was sent: the
+            resumed run logs those steps a second time).
+        enabled: ``False`` makes every call a no-op (e.g. on non-zero distributed ranks).
+        wandb: a W&B project name to also log there (``pip install 'adaptmem[wandb]'``); each
+            stream's metrics are ``<stream>/<name>`` plotted against ``<stream>/step``.
+            ``WANDB_MODE=offline`` works without a network (sync later with ``wandb sync``).
+        wandb_config: the run's settings, shown by W&B next to its curves.
+        wandb_name: the run's display name (default: W&B's).
 
     Example::
 
-        log = MetricLogger("runs/exp1")
+        log = MetricLogger("runs/exp1", wandb="my-project")
         log.log("train", step=100, loss=1.23, lr=1e-3)
         log.close()
     """
 
     def __init__(self, log_dir: str | os.PathLike, *, tensorboard: bool = True,
-                 resume_step: int | None = None, enabled: bool = True) -> None:
+                 resume_step: int | None = None, enabled: bool = True, wandb: str | None = None,
+                 wandb_config: dict[str, Any] | None = None, wandb_name: str | None = None) -> None:
         self.log_dir = Path(log_dir)
         self.enabled = enabled
         self._writer = None
+        self._wandb = None
+        self._columns: dict[str, list[str]] = {}  # stream -> the CSV's header, once read
+        self._wandb_streams: set[str] = set()  # streams whose W&B step axis is defined
         if not enabled:
             return
+        if wandb is not None and (not isinstance(wandb, str) or not wandb):
+            raise ValueError(f"MetricLogger: wandb must be a W&B project name or None, got {wandb!r}")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if resume_step is not None:
             for path in self.log_dir.glob("*.csv"):
@@ -47,34 +75,92 @@ class MetricLogger:
                 self._writer = SummaryWriter(str(self.log_dir / "tb"))
             except ImportError:  # tensorboard is optional
                 self._writer = None
+        if wandb is not None:
+            # A resume that keeps rows continues the W&B run; resume_step=0 is a fresh start.
+            self._wandb = _start_wandb(self.log_dir, wandb, wandb_config, wandb_name, resume=bool(resume_step))
 
     def log(self, stream: str, step: int, **metrics: float) -> None:
+        """Append one row ``step, **metrics`` to ``stream``."""
         if not self.enabled:
             return
-        row = {"step": step, **{k: _scalar(v) for k, v in metrics.items()}}
+        values = {k: _scalar(v) for k, v in metrics.items()}
+        row = {"step": step, **values}
         path = self.log_dir / f"{stream}.csv"
-        rows = _read(path) if path.exists() else []
-        if rows and set(row) <= set(rows[0]):
+        columns = self._columns.get(stream)
+        if columns is None:
+            columns = self._columns[stream] = _header(path)
+        if columns and set(row) <= set(columns):
             with open(path, "a", newline="") as f:
-                csv.DictWriter(f, fieldnames=list(rows[0])).writerow(row)
-        else:  # new columns: rewrite with the union of keys
-            _write(path, rows + [row])
+                csv.DictWriter(f, fieldnames=columns).writerow(row)
+        else:  # a new file, or new columns: write it whole with the union of columns
+            rows = _read(path) + [row]
+            _write(path, rows)
+            self._columns[stream] = _union(rows)
         if self._writer is not None:
-            for k, v in metrics.items():
-                self._writer.add_scalar(f"{stream}/{k}", _scalar(v), step)
+            for k, v in values.items():
+                self._writer.add_scalar(f"{stream}/{k}", v, step)
+        if self._wandb is not None:
+            if stream not in self._wandb_streams:
+                self._wandb.define_metric(f"{stream}/step")
+                self._wandb.define_metric(f"{stream}/*", step_metric=f"{stream}/step")
+                self._wandb_streams.add(stream)
+            self._wandb.log({f"{stream}/step": step, **{f"{stream}/{k}": v for k, v in values.items()}})
 
     def read(self, stream: str) -> list[dict[str, float]]:
+        """The rows of ``stream`` so far, as floats (empty cells left out)."""
         path = self.log_dir / f"{stream}.csv"
         return [{k: float(v) for k, v in r.items() if v != ""} for r in _read(path)] if path.exists() else []
 
     def close(self) -> None:
+        """Close the TensorBoard writer and finish the W&B run."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None
+
+    @property
+    def wandb_run(self) -> Any:
+        """The W&B run (``None`` without ``wandb=``)."""
+        return self._wandb
+
+
+def _start_wandb(log_dir: Path, project: str, config: dict[str, Any] | None, name: str | None, *, resume: bool):
+    try:
+        import wandb
+    except ImportError:
+        raise ImportError("MetricLogger: wandb=PROJECT needs Weights & Biases: pip install 'adaptmem[wandb]'") from None
+    id_file = log_dir / WANDB_ID_FILE
+    run_id = id_file.read_text().strip() if resume and id_file.exists() else secrets.token_hex(4)
+    run = wandb.init(project=project, id=run_id, resume="allow", dir=str(log_dir), config=config, name=name,
+                     settings=wandb.Settings(console="off"))  # stdout stays the terminal's; the CSVs hold the metrics
+    if not id_file.exists() or id_file.read_text().strip() != run_id:
+        atomic_write(id_file, lambda f: f.write(run_id + "\n"), text=True)
+    return run
 
 
 def _scalar(v: Any) -> float:
     return float(v.item()) if hasattr(v, "item") else float(v)
+
+
+def _header(path: Path) -> list[str]:
+    """The columns of a CSV file from its first line (``[]`` if there is no file or no header).
+    A last row cut short by a crash is removed, so appended rows start on a line of their own."""
+    if not path.exists():
+        return []
+    with open(path, "rb+") as f:
+        first = f.readline()
+        f.seek(0, io.SEEK_END)
+        size = f.tell()
+        if size and first.endswith(b"\n"):
+            f.seek(max(0, size - 1))
+            if f.read(1) != b"\n":  # torn last line: cut back to the last complete one
+                f.seek(max(0, size - 65536))
+                tail = f.read()
+                if tail.rfind(b"\n") >= 0:
+                    f.truncate(size - len(tail) + tail.rfind(b"\n") + 1)
+    return next(csv.reader([first.decode()]), []) if first.endswith(b"\n") else []
 
 
 def _read(path: Path) -> list[dict[str, str]]:
@@ -84,10 +170,15 @@ def _read(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _write(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+def _union(rows: Sequence[dict[str, Any]]) -> list[str]:
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
+    return keys
+
+
+def _write(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    keys = _union(rows)
 
     def write(f) -> None:
         w = csv.DictWriter(f, fieldnames=keys or ["step"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -58,13 +58,17 @@ class EmulationConfig:
 
 def train_emulation(encoder: WeightEncoder, emulator: Emulator, train: ZooDataset, cfg: EmulationConfig, *,
                     valid: ZooDataset | None = None, checkpoint: str | os.PathLike | None = None,
-                    log_dir: str | os.PathLike | None = None, show_progress: bool = True) -> list[dict[str, float]]:
+                    log_dir: str | os.PathLike | None = None, show_progress: bool = True,
+                    wandb: str | None = None) -> list[dict[str, float]]:
     """Train ``encoder`` and ``emulator`` in place to reproduce the zoo's output distributions.
 
     Resumes exactly from ``checkpoint`` when it exists (weights, optimiser, batch RNG). Returns
     the history: one row per evaluation with ``step``, ``train_loss`` (mean since the last row)
-    and, with ``valid``, ``valid_loss``.
+    and, with ``valid``, ``valid_loss``. Those rows also go to ``log_dir`` (CSV) and, with
+    ``wandb`` (a project name, needs ``log_dir``), to Weights & Biases.
     """
+    if wandb is not None and log_dir is None:
+        raise ValueError("train_emulation: wandb needs a log_dir (W&B's files and run id are kept there)")
     if encoder.spec != train.spec:
         raise ValueError(f"train_emulation: the encoder's spec {encoder.spec} differs from the zoo's {train.spec}")
     augment = (not encoder.permutation_invariant) if cfg.augment is None else cfg.augment
@@ -76,7 +80,10 @@ def train_emulation(encoder: WeightEncoder, emulator: Emulator, train: ZooDatase
         extra = load_checkpoint(checkpoint, model=model, optimizer=opt)
         start, history = extra["step"], extra["history"]
         gen.set_state(extra["generator"])
-    logger = MetricLogger(log_dir, tensorboard=False, resume_step=start) if log_dir is not None else None
+    logger = None
+    if log_dir is not None:
+        logger = MetricLogger(log_dir, tensorboard=False, resume_step=start, wandb=wandb,
+                              wandb_config=asdict(cfg), wandb_name=type(encoder).__name__)
     model.train()
     running, count = 0.0, 0
     bar = progress(range(start, cfg.steps), total=cfg.steps, initial=start, desc=type(encoder).__name__,

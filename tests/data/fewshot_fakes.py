@@ -122,3 +122,85 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def photo(rng: np.random.Generator, height: int, width: int, gray: bool = False) -> np.ndarray:
+    """A random smooth 'photo' (``uint8 [H, W, 3]``, or ``[H, W]`` when ``gray``)."""
+    base = rng.integers(0, 256, (4, 4, 1 if gray else 3)).astype(np.float64)
+    img = np.kron(base, np.ones((height // 4 + 1, width // 4 + 1, 1)))[:height, :width]
+    img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
+    return img[:, :, 0] if gray else img
+
+
+def tiered_arrays(split: str, classes: int = 3, per_class: int = 2, seed: int = 0):
+    """``(images uint8 [N, 84, 84, 3], labels dict)`` in Ren et al.'s label format; class ``c``
+    of ``split`` is named ``n<split><c>`` and belongs to category ``c % 2``."""
+    rng = np.random.default_rng([seed, SPLIT_SEEDS[split]])
+    specific = np.repeat(np.arange(classes), per_class)[::-1].copy()  # out of class order, as shuffled files are
+    images = np.stack([photo(rng, 84, 84) for _ in specific])
+    labels = {"label_specific": specific, "label_general": specific % 2,
+              "label_specific_str": [f"n{split}{c:02d}" for c in range(classes)],
+              "label_general_str": ["category_a", "category_b"]}
+    return images, labels
+
+
+SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
+
+
+def write_tiered_imagenet(root: Path, layout: str = "png", classes: dict[str, int] | None = None) -> Path:
+    """tieredImageNet in one public layout: ``"png"`` (Ren et al.'s ``<split>_images_png.pkl``
+    with ``<split>_labels.pkl``), ``"npz"`` (``<split>_images.npz``) or ``"folder"``
+    (``<split>/<class>/*.png``)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in (classes or {"train": 3, "val": 2, "test": 2}).items():
+        images, labels = tiered_arrays(split, n)
+        if layout == "folder":
+            for i, (img, c) in enumerate(zip(images, labels["label_specific"])):
+                d = root / split / labels["label_specific_str"][c]
+                d.mkdir(parents=True, exist_ok=True)
+                encode_png(img, d / f"{i:04d}.png")
+            continue
+        (root / f"{split}_labels.pkl").write_bytes(pickle.dumps(labels))
+        if layout == "png":  # each image a uint8 array of its PNG bytes, as in the release
+            encoded = [np.frombuffer(encode_png(img), dtype=np.uint8) for img in images]
+            (root / f"{split}_images_png.pkl").write_bytes(pickle.dumps(encoded))
+        else:
+            np.savez(root / f"{split}_images.npz", images=images)
+    return root
+
+
+CUB_FIRST_CLASSES = ("001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross",
+                     "004.Groove_billed_Ani", "005.Crested_Auklet")
+
+
+def cub_class_names(n: int = 8) -> list[str]:
+    return [*CUB_FIRST_CLASSES, *(f"{i:03d}.Bird_{i}" for i in range(len(CUB_FIRST_CLASSES) + 1, n + 1))][:n]
+
+
+def write_cub(root: Path, classes: int = 8, per_class: int = 3, *, as_tgz: bool = False, seed: int = 0) -> Path:
+    """``CUB_200_2011/images/<NNN.Name>/*.jpg`` with photos of varying sizes (every fourth
+    grayscale), unpacked or as ``CUB_200_2011.tgz``; returns the archive or the images folder."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    files = {}
+    for c, name in enumerate(cub_class_names(classes)):
+        for j in range(per_class):
+            img = photo(rng, 60 + 7 * j, 90 - 5 * c, gray=(c * per_class + j) % 4 == 3)
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format="JPEG", quality=95)
+            files[f"CUB_200_2011/images/{name}/{name.split('.')[1]}_{j:04d}.jpg"] = buf.getvalue()
+    files["CUB_200_2011/classes.txt"] = "".join(f"{i + 1} {n}\n" for i, n in enumerate(cub_class_names(classes))).encode()
+    root.mkdir(parents=True, exist_ok=True)
+    if as_tgz:
+        path = root / "CUB_200_2011.tgz"
+        with tarfile.open(path, "w:gz") as tar:
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        return path
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root / "CUB_200_2011" / "images"

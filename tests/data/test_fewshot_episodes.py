@@ -154,3 +154,66 @@ def test_accuracy_ci_is_196_std_over_sqrt_n():
     assert ci == pytest.approx(1.96 * acc.std(ddof=1) / 20.0)  # sqrt(400) = 20, not 400
     with pytest.raises(ValueError, match="accuracy_ci"):
         accuracy_ci([])
+
+
+def test_flips_are_extra_classes_that_mirror_before_rotating():
+    classes = make_classes(n_classes=2, rotations=(0, 90)).with_flips()
+    assert classes.variants == 4 and classes.num_classes == 8
+    assert [classes.class_name(c) for c in range(4)] == ["A/c0/rot000", "A/c0/rot090", "A/c0/flip/rot000",
+                                                          "A/c0/flip/rot090"]
+    x = classes.images_of(4, [1])  # class 1, plain
+    assert torch.equal(classes.images_of(6, [1]), torch.flip(x, dims=(-1,)))
+    assert torch.equal(classes.images_of(7, [1]), torch.rot90(torch.flip(x, dims=(-1,)), 1, dims=(-2, -1)))
+    assert not torch.equal(classes.images_of(6, [1]), x)  # the marker moved
+    assert classes.select(["A/c1"]).flips and merge_classes([classes, classes]).flips
+    assert classes.with_flips(False).num_classes == 4
+    ep = EpisodeDataset(classes, 8, 1, 1, seed=0)[0]  # all 8 classes: each base class in 4 variants
+    assert sorted(origin(x)[0] for x in ep.support_x) == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+class _TorchvisionStyle(torch.utils.data.Dataset):
+    """A stand-in for a torchvision dataset: ``(PIL image, int)`` items and a ``classes`` list."""
+
+    def __init__(self, images, labels, classes):
+        self.images, self.labels, self.classes = images, labels, classes
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.images[i], self.labels[i]
+
+
+def test_from_dataset_turns_any_image_label_dataset_into_class_images():
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, (10, 12, 3), dtype=np.uint8) for _ in range(6)]
+    labels = [2, 0, 2, 0, 2, 0]  # label 1 ("cat") has no image: dropped
+    ds = _TorchvisionStyle([Image.fromarray(a) for a in arrays], labels, ["ant", "cat", "dog"])
+    got = ClassImages.from_dataset(ds, rotations=(0, 180), flips=True)
+    assert got.names == ["ant", "dog"] and got.images.shape == (6, 3, 10, 12) and got.num_classes == 8
+    assert torch.equal(got.images_of(0, [0]), torch.from_numpy(arrays[1]).permute(2, 0, 1)[None])  # first "ant"
+    as_tensors = [(torch.from_numpy(a).permute(2, 0, 1).float() / 255, torch.tensor(lab)) for a, lab in zip(arrays, labels)]
+    same = ClassImages.from_dataset(as_tensors, names=["ant", "cat", "dog"])  # ToTensor()-style floats
+    assert torch.equal(same.images, got.images) and torch.equal(same.labels, got.labels)
+    gray = ClassImages.from_dataset([(a[:, :, 0], lab) for a, lab in zip(arrays, labels)], image_size=8)
+    assert gray.names == ["0", "2"] and gray.images.shape == (6, 1, 8, 8)
+    EpisodeDataset(got, 2, 2, 1)[0]  # the sampler takes it as it is
+
+
+def test_from_dataset_errors_name_the_item():
+    rng = np.random.default_rng(0)
+    mixed = [(rng.integers(0, 256, (8, 8), dtype=np.uint8), 0), (rng.integers(0, 256, (9, 8), dtype=np.uint8), 1)]
+    with pytest.raises(ValueError, match="images have different shapes .*pass image_size="):
+        ClassImages.from_dataset(mixed)
+    with pytest.raises(TypeError, match=r"dataset\[0\] label must be an int >= 0, got 'a'"):
+        ClassImages.from_dataset([(mixed[0][0], "a")])
+    with pytest.raises(TypeError, match=r"dataset\[0\] must be an \(image, label\) pair"):
+        ClassImages.from_dataset([mixed[0][0]])
+    with pytest.raises(TypeError, match=r"dataset\[0\] array image must be uint8"):
+        ClassImages.from_dataset([(mixed[0][0].astype(np.float32), 0)])
+    with pytest.raises(ValueError, match="label 1 has no name"):
+        ClassImages.from_dataset(mixed[:1] + [(mixed[0][0], 1)], names=["only"])
+    with pytest.raises(TypeError, match="must be map-style"):
+        ClassImages.from_dataset(iter(mixed))

@@ -7,11 +7,14 @@ import torch
 
 from adaptmem.data.fewshot import (
     MINIMAL_SETS,
+    cub_split,
     evaluate_lake_runs,
     load_cifar_fewshot,
+    load_cub,
     load_fewshot_splits,
     load_mini_imagenet,
     load_omniglot,
+    load_tiered_imagenet,
     omniglot_splits,
     read_lake_runs,
     read_omniglot_set,
@@ -224,3 +227,83 @@ def test_lake_runs_evaluator_reports_error_per_run_and_mean(tmp_path):
     assert "| mean | 95.00 |" in always_zero.table()
     with pytest.raises(ValueError, match="returned \\(3,\\) predictions for 20 items"):
         evaluate_lake_runs(runs, lambda sx, sy, qx: torch.zeros(3))
+
+
+@pytest.mark.parametrize("layout", ["png", "npz", "folder"])
+def test_tiered_imagenet_reads_every_public_layout_alike(tmp_path, layout):
+    from tests.data.fewshot_fakes import tiered_arrays, write_tiered_imagenet
+
+    write_tiered_imagenet(tmp_path, layout)
+    splits = {s: load_tiered_imagenet(tmp_path, s) for s in ("train", "val", "test")}
+    assert [splits[s].names for s in ("train", "val")] == [["ntrain00", "ntrain01", "ntrain02"], ["nval00", "nval01"]]
+    images, labels = tiered_arrays("train", 3)
+    got = splits["train"]
+    assert got.images.shape == (6, 3, 84, 84) and got.images.dtype == torch.uint8
+    for c in range(3):  # PNG is lossless: each class holds exactly its images
+        want = torch.from_numpy(images[labels["label_specific"] == c]).permute(0, 3, 1, 2)
+        have = got.images_of(c)
+        assert sorted(map(bytes, want.flatten(1).numpy())) == sorted(map(bytes, have.flatten(1).numpy()))
+    assert not set(splits["train"].names) & set(splits["test"].names)
+
+
+def test_tiered_imagenet_missing_split_says_where_it_looked_and_download_unpacks_the_release(tmp_path, monkeypatch):
+    import tarfile
+
+    from adaptmem.data.fewshot import tiered_imagenet
+    from tests.data.fewshot_fakes import write_tiered_imagenet
+
+    with pytest.raises(FileNotFoundError, match="no tieredImageNet 'train' split .*download_tiered_imagenet"):
+        load_tiered_imagenet(tmp_path, "train")
+    release = write_tiered_imagenet(tmp_path / "release", "png")
+    fetched = []
+
+    def fake_download(urls, dest, *, md5=None, timeout=30.0):
+        fetched.append((urls[0], md5))
+        with tarfile.open(dest, "w") as tar:  # the archive's own folder, as Ren et al. pack it
+            for f in sorted(release.iterdir()):
+                tar.add(f, arcname=f"tiered-imagenet/{f.name}")
+        return dest
+
+    monkeypatch.setattr(tiered_imagenet, "download", fake_download)
+    splits = load_fewshot_splits("tiered-imagenet", tmp_path / "data", download=True)
+    assert fetched == [(tiered_imagenet.ARCHIVE_URLS[0], tiered_imagenet.ARCHIVE_MD5)]
+    assert [splits[s].num_classes for s in ("train", "val", "test")] == [3, 2, 2]
+    assert tiered_imagenet.CLASSES == {"train": 351, "val": 97, "test": 160}
+
+
+def test_cub_split_is_chen_et_al_rule_100_50_50_disjoint():
+    from tests.data.fewshot_fakes import CUB_FIRST_CLASSES
+
+    folders = [*CUB_FIRST_CLASSES, *(f"{i:03d}.Bird_{i}" for i in range(6, 201))]
+    shuffled = [folders[i] for i in np.random.default_rng(0).permutation(200)]  # the listing order must not matter
+    parts = {s: cub_split(shuffled, s) for s in ("train", "val", "test")}
+    assert [len(parts[s]) for s in ("train", "val", "test")] == [100, 50, 50]
+    assert set(parts["train"]) | set(parts["val"]) | set(parts["test"]) == set(folders)
+    assert parts["train"][:2] == ["001.Black_footed_Albatross", "003.Sooty_Albatross"]
+    assert parts["val"][0] == "002.Laysan_Albatross" and parts["test"][0] == "004.Groove_billed_Ani"
+
+
+def test_cub_reads_the_folder_or_the_archive_resized_to_rgb_squares(tmp_path, monkeypatch):
+    from adaptmem.data.fewshot import cub
+    from tests.data.fewshot_fakes import cub_class_names, write_cub
+
+    write_cub(tmp_path / "folder")
+    splits = {s: load_cub(tmp_path / "folder", s) for s in ("train", "val", "test")}
+    names = cub_class_names(8)
+    assert splits["train"].names == names[0::2] and splits["val"].names == [names[1], names[5]]
+    assert splits["test"].names == [names[3], names[7]]
+    assert splits["train"].images.shape == (12, 3, 84, 84)  # varied sizes and grayscale -> 3 x 84 x 84
+    with pytest.raises(FileNotFoundError, match="load_cub: neither .* download_if_missing=True"):
+        load_cub(tmp_path / "none", "train")
+    archive = write_cub(tmp_path / "archive", as_tgz=True)
+    fetched = []
+
+    def fake_download(urls, dest, *, md5=None, timeout=30.0):
+        fetched.append((urls[0], md5))
+        dest.write_bytes(archive.read_bytes())
+        return dest
+
+    monkeypatch.setattr(cub, "download", fake_download)
+    got = load_fewshot_splits("cub", tmp_path / "data", download=True, flips=True)
+    assert fetched == [(cub.ARCHIVE_URLS[0], cub.ARCHIVE_MD5)]
+    assert torch.equal(got["test"].images, splits["test"].images) and got["test"].num_classes == 4  # 2 + mirrored

@@ -101,3 +101,42 @@ def test_two_process_ddp_matches_one_process_with_the_combined_batch(corpus, tmp
     va = (tmp_path / "ddp" / "deltanet" / "valid.csv").read_text().splitlines()[1].split(",")[1]
     vb = (tmp_path / "one" / "deltanet" / "valid.csv").read_text().splitlines()[1].split(",")[1]
     assert float(va) == pytest.approx(float(vb), abs=1e-5)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="needs adaptmem[hf]")
+def test_export_mode_writes_a_hugging_face_model_that_generates_like_the_checkpoint(corpus, tmp_path, monkeypatch):
+    import transformers
+
+    import adaptmem.hf  # noqa: F401  (registers the Auto classes)
+    from adaptmem.data.text import Vocab
+    from adaptmem.models.lm import generate
+
+    out = str(tmp_path / "runs")
+    run_example(monkeypatch, "--kind", "srwm", "--data", str(corpus), "--max_steps", "3", "--out_dir", out, *TINY)
+    run_example(monkeypatch, "--mode", "export", "--kind", "srwm", "--out_dir", out)
+    folder = tmp_path / "runs" / "srwm" / "hf"
+    assert (folder / "model.safetensors").exists() and (folder / "config.json").exists()
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder)
+    vocab = Vocab.from_json((folder / "adaptmem_vocab.json").read_text())
+    module = load_example("srwm_lm")
+    monkeypatch.setattr(sys, "argv", ["srwm_lm.py", "--kind", "srwm", "--out_dir", out])
+    trained, _, _ = module.load_model(module.parse_args(), torch.device("cpu"))
+    for k, v in trained.state_dict().items():  # the checkpoint's weights, d_ff matched as in training
+        assert torch.equal(model.model.state_dict()[k], v), k
+    prompt = torch.tensor([vocab.encode("thou ")])
+    got = model.generate(prompt, max_new_tokens=12, do_sample=False)[0, prompt.shape[1]:]
+    assert torch.equal(got, generate(trained, prompt, 12, temperature=0)[0])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="needs adaptmem[wandb]")
+def test_wandb_flag_logs_the_run_offline(corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run_example(monkeypatch, "--kind", "deltanet", "--data", str(corpus), "--max_steps", "2", "--eval_interval", "2",
+                "--out_dir", str(tmp_path / "runs"), "--wandb", "adaptmem-test", *TINY)
+    import wandb
+
+    wandb.teardown()  # wait for W&B's writer process to finish the offline file
+    run_dir = tmp_path / "runs" / "deltanet"
+    run_id = (run_dir / "wandb-run-id").read_text().strip()
+    (offline,) = run_dir.glob(f"wandb/offline-run-*-{run_id}/run-{run_id}.wandb")
+    assert b"valid/loss" in offline.read_bytes() and b"train/loss" in offline.read_bytes()

@@ -144,6 +144,15 @@ def test_explicit_triton_falls_back_to_torch_only_where_the_table_says(world):
         resolve_backend(srwm_call(), "triton")
 
 
+def test_explicit_fla_without_fla_names_the_fla_core_extra(world):
+    world.fla = False
+    with pytest.raises(ImportError, match=r"fla-core \(flash-linear-attention's kernels\) is not installed: "
+                                          r"pip install 'adaptmem\[fla\]'"):
+        resolve("fla")
+    world.fla = True
+    assert resolve("fla") == "fla"
+
+
 def test_the_interpreter_lets_explicit_triton_run_on_cpu_but_not_auto(world):
     for op in ("srwm", "delta_rule", "linear_attention"):
         call = OpCall(op, _dispatch.MODES[op][0], device="cpu", interpret=True)

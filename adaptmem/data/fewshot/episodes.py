@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -49,14 +49,20 @@ class ClassImages:
         names: one name per base class (Omniglot: ``"Alphabet/characterNN"``).
         rotations: degrees (multiples of 90); every base class gives one class per rotation,
             as in the usual Omniglot protocol ``(0, 90, 180, 270)``.
+        flips: also give every (rotated) class a mirrored twin (flipped left-right, then
+            rotated): class augmentation by new classes, doubling their number.
 
-    Class ``c`` is base class ``c // len(rotations)`` rotated by ``rotations[c % len(rotations)]``.
+    With ``V = len(rotations) * (2 if flips else 1)`` variants, class ``c`` is base class
+    ``c // V`` in variant ``v = c % V``: rotated by ``rotations[v % len(rotations)]``, mirrored
+    first when ``v >= len(rotations)``. (Per-episode image transforms instead of new classes go
+    in :class:`EpisodeDataset`'s ``transform``.)
     """
 
     images: torch.Tensor
     labels: torch.Tensor
     names: list[str]
     rotations: tuple[int, ...] = (0,)
+    flips: bool = False
     _members: list[torch.Tensor] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -75,35 +81,97 @@ class ClassImages:
         self.rotations = tuple(int(r) for r in self.rotations)
         if not self.rotations or any(r % 90 for r in self.rotations) or len(set(self.rotations)) != len(self.rotations):
             raise ValueError(f"{fn}: rotations must be distinct multiples of 90 degrees, got {self.rotations}")
+        if not isinstance(self.flips, bool):
+            raise TypeError(f"{fn}: flips must be a bool, got {type(self.flips).__name__}")
         order = torch.argsort(self.labels, stable=True)
         counts = torch.bincount(self.labels, minlength=len(self.names)).tolist()
         self._members = list(torch.split(order, counts))
 
+    @classmethod
+    def from_dataset(cls, dataset: Any, *, names: Sequence[str] | None = None, image_size: int | None = None,
+                     mode: str | None = None, rotations: Sequence[int] = (0,), flips: bool = False) -> ClassImages:
+        """The images of any map-style dataset whose items are ``(image, label)`` pairs (a
+        torchvision ``ImageFolder``/``CIFAR100``, a Hugging Face dataset with a transform, ...).
+
+        Args:
+            dataset: ``len(dataset)`` and ``dataset[i] -> (image, label)``; an image is a PIL
+                image, a ``uint8`` array ``[H, W]`` / ``[H, W, C]``, or a tensor ``[C, H, W]``
+                (``uint8``, or floating point in [0, 1]); a label is an int (or a 0-d tensor).
+            names: one name per label value ``0 .. L-1`` (default: ``dataset.classes`` when it
+                has them, else the label values as strings); labels absent from the data
+                are dropped from the class list.
+            image_size: resize every image to ``image_size x image_size`` (needs Pillow);
+                without it all images must already share one shape.
+            mode: ``"L"`` or ``"RGB"``: convert PIL images (default: keep their mode).
+            rotations, flips: class augmentation, as for :class:`ClassImages`.
+        """
+        fn = "ClassImages.from_dataset"
+        if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+            raise TypeError(f"{fn}: dataset must be map-style (len() and [i]), got {type(dataset).__name__}")
+        images, labels = [], []
+        for i in range(len(dataset)):
+            item = dataset[i]
+            if not isinstance(item, (tuple, list)) or len(item) != 2:
+                raise TypeError(f"{fn}: dataset[{i}] must be an (image, label) pair, got {type(item).__name__}")
+            images.append(_as_uint8_chw(fn, i, item[0], image_size, mode))
+            label = item[1]
+            if isinstance(label, torch.Tensor) and label.numel() == 1:
+                label = label.item()
+            if isinstance(label, bool) or not isinstance(label, (int, np.integer)) or label < 0:
+                raise TypeError(f"{fn}: dataset[{i}] label must be an int >= 0, got {label!r}")
+            labels.append(int(label))
+        if not images:
+            raise ValueError(f"{fn}: dataset is empty")
+        shapes = sorted({tuple(x.shape) for x in images})
+        if len(shapes) > 1:
+            raise ValueError(f"{fn}: images have different shapes {shapes[:3]}; pass image_size= to resize them")
+        if names is None:
+            names = getattr(dataset, "classes", None)
+        present = sorted(set(labels))
+        if names is not None:
+            names = list(names)
+            if present[-1] >= len(names):
+                raise ValueError(f"{fn}: label {present[-1]} has no name (names has {len(names)} entries)")
+        remap = {lab: j for j, lab in enumerate(present)}
+        class_names = [names[lab] if names is not None else str(lab) for lab in present]
+        return cls(torch.stack(images), torch.tensor([remap[lab] for lab in labels]), class_names,
+                   tuple(rotations), flips)
+
+    @property
+    def variants(self) -> int:
+        """Classes per base class: ``len(rotations)``, twice that with ``flips``."""
+        return len(self.rotations) * (2 if self.flips else 1)
+
     @property
     def num_classes(self) -> int:
-        return len(self.names) * len(self.rotations)
+        return len(self.names) * self.variants
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
     def class_name(self, c: int) -> str:
-        base, r = divmod(c, len(self.rotations))
-        return self.names[base] + (f"/rot{self.rotations[r]:03d}" if self.rotations != (0,) else "")
+        base, v = divmod(c, self.variants)
+        flip, r = divmod(v, len(self.rotations))
+        return (self.names[base] + ("/flip" if flip else "")
+                + (f"/rot{self.rotations[r]:03d}" if self.rotations != (0,) else ""))
 
     def min_images_per_class(self) -> int:
         return min((len(m) for m in self._members), default=0)
 
     def images_of(self, c: int, which: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
         """``uint8 [n, C, H, W]``: images ``which`` (positions within the class) of class ``c``."""
-        base, r = divmod(c, len(self.rotations))
+        base, v = divmod(c, self.variants)
+        flip, r = divmod(v, len(self.rotations))
         idx = self._members[base] if which is None else self._members[base][torch.as_tensor(which, dtype=torch.long)]
         x = self.images[idx]
+        if flip:
+            x = torch.flip(x, dims=(-1,))
         k = self.rotations[r] // 90 % 4
         return torch.rot90(x, k, dims=(-2, -1)) if k else x
 
     def class_size(self, c: int) -> int:
-        return len(self._members[c // len(self.rotations)])
+        return len(self._members[c // self.variants])
 
     def select(self, keep: Callable[[str], bool] | Sequence[str]) -> ClassImages:
         """The base classes whose name passes ``keep`` (a predicate, or a list of names)."""
@@ -117,14 +185,46 @@ class ClassImages:
         remap = torch.full((len(self.names),), -1, dtype=torch.long)
         remap[ids] = torch.arange(len(ids))
         idx = torch.cat([self._members[i] for i in ids]) if ids else torch.zeros(0, dtype=torch.long)
-        return ClassImages(self.images[idx], remap[self.labels[idx]], [self.names[i] for i in ids], self.rotations)
+        return ClassImages(self.images[idx], remap[self.labels[idx]], [self.names[i] for i in ids], self.rotations,
+                           self.flips)
 
     def with_rotations(self, rotations: Sequence[int]) -> ClassImages:
-        return ClassImages(self.images, self.labels, list(self.names), tuple(rotations))
+        return ClassImages(self.images, self.labels, list(self.names), tuple(rotations), self.flips)
+
+    def with_flips(self, flips: bool = True) -> ClassImages:
+        """The same images with (or without) mirrored twin classes."""
+        return ClassImages(self.images, self.labels, list(self.names), self.rotations, flips)
 
     def __repr__(self) -> str:
-        return (f"ClassImages({len(self.names)} base classes x {len(self.rotations)} rotations = "
+        flips = " x 2 flips" if self.flips else ""
+        return (f"ClassImages({len(self.names)} base classes x {len(self.rotations)} rotations{flips} = "
                 f"{self.num_classes} classes, {len(self.labels)} images of {self.image_shape})")
+
+
+def _as_uint8_chw(fn: str, i: int, image: Any, size: int | None, mode: str | None) -> torch.Tensor:
+    """One dataset image as ``uint8 [C, H, W]`` (resized to ``size`` through Pillow if given)."""
+    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
+        if mode is not None:
+            image = image.convert(mode)
+        image = np.asarray(image)
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise TypeError(f"{fn}: dataset[{i}] array image must be uint8 [H, W] or [H, W, C], "
+                            f"got {image.dtype} {image.shape}")
+        # np.array copies: PIL's arrays are read-only, and each image is kept.
+        image = torch.from_numpy(np.array(image if image.ndim == 3 else image[:, :, None])).permute(2, 0, 1)
+    if not isinstance(image, torch.Tensor) or image.dim() != 3:
+        got = f"shape {fmt_shape(image)}" if isinstance(image, torch.Tensor) else type(image).__name__
+        raise TypeError(f"{fn}: dataset[{i}] image must be a PIL image, a uint8 array or a [C, H, W] tensor, got {got}")
+    if image.is_floating_point():  # torchvision's ToTensor(): [0, 1]
+        image = (image.clamp(0, 1) * 255).round().to(torch.uint8)
+    elif image.dtype != torch.uint8:
+        raise TypeError(f"{fn}: dataset[{i}] tensor image must be uint8 or floating point, got {image.dtype}")
+    if size is not None and tuple(image.shape[1:]) != (size, size):
+        from adaptmem.data.fewshot._images import resize_image
+
+        image = resize_image(image, size)
+    return image.contiguous()
 
 
 def merge_classes(parts: Sequence[ClassImages]) -> ClassImages:
@@ -146,7 +246,7 @@ def merge_classes(parts: Sequence[ClassImages]) -> ClassImages:
             images.append(p.images[idx])
             labels.append(torch.full((len(idx),), len(names), dtype=torch.long))
             names.append(name)
-    return ClassImages(torch.cat(images), torch.cat(labels), names, parts[0].rotations)
+    return ClassImages(torch.cat(images), torch.cat(labels), names, parts[0].rotations, parts[0].flips)
 
 
 class EpisodeDataset(Dataset):

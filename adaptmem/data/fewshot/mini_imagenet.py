@@ -22,12 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adaptmem.data.fewshot._images import decode_image
+from adaptmem.data.fewshot._images import IMAGE_EXTENSIONS, decode_image, read_image_folder
 from adaptmem.data.fewshot.episodes import ClassImages
 from adaptmem.utils.checks import check_choice
 
 SPLITS = ("train", "val", "test")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 def _get(d: dict, key: str):
@@ -69,16 +68,6 @@ def _read_category_pickle(path: Path) -> ClassImages:
     return _from_arrays(_get(d, "data"), labels, names, path)
 
 
-def _read_files(files: list[tuple[str, Path]], image_size: int, source: Path) -> ClassImages:
-    if not files:
-        raise ValueError(f"load_mini_imagenet: no images found in {source}")
-    names = sorted({c for c, _ in files})
-    index = {n: i for i, n in enumerate(names)}
-    files = sorted(files, key=lambda f: (f[0], f[1].name))
-    images = np.stack([decode_image(p, image_size, "RGB") for _, p in files])
-    return ClassImages(torch.from_numpy(images), torch.tensor([index[c] for c, _ in files]), names)
-
-
 def load_mini_imagenet(root: str | os.PathLike, split: str = "train", *, image_size: int = 84) -> ClassImages:
     """One Mini-ImageNet split from any of the layouts in the module docstring (tried in order)."""
     fn = "load_mini_imagenet"
@@ -93,7 +82,7 @@ def load_mini_imagenet(root: str | os.PathLike, split: str = "train", *, image_s
     folder = root / split
     if folder.is_dir():
         files = [(p.parent.name, p) for p in folder.glob("*/*") if p.suffix.lower() in IMAGE_EXTENSIONS]
-        return _read_files(files, image_size, folder)
+        return read_image_folder(fn, files, image_size, folder)
     table = root / f"{split}.csv"
     if table.is_file() and (root / "images").is_dir():
         with open(table, newline="") as f:
@@ -102,7 +91,7 @@ def load_mini_imagenet(root: str | os.PathLike, split: str = "train", *, image_s
         missing = [str(p) for _, p in files if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"{fn}: {len(missing)} images listed in {table} are missing, e.g. {missing[0]}")
-        return _read_files(files, image_size, table)
+        return read_image_folder(fn, files, image_size, table)
     raise FileNotFoundError(
         f"{fn}: no Mini-ImageNet {split!r} split in {root}: expected {cache.name}, {cat.name}, "
         f"a folder {split}/<class>/*.jpg, or images/ with {split}.csv")
