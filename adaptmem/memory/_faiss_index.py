@@ -18,39 +18,58 @@ import torch
 KINDS = ("ivf", "ivfpq", "hnsw")
 MIN_ENTRIES = 1024  # below this an approximate index saves nothing: search exactly
 _TRAIN_PER_CENTROID = 39  # FAISS's k-means warns below 39 training points per centroid
-# faiss.knn uses the BLAS (GEMM) path only from this many queries on. FAISS 1.15's default is
-# 128,000, which sends a batch of 256 queries down the per-pair SIMD loop: 6x slower than the
-# GEMM at N = 1M, D = 128 (measured: 4.4 s vs 0.75 s at one thread); already equal at 4 queries.
+# faiss.knn takes its BLAS (GEMM) path only when nq * D >= distance_compute_blas_threshold
+# (128,000 by default in FAISS 1.15; older versions compare nq alone, default 20). At D = 128 a
+# batch of 256 queries (32,768) therefore ran the per-pair SIMD loop: 6x slower than the GEMM at
+# N = 1M (4.4 s vs 0.75 s, one thread). From this many queries on the memory forces the GEMM
+# path (threshold 1, which means it under both rules); below it FAISS's default is kept, as
+# the SIMD loop wins there (1 query: 0.09 vs 0.40 ms at N = 10,000; even at 4; BLAS 1.6x at 16).
 BLAS_MIN_QUERIES = 8
-
-
-_blas_lock = threading.Lock()
-_blas_users = 0  # calls inside faiss_threads; the first saves FAISS's threshold, the last restores it
-_blas_saved = 0
 
 
 @contextmanager
 def faiss_threads(n: int) -> Iterator[None]:
-    """Run FAISS with ``n`` OpenMP threads and its BLAS path for batches, then restore both.
+    """Run FAISS with ``n`` OpenMP threads (per calling thread), then restore the count.
 
     FAISS defaults to one thread per core, which collapses about 4x on a shared machine
-    (REFERENCE.md section 6.3); the caller passes the library's choice instead. The OpenMP
-    count is per calling thread; the BLAS threshold is process-wide, hence the counter.
+    (REFERENCE.md section 6.3); the caller passes the library's choice instead.
     """
     import faiss
 
-    global _blas_users, _blas_saved
     before = faiss.omp_get_max_threads()
-    with _blas_lock:
-        if _blas_users == 0:
-            _blas_saved = faiss.cvar.distance_compute_blas_threshold
-            faiss.cvar.distance_compute_blas_threshold = BLAS_MIN_QUERIES
-        _blas_users += 1
     faiss.omp_set_num_threads(n)
     try:
         yield
     finally:
         faiss.omp_set_num_threads(before)
+
+
+_blas_lock = threading.Lock()
+_blas_users = 0  # batches inside gemm_path; the first saves FAISS's threshold, the last restores it
+_blas_saved = 0
+
+
+@contextmanager
+def gemm_path(queries: int) -> Iterator[None]:
+    """Let ``faiss.knn`` use its GEMM path for a batch of ``queries`` (see BLAS_MIN_QUERIES).
+
+    The threshold is process-wide: a small batch of another memory that runs inside this
+    window takes the GEMM path too, which costs it time, never correctness.
+    """
+    global _blas_users, _blas_saved
+    if queries < BLAS_MIN_QUERIES:
+        yield
+        return
+    import faiss
+
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_saved = faiss.cvar.distance_compute_blas_threshold
+            faiss.cvar.distance_compute_blas_threshold = 1
+        _blas_users += 1
+    try:
+        yield
+    finally:
         with _blas_lock:
             _blas_users -= 1
             if _blas_users == 0:

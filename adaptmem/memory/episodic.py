@@ -385,7 +385,7 @@ class EpisodicMemory:
             d, i = faiss.knn_gpu(res, q, keys, m, metric=metric)
             torch.cuda.synchronize(q.device)  # FAISS runs on its own stream
         else:
-            with fx.faiss_threads(self._faiss_threads()):
+            with fx.faiss_threads(self._faiss_threads()), fx.gemm_path(len(q)):
                 d_np, i_np = faiss.knn(q.numpy(), keys.numpy(), m, metric=metric)
             d, i = torch.from_numpy(d_np), torch.from_numpy(i_np)
         v = d if self.metric == "l2" else -d

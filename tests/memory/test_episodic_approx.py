@@ -83,13 +83,17 @@ def test_backend_ivf_is_the_older_spelling_of_index_ivf():
         EpisodicMemory(8, 100, index="ivfpq", pq_m=3)
 
 
-def test_files_saved_before_index_existed_still_load(tmp_path):
+def searched_ivf_state():
+    """Keys, queries, the search result and the state of a 3000-entry IVF memory."""
     keys, g = clustered(3000)
     mem = EpisodicMemory(16, capacity=3000, index="ivf", nlist=16)
     mem.write(keys, torch.arange(3000))
     q = torch.randn(5, 16, generator=g)
-    before = mem.search(q, 4)
-    state = mem.state_dict()
+    return keys, q, mem.search(q, 4), mem.state_dict()
+
+
+def test_files_saved_before_index_existed_still_load(tmp_path):
+    _, q, before, state = searched_ivf_state()
     for key in ("index", "index_params"):  # the config of files written by earlier versions
         del state["config"][key]
     torch.save(state, tmp_path / "old.pt")
@@ -114,8 +118,10 @@ def test_faiss_calls_run_with_the_library_thread_count_and_restore_faiss_setting
     for mem in (explicit, default):
         mem.write(keys, torch.arange(500))
         mem.search(torch.randn(20, 8), 5)
-    assert seen[0] == (3, 8)  # threads=3; batches of >= 8 queries take FAISS's GEMM path
+    default.search(torch.randn(2, 8), 5)
+    assert seen[0] == (3, 1)  # threads=3; batches of >= 8 queries are forced onto FAISS's GEMM path
     assert seen[1][0] == torch.get_num_threads()
+    assert seen[2][1] == before[1]  # 2 queries: FAISS's own choice (its SIMD loop is faster there)
     assert (faiss.omp_get_max_threads(), faiss.cvar.distance_compute_blas_threshold) == before
 
 
@@ -209,12 +215,7 @@ def test_search_params_trade_speed_for_recall_without_a_rebuild(kind):
 
 
 def test_load_state_dict_checks_the_saved_index():
-    keys, g = clustered(3000)
-    mem = EpisodicMemory(16, capacity=3000, index="ivf", nlist=16)
-    mem.write(keys, torch.arange(3000))
-    q = torch.randn(5, 16, generator=g)
-    before = mem.search(q, 4)
-    state = mem.state_dict()
+    keys, q, before, state = searched_ivf_state()
     target = EpisodicMemory(16, capacity=3000, index="ivf", nlist=16)
     target.write(keys[:10], torch.arange(10))
     with pytest.raises(ValueError, match="not a readable FAISS index"):
