@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from adaptmem.utils import markdown_table
+from adaptmem.utils import configure_threads, markdown_table
 
 
 def _rss_kb() -> int:
@@ -22,9 +22,7 @@ def _rss_kb() -> int:
 
 
 def _child(build: Callable[[], Callable[[], Any]], repeats: int, threads: int, q) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
+    configure_threads(threads, verbose=False)
     run = build()  # allocate inputs outside the measurement
     base = _rss_kb()
     run()  # warm-up (also reaches the same peak as the timed runs)

@@ -15,47 +15,55 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Sequence
 
-import torch
-
-from adaptmem.data.fewshot import Episode
-from adaptmem.models import build_fewshot_learner, episode_loss
-from adaptmem.utils import count_parameters, set_threads
+from adaptmem.utils import cli
 
 
-def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["srwm", "deltanet", "lstm"], help="models to time")
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = cli.parser(__doc__)
+    p.add_argument("--kinds", nargs="+", default=["srwm", "deltanet", "lstm"], help="models to time")
     p.add_argument("--batch-size", type=int, default=16, help="episodes per step")
-    p.add_argument("--ways", type=int, default=5)
-    p.add_argument("--shots", type=int, default=1)
+    p.add_argument("--ways", type=int, default=5, help="N: classes per episode")
+    p.add_argument("--shots", type=int, default=1, help="K: support images per class")
     p.add_argument("--queries", type=int, default=1, help="queries per class")
-    p.add_argument("--conv-channels", type=int, default=32)
-    p.add_argument("--d-model", type=int, default=128)
-    p.add_argument("--heads", type=int, default=8)
-    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--conv-channels", type=int, default=32, help="Conv-4 width")
+    p.add_argument("--d-model", type=int, default=128, help="sequence-model width")
+    p.add_argument("--num-heads", type=int, default=8, help="heads of the fast-weight layers")
+    p.add_argument("--num-layers", type=int, default=2, help="sequence-model layers")
     p.add_argument("--steps", type=int, default=10, help="timed steps per round")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median reported)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS or all cores)")
+    cli.add_threads(p)
     p.add_argument("--quick", action="store_true", help="tiny sizes and 2 steps x 2 rounds: a smoke test")
-    return p.parse_args()
+    cli.add_aliases(p, {"--models": "--kinds", "--heads": "--num-heads", "--layers": "--num-layers"})
+    return cli.parse(p, argv)
 
 
-def main() -> None:
-    args = parse_args()
+if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
+    ARGS = parse_args()
+
+import torch  # noqa: E402
+
+from adaptmem.data.fewshot import Episode  # noqa: E402
+from adaptmem.models import build_fewshot_learner, episode_loss  # noqa: E402
+from adaptmem.utils import configure_threads, count_parameters  # noqa: E402
+
+
+def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
+    args = argv if isinstance(argv, argparse.Namespace) else parse_args(argv)
     if args.quick:
-        args.batch_size, args.conv_channels, args.d_model, args.heads, args.steps, args.rounds = 2, 8, 32, 4, 2, 2
-    threads = set_threads(args.threads)
+        args.batch_size, args.conv_channels, args.d_model, args.num_heads, args.steps, args.rounds = 2, 8, 32, 4, 2, 2
+    threads = configure_threads(args.threads).intra_op
     N, K, Q, B = args.ways, args.shots, args.queries, args.batch_size
     g = torch.Generator().manual_seed(0)
     ep = Episode(torch.rand(B, N * K, 1, 28, 28, generator=g), torch.stack([torch.randperm(N, generator=g).repeat(K) for _ in range(B)]),
                  torch.rand(B, N * Q, 1, 28, 28, generator=g), torch.stack([torch.randperm(N, generator=g).repeat(Q) for _ in range(B)]))
     images = B * N * (K + Q)
     runs = {}
-    for name in args.models:
+    for name in args.kinds:
         torch.manual_seed(0)
         net = build_fewshot_learner(name, num_classes=N, in_channels=1, image_size=28, conv_channels=args.conv_channels,
-                                    d_model=args.d_model, num_heads=args.heads, num_layers=args.layers)
+                                    d_model=args.d_model, num_heads=args.num_heads, num_layers=args.num_layers)
         runs[name] = (net, torch.optim.Adam(net.parameters(), lr=1e-4), [], [])
 
     def step(net, opt):
@@ -75,7 +83,7 @@ def main() -> None:
             wall.append((time.perf_counter() - t) / args.steps)
             cpu.append((time.process_time() - c) / args.steps)
     print(f"{N}-way {K}-shot, {N * Q} queries, batch {B} episodes = {images} images/step; Conv-4 {args.conv_channels} ch, "
-          f"d_model {args.d_model}, {args.layers} layers; {threads} thread(s); load average {load:.1f} -> "
+          f"d_model {args.d_model}, {args.num_layers} layers; {threads} thread(s); load average {load:.1f} -> "
           f"{os.getloadavg()[0]:.1f}\n")
     rate = {k: images / statistics.median(v[2]) for k, v in runs.items()}
     cpu_rate = {k: images / statistics.median(v[3]) for k, v in runs.items()}
@@ -88,4 +96,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

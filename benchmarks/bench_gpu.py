@@ -13,15 +13,12 @@ configuration it runs at ``--ref-steps`` steps and its time is scaled linearly i
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-
-from adaptmem.layers import SRWM, DeltaNet
-from adaptmem.ops import OpCall, delta_rule, resolve_backend, srwm
+from adaptmem.utils import cli
 
 # FP32 (non-tensor-core) peaks in TFLOP/s, from NVIDIA's data sheets; override with --peak-tflops.
 PEAK_FP32_TFLOPS = {"H100 80GB HBM3": 67.0, "H100 PCIe": 51.0, "H200": 67.0, "A100": 19.5}
@@ -36,16 +33,25 @@ class Config:
     peak_tflops: float | None
 
 
-def parse() -> Config:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse(argv: Sequence[str] | None = None) -> Config:
+    p = cli.parser(__doc__)
     p.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (a smoke run under TRITON_INTERPRET=1)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that the script runs, measures nothing")
     p.add_argument("--repeats", type=int, default=5, help="timed repetitions per measurement (median reported)")
     p.add_argument("--ref-steps", type=int, default=256,
                    help="longest T for autograd through the step loop; longer runs are scaled from it")
     p.add_argument("--peak-tflops", type=float, default=None, help="FP32 peak of the GPU (default: looked up by name)")
-    a = p.parse_args()
+    a = cli.parse(p, argv)
     return Config(a.device, a.quick, a.repeats, a.ref_steps, a.peak_tflops)
+
+
+if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
+    CONFIG = parse()
+
+import torch  # noqa: E402
+
+from adaptmem.layers import SRWM, DeltaNet  # noqa: E402
+from adaptmem.ops import OpCall, delta_rule, resolve_backend, srwm  # noqa: E402
 
 
 def srwm_floor(B: int, H: int, D: int, T: int, C: int, x_bytes: int) -> dict[str, float]:
@@ -200,8 +206,8 @@ def bench_layers(cfg: Config) -> None:
               f"{rates['srwm'] / rates['delta']:.2f} |")
 
 
-def main() -> None:
-    cfg = parse()
+def main(cfg: Config | None = None) -> None:
+    cfg = cfg or parse()
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench_gpu: no CUDA device; for a smoke run use --device cpu --quick with TRITON_INTERPRET=1")
     name = torch.cuda.get_device_name() if cfg.device == "cuda" else "cpu (Triton interpreter: timings meaningless)"
@@ -214,4 +220,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(CONFIG)

@@ -15,11 +15,27 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Sequence
 
-import torch
+from adaptmem.utils import cli
 
-from adaptmem.models.lm import FAST_KINDS, build_lm, match_d_ff, train_step
-from adaptmem.utils import count_parameters, set_threads
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = cli.parser(__doc__)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (smoke test)")
+    parser.add_argument("--kinds", default=None,
+                        help="comma-separated layer kinds (default: transformer and every fast-weight kind)")
+    cli.add_threads(parser)
+    return cli.parse(parser, argv)
+
+
+if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
+    ARGS = parse_args()
+
+import torch  # noqa: E402
+
+from adaptmem.models.lm import FAST_KINDS, build_lm, match_d_ff, train_step  # noqa: E402
+from adaptmem.utils import configure_threads, count_parameters  # noqa: E402
 
 KINDS = ("transformer", *FAST_KINDS)
 
@@ -74,12 +90,8 @@ def per_token_ms(model: torch.nn.Module, context: int, n: int, repeats: int) -> 
     return tuple(1000 * t / n for t in timed(run, repeats))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (smoke test)")
-    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated layer kinds")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: OMP_NUM_THREADS or all)")
-    args = parser.parse_args()
+def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
+    args = argv if isinstance(argv, argparse.Namespace) else parse_args(argv)
     if args.quick:
         args.num_layers, args.d_model, args.num_heads, args.batch_size, args.seq_len = 1, 32, 2, 4, 16
         args.repeats, args.contexts, args.gen_tokens = 1, (16, 64, 128), 8
@@ -87,8 +99,9 @@ def main() -> None:
         args.num_layers, args.d_model, args.num_heads, args.batch_size, args.seq_len = 4, 128, 8, 16, 64
         args.repeats, args.contexts, args.gen_tokens = 5, (64, 256, 1024, 2048), 32
     args.vocab = 65
-    threads = set_threads(args.threads)
-    kinds = args.kinds.split(",")
+    threads = configure_threads(args.threads).intra_op
+    kinds = args.kinds.split(",") if args.kinds else list(KINDS)
+    cli.check_choice("--kinds", kinds, KINDS)
     print(f"threads {threads}, load average {os.getloadavg()[0]:.2f}, model {args.num_layers} x {args.d_model}, "
           f"train batch {args.batch_size} x {args.seq_len}, vocab {args.vocab}\n")
 
@@ -119,4 +132,4 @@ def main() -> None:
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

@@ -28,22 +28,31 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 
-import torch
-from torch import nn
-
-from adaptmem.memory import EpisodicMemory, MbPA, faiss_available
-from adaptmem.memory.episodic import _BLOCK
-from adaptmem.utils import markdown_table, set_threads
+from adaptmem.utils import cli
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser(__doc__)
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to run (torch and FAISS alike)")
+    p.add_argument("--threads", type=cli.positive_int, nargs="+", default=[1, 2],
+                   help="thread counts to run (torch and FAISS alike)")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds per measurement (median reported)")
-    p.add_argument("--approx-n", type=int, default=1_000_000, help="entries for the approximate indexes (a')")
+    p.add_argument("--approx-n", type=cli.positive_int, default=1_000_000,
+                   help="entries for the approximate indexes (a')")
     p.add_argument("--no-approx", action="store_true", help="skip the approximate indexes (a')")
-    return p.parse_args(argv)
+    return cli.parse(p, argv)
+
+
+if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
+    ARGS = parse_args()
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from adaptmem.memory import EpisodicMemory, MbPA, faiss_available  # noqa: E402
+from adaptmem.memory.episodic import _BLOCK  # noqa: E402
+from adaptmem.utils import configure_threads, markdown_table  # noqa: E402
+
 
 
 def timeit(fn, repeats: int) -> float:
@@ -175,8 +184,8 @@ def bench_mbpa(batch: int, k: int, steps: int, dim: int, n: int, repeats: int, t
     return [(name, th, sec, qps, base / sec) for name, th, sec, qps in rows]
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
+def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
+    args = argv if isinstance(argv, argparse.Namespace) else parse_args(argv)
     if args.quick:
         search = dict(n=4 * _BLOCK + 1000, dim=32, queries=64, k=8)  # still the blocked path
         approx = dict(n=min(args.approx_n, 5_000), dim=32, queries=64, k=8)
@@ -190,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"{os.cpu_count()} cores, load average before: {os.getloadavg()[0]:.2f}")
     exact_rows, approx_rows, mbpa_rows = [], [], []
     for threads in args.threads:
-        set_threads(threads)  # torch and FAISS's OpenMP agree on one number
+        configure_threads(threads)  # torch and FAISS's OpenMP agree on one number
         exact_rows += bench_exact(**search, repeats=args.repeats, threads=threads)
         if faiss_available() and not args.no_approx:
             approx_rows += bench_approx(**approx, repeats=args.repeats, threads=threads, quick=args.quick)
@@ -216,4 +225,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

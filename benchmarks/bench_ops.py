@@ -1,6 +1,6 @@
 """Fast-weight ops on CPU, forward + backward: fast paths vs their step-loop references.
 
-    python benchmarks/bench_ops.py            # the issue's sizes, 2 threads
+    python benchmarks/bench_ops.py --threads 2   # the issue's sizes, 2 threads
     python benchmarks/bench_ops.py --quick    # tiny sizes (smoke test)
 
 Each case runs in a fresh process: time is the median of a few fwd+bwd calls, memory the
@@ -16,11 +16,28 @@ import argparse
 import functools
 import os
 import sys
+from collections.abc import Sequence
+
+from adaptmem.utils import cli
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    ap = cli.parser(__doc__)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
+    cli.add_threads(ap)
+    ap.add_argument("--repeats", type=int, default=3, help="timed calls per case (median reported)")
+    return cli.parse(ap, argv)
+
+
+if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
+    ARGS = parse_args()
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import load_note, measure, table  # noqa: E402
 
 import torch  # noqa: E402
+
+from adaptmem.utils import configure_threads  # noqa: E402
 
 
 def srwm_case(B, T, H, D, mode, **kw):
@@ -61,12 +78,9 @@ def qkv_case(B, T, H, D, op, mode):
     return run
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
-    ap.add_argument("--threads", type=int, default=2, help="intra-op threads per case")
-    ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
+def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
+    args = argv if isinstance(argv, argparse.Namespace) else parse_args(argv)
+    threads = configure_threads(args.threads).intra_op  # every case's process uses this many
     s = 8 if args.quick else 1  # size divisor
     srwm_size = (8 // min(s, 4), 512 // s, 8 // min(s, 4), 16)
     delta_size = (1, 2048 // s, 4, 64 // min(s, 4))
@@ -85,18 +99,18 @@ def main() -> None:
     ]
     rows = []
     for name, size, base, fast, speed_target, mem_target in cases:
-        t_base, m_base = measure(base, repeats=args.repeats, threads=args.threads)
-        t_fast, m_fast = measure(fast, repeats=args.repeats, threads=args.threads)
+        t_base, m_base = measure(base, repeats=args.repeats, threads=threads)
+        t_fast, m_fast = measure(fast, repeats=args.repeats, threads=threads)
         speed, mem = t_base / t_fast, m_fast / max(m_base, 1e-9)
         rows.append([
             name, "B={} T={} H={} D={}".format(*size),
             f"{t_base * 1e3:.0f}", f"{t_fast * 1e3:.0f}", f"{speed:.1f}x" + (f" (>= {speed_target:g}x)" if speed_target else ""),
             f"{m_base:.0f}", f"{m_fast:.0f}", f"{mem:.2f}" + (f" (<= {mem_target:g})" if mem_target else ""),
         ])
-    print(f"CPU fp32, forward+backward, {args.threads} threads, torch {torch.__version__}; {load_note()}")
+    print(f"CPU fp32, forward+backward, {threads} threads, torch {torch.__version__}; {load_note()}")
     print("baseline: srwm = autograd through the reference loop; others = the recurrent step loop")
     print(table(rows, ["op", "size", "baseline ms", "fast ms", "speed-up", "baseline MiB", "fast MiB", "memory ratio"]))
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

@@ -18,16 +18,11 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Sequence
 
-import numpy as np
-import torch
-
-from adaptmem.rl import CORES, ImpalaConfig, ImpalaLearner, VecEnv, make_agent, make_procgen, procgen_unavailable
-from adaptmem.rl.envs import EpisodeTracker, StepResult, check_actions
-from adaptmem.utils import count_parameters, set_threads
+from adaptmem.utils import cli
 
 PAPER_CORES = ("srwm", "deltanet", "lstm", "ff")  # the agents the paper times (see above)
-
 SIZES = {
     "default": dict(channels=(8, 16, 16), res_blocks=1, downsample=2, unroll_length=20, envs_per_game=16,
                     batch_size=16),
@@ -35,6 +30,34 @@ SIZES = {
                   batch_size=32),
 }
 GAMES = ("starpilot", "fruitbot", "bigfish")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = cli.parser(__doc__)
+    p.add_argument("--config", choices=sorted(SIZES), default="default", help="torso/unroll/batch sizes")
+    p.add_argument("--kinds", nargs="+", default=list(PAPER_CORES),
+                   help="agent cores to time, of adaptmem.rl.CORES (default: the paper's comparison)")
+    p.add_argument("--games", type=int, default=3, help="number of ProcGen games (pools)")
+    p.add_argument("--rounds", type=int, default=5, help="timed rounds per core (median reported)")
+    p.add_argument("--steps", type=int, default=3, help="train steps (unroll + updates) per round")
+    p.add_argument("--env", choices=("procgen", "random"), default=None, help="default: procgen when it runs here")
+    cli.add_threads(p)
+    cli.add_device(p, "cpu")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and one short round: a smoke test")
+    cli.add_aliases(p, {"--cores": "--kinds"})
+    return cli.parse(p, argv)
+
+
+if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
+    ARGS = parse_args()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from adaptmem.rl import (CORES, ImpalaConfig, ImpalaLearner, VecEnv, make_agent, make_procgen,  # noqa: E402
+                         procgen_unavailable)
+from adaptmem.rl.envs import EpisodeTracker, StepResult, check_actions  # noqa: E402
+from adaptmem.utils import configure_threads, count_parameters  # noqa: E402
 
 
 class RandomFrames(VecEnv):
@@ -72,27 +95,19 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", choices=sorted(SIZES), default="default", help="torso/unroll/batch sizes")
-    p.add_argument("--cores", nargs="+", choices=CORES, default=list(PAPER_CORES),
-                   help="cores to time (default: the paper's comparison)")
-    p.add_argument("--games", type=int, default=3, help="number of ProcGen games (pools)")
-    p.add_argument("--rounds", type=int, default=5, help="timed rounds per core (median reported)")
-    p.add_argument("--steps", type=int, default=3, help="train steps (unroll + updates) per round")
-    p.add_argument("--env", choices=("procgen", "random"), default=None, help="default: procgen when it runs here")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS or all)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--quick", action="store_true", help="tiny sizes and one short round: a smoke test")
-    args = p.parse_args()
+def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
+    args = argv if isinstance(argv, argparse.Namespace) else parse_args(argv)
+    cli.check_choice("--kinds", args.kinds, CORES)
     sizes = dict(SIZES[args.config])
     if args.quick:
         sizes.update(envs_per_game=4, batch_size=4, unroll_length=5)
         args.rounds, args.steps, args.games = 1, 1, 1
     if args.env is None:
         args.env = "procgen" if procgen_unavailable() is None else "random"
-    threads = set_threads(args.threads)
-    learners = {core: build(core, args, sizes) for core in args.cores}
+    envpool_threads = args.games if args.env == "procgen" else 0  # one worker thread per pool
+    threads = configure_threads(args.threads, reserved=envpool_threads).intra_op
+    args.device = str(cli.resolve_device(args.device))
+    learners = {core: build(core, args, sizes) for core in args.kinds}
     for learner in learners.values():  # warm-up: allocator, envpool threads, lazy inits
         learner.train_step()
     wall: dict[str, list[float]] = {c: [] for c in learners}
@@ -126,4 +141,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

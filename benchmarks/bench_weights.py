@@ -16,15 +16,29 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Sequence
 
-import torch
-import torch.nn.functional as F
+from adaptmem.utils import cli
 
-from adaptmem.utils.seed import set_threads
-from adaptmem.weights import WeightSpec, functional_rnn, load_into
-from adaptmem.weights.zoo import ZooConfig
-from adaptmem.weights.zoo import formal_language as fl
-from adaptmem.weights.zoo.generate import _FormalLanguage, plan_runs
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = cli.parser(__doc__)
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test that finishes in seconds")
+    p.add_argument("--threads", type=cli.positive_int, default=1, help="torch threads for part 1 (part 2 always uses 1)")
+    return cli.parse(p, argv)
+
+
+if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
+    ARGS = parse_args()
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from adaptmem.utils import configure_threads  # noqa: E402
+from adaptmem.weights import WeightSpec, functional_rnn, load_into  # noqa: E402
+from adaptmem.weights.zoo import ZooConfig  # noqa: E402
+from adaptmem.weights.zoo import formal_language as fl  # noqa: E402
+from adaptmem.weights.zoo.generate import _FormalLanguage, plan_runs  # noqa: E402
 
 
 def timed(fn, repeats: int) -> float:
@@ -119,23 +133,20 @@ def bench_zoo_loop(networks: int, steps: int) -> float:
     return networks * steps / 1000 / (elapsed / 60)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test that finishes in seconds")
-    p.add_argument("--threads", type=int, default=1, help="torch threads for part 1 (part 2 always uses 1)")
-    args = p.parse_args()
+def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
+    args = argv if isinstance(argv, argparse.Namespace) else parse_args(argv)
     n, T, repeats = (8, 10, 1) if args.quick else (64, 41, 5)
     zoo_steps = 3 if args.quick else 60
     load = os.getloadavg()[0]
     print(f"# bench_weights: torch {torch.__version__}, {os.cpu_count()} cores, 1-min load average {load:.1f}")
 
-    set_threads(args.threads)
+    configure_threads(args.threads)
     print(f"\n## functional_rnn over {n} LSTMs (6 -> 2 x 32 -> 6), T={T}, {args.threads} thread(s)")
     print("| seqs/network | pass | loop over nn.LSTM (CPU ms) | functional_rnn (CPU ms) | speed-up |\n|---|---|---|---|---|")
     for batch, mode, tl, tb, ratio in bench_functional(n, T, repeats):
         print(f"| {batch} | {mode} | {tl:.1f} | {tb:.1f} | {ratio:.2f}x |")
 
-    set_threads(1)
+    configure_threads(1, verbose=False)
     print(f"\n## zoo training, formal languages, batch 32, T={fl.seq_len(ZooConfig().max_n)}, 1 thread")
     print("| training | networks x 1k steps per core-minute | vs nn.LSTM loop |\n|---|---|---|")
     base = bench_zoo_loop(2, zoo_steps)
@@ -147,4 +158,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

@@ -15,7 +15,7 @@ split as one stream; the cache is updated after every token, the MbPA memory aft
 segment (so MbPA never sees the current segment).
 
     python examples/mbpa_lm.py                                        # Tiny Shakespeare, chars
-    python examples/mbpa_lm.py --corpus data/ptb --level word --hidden 512 --steps 20000
+    python examples/mbpa_lm.py --corpus ptb --level word --hidden 512 --steps 20000   # <--data>/ptb
 """
 
 from __future__ import annotations
@@ -24,32 +24,29 @@ import argparse
 import itertools
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from adaptmem.data.text import batchify, bptt_batches, load_corpus, num_bptt_batches
-from adaptmem.memory import EpisodicMemory, MbPA, NeuralCache, mix_log_probs
-from adaptmem.utils import load_checkpoint, progress, save_checkpoint, seed_everything, set_threads
+from adaptmem.utils import cli
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", default=None, help="datasets name, folder or text file (default: Tiny Shakespeare)")
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = cli.parser(__doc__)
+    cli.add_data(p)
+    p.add_argument("--corpus", default="tinyshakespeare",
+                   help="a folder under --data, a text file, a PTB/WikiText folder, or a datasets name path:config")
     p.add_argument("--level", default="char", choices=["char", "word", "bpe"], help="tokenisation")
     p.add_argument("--emb", type=int, default=64, help="embedding size")
     p.add_argument("--hidden", type=int, default=256, help="LSTM size (= memory key size)")
-    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--dropout", type=float, default=0.1, help="dropout on embeddings and LSTM outputs")
     p.add_argument("--steps", type=int, default=600, help="training steps")
     p.add_argument("--batch-size", type=int, default=32, help="parallel training streams")
     p.add_argument("--bptt", type=int, default=64, help="truncated-BPTT length (also the eval segment)")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
     p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping")
-    p.add_argument("--ckpt", type=Path, default=Path("runs/mbpa_lm/ckpt.pt"), help="checkpoint path")
-    p.add_argument("--ckpt-every", type=int, default=200, help="steps between checkpoints")
-    p.add_argument("--resume", action="store_true", help="continue from --ckpt")
+    cli.add_out(p, "runs/mbpa_lm", help="output folder (the checkpoint is <out>/ckpt.pt)")
+    p.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
+    cli.add_resume(p, "continue training from <out>/ckpt.pt")
     p.add_argument("--eval-tokens", type=int, default=20_000, help="tokens of each split evaluated (0: all)")
     p.add_argument("--cache-size", type=int, default=500, help="neural cache window")
     p.add_argument("--cache-theta", type=float, default=0.3, help="cache inverse temperature θ")
@@ -61,10 +58,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--mbpa-chunk", type=int, default=64, help="queries adapted at once (bounds memory)")
     p.add_argument("--lambda-cache", type=float, nargs="+", default=[0.05, 0.1, 0.15], help="λ_cache values swept")
     p.add_argument("--lambda-mbpa", type=float, nargs="+", default=[0.05, 0.1, 0.15], help="λ_mbpa values swept")
-    p.add_argument("--cache-dir", default=None, help="token cache folder (default ~/.cache/adaptmem/text)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: OMP_NUM_THREADS or all)")
-    return p.parse_args(argv)
+    p.add_argument("--cache-dir", default=None, help="token cache folder (default: $ADAPTMEM_CACHE/text or "
+                                                     "~/.cache/adaptmem/text)")
+    cli.add_seed(p)
+    cli.add_threads(p)
+    cli.add_aliases(p, {"--ckpt-every": "--checkpoint-every"})
+    cli.add_deprecated(p, "--ckpt", "use --out FOLDER (the checkpoint is FOLDER/ckpt.pt)", type=Path,
+                       dest="ckpt_file")
+    args = cli.parse(p, argv)
+    args.ckpt = args.ckpt_file or Path(args.out) / "ckpt.pt"
+    return args
+
+
+if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
+    ARGS = parse_args()
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from adaptmem.data.text import batchify, bptt_batches, load_corpus, num_bptt_batches  # noqa: E402
+from adaptmem.memory import EpisodicMemory, MbPA, NeuralCache, mix_log_probs  # noqa: E402
+from adaptmem.utils import configure_threads, load_checkpoint, progress, save_checkpoint, seed_everything  # noqa: E402
 
 
 class LSTMLM(nn.Module):
@@ -107,7 +122,7 @@ def train(model: LSTMLM, tokens: torch.Tensor, args) -> None:
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}")
-        if step % args.ckpt_every == 0 or step == args.steps:
+        if step % args.checkpoint_every == 0 or step == args.steps:
             save_checkpoint(args.ckpt, model=model, optimizer=opt, step=step, lstm_state=state)
     bar.close()
 
@@ -145,11 +160,11 @@ def perplexity(lp: dict, lam_c: float, lam_m: float, k: int | None) -> float:
     return math.exp(-mixed.mean().item())
 
 
-def main(argv=None) -> dict:
-    args = parse_args(argv)
-    set_threads(args.threads)
+def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict:
+    args = argv if isinstance(argv, argparse.Namespace) else parse_args(argv)
+    configure_threads(args.threads)
     seed_everything(args.seed)
-    corpus = load_corpus(args.corpus, level=args.level, cache_dir=args.cache_dir)
+    corpus = load_corpus(cli.corpus_source(args.corpus, args.data), level=args.level, cache_dir=args.cache_dir)
     print(corpus)
     model = LSTMLM(len(corpus.vocab), args.emb, args.hidden, args.dropout)
     t0 = time.time()
@@ -193,4 +208,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

@@ -12,7 +12,7 @@ test set and the average, for
 - MbPA+replay:  (unless --no-replay) a network trained with replay of stored past examples, plus MbPA.
 
 All methods use the same optimiser (Adam, as in the paper). Data: the MNIST IDX files in
---data-dir. With the full training set, each task uses --train-per-task training digits and the
+<--data>/mnist. With the full training set, each task uses --train-per-task training digits and the
 10,000 test digits; with only the test-set files (as in ../shared/data/mnist) the 10,000 digits
 are split 8,000 train / 2,000 test.
 
@@ -21,7 +21,7 @@ are split 8,000 train / 2,000 test.
     python examples/mbpa_permuted_mnist.py --resume             # continue after the last finished task
 
 After every task the models, memories, EWC anchors and all RNG states are saved atomically to
---out-dir/ckpt.pt; --resume continues from there and gives the same numbers as an
+<--out>/ckpt.pt; --resume continues from there and gives the same numbers as an
 uninterrupted run.
 """
 
@@ -29,30 +29,21 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.func import functional_call, grad, vmap
-
-from adaptmem.data.mnist import load_mnist
-from adaptmem.memory import EpisodicMemory, MbPA
-from adaptmem.utils import default_data_root, progress, seed_everything, set_threads
-from adaptmem.utils.checkpoint import atomic_save
-from adaptmem.utils.seed import get_rng_state, set_rng_state
-from adaptmem.utils.logging import plot_curves
+from adaptmem.utils import cli
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", type=Path, default=default_data_root() / "mnist", help="folder with MNIST IDX files")
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = cli.parser(__doc__)
+    cli.add_data(p, "data folder; the MNIST IDX files are in its mnist/ sub-folder (or in it)")
     p.add_argument("--download", action="store_true", help="download the MNIST files when missing")
     p.add_argument("--tasks", type=int, default=5, help="number of permuted tasks")
     p.add_argument("--train-per-task", type=int, default=10_000, help="training digits per task (paper: 10,000)")
     p.add_argument("--test-per-task", type=int, default=2_000, help="test digits per task")
     p.add_argument("--epochs", type=int, default=1, help="passes over each task's training data")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="training digits per step")
     p.add_argument("--hidden", type=int, default=128, help="width of both hidden layers")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--ewc-lambda", type=float, default=500.0, help="EWC penalty weight")
@@ -65,14 +56,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--kernel-eps", type=float, default=1e-3, help="ε of the MbPA kernel 1/(ε + d²)")
     p.add_argument("--replay", action=argparse.BooleanOptionalAction, default=True,
                    help="also train and evaluate MbPA+replay")
-    p.add_argument("--out-dir", type=Path, default=Path("runs/mbpa_permuted_mnist"),
-                   help="where the checkpoint and the plot go")
-    p.add_argument("--resume", action="store_true", help="continue from --out-dir/ckpt.pt")
+    cli.add_out(p, "runs/mbpa_permuted_mnist", help="where the checkpoint and the plot go")
+    cli.add_resume(p, "continue from <out>/ckpt.pt after its last finished task")
     p.add_argument("--stop-after-task", type=int, default=None,
-                   help="stop (checkpoint saved) after this many tasks; for running in pieces")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: OMP_NUM_THREADS or all)")
-    return p.parse_args(argv)
+                   help="stop (checkpoint saved) after this many tasks; for running in pieces (default: off)")
+    cli.add_seed(p)
+    cli.add_threads(p)
+    cli.add_aliases(p, {"--data-dir": "--data", "--out-dir": "--out"})
+    return cli.parse(p, argv)
+
+
+if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
+    ARGS = parse_args()
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.func import functional_call, grad, vmap  # noqa: E402
+
+from adaptmem.data.mnist import load_mnist  # noqa: E402
+from adaptmem.memory import EpisodicMemory, MbPA  # noqa: E402
+from adaptmem.utils import configure_threads, progress, seed_everything  # noqa: E402
+from adaptmem.utils.checkpoint import atomic_save  # noqa: E402
+from adaptmem.utils.logging import plot_curves  # noqa: E402
+from adaptmem.utils.seed import get_rng_state, set_rng_state  # noqa: E402
 
 
 class MLP(nn.Module):
@@ -89,17 +96,18 @@ class MLP(nn.Module):
 
 def _run_config(args) -> dict:
     """The settings a checkpoint must share with the run that resumes it."""
-    skip = {"resume", "stop_after_task", "threads", "out_dir", "data_dir", "download"}
+    skip = {"resume", "stop_after_task", "threads", "out", "data", "download"}
     return {k: v for k, v in vars(args).items() if k not in skip}
 
 
 def load_data(args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Float images in [0, 1], flattened: train_x, train_y, test_x, test_y."""
+    folder = cli.find_in(args.data, "mnist", "*-ubyte*")
     try:
-        xtr, ytr = load_mnist(args.data_dir, "train", download_if_missing=args.download)
-        xte, yte = load_mnist(args.data_dir, "test", download_if_missing=args.download)
+        xtr, ytr = load_mnist(folder, "train", download_if_missing=args.download)
+        xte, yte = load_mnist(folder, "test", download_if_missing=args.download)
     except FileNotFoundError:  # only the 10,000 test digits: split 8,000 / 2,000
-        x, y = load_mnist(args.data_dir, "test")
+        x, y = load_mnist(folder, "test")
         cut = int(0.8 * len(x))
         xtr, ytr, xte, yte = x[:cut], y[:cut], x[cut:], y[cut:]
     xtr, ytr = xtr[: args.train_per_task], ytr[: args.train_per_task]
@@ -149,9 +157,9 @@ def accuracy(model, x, y, mbpa: MbPA | None = None) -> float:
     return (pred == y).float().mean().item()
 
 
-def main(argv=None) -> dict[str, list[float]]:
-    args = parse_args(argv)
-    set_threads(args.threads)
+def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict[str, list[float]]:
+    args = argv if isinstance(argv, argparse.Namespace) else parse_args(argv)
+    configure_threads(args.threads)
     seed_everything(args.seed)
     xtr, ytr, xte, yte = load_data(args)
     g = torch.Generator().manual_seed(args.seed)
@@ -166,7 +174,7 @@ def main(argv=None) -> dict[str, list[float]]:
         m.load_state_dict(models["SGD"].state_dict())
     memories = {m: EpisodicMemory(args.hidden, capacity) for m in ("SGD", "replay")}
     anchors: list = []
-    ckpt, start = args.out_dir / "ckpt.pt", 0
+    ckpt, start = Path(args.out) / "ckpt.pt", 0
     if args.resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
         if state["args"] != _run_config(args):
@@ -211,7 +219,12 @@ def main(argv=None) -> dict[str, list[float]]:
         "MbPA": (models["SGD"], MbPA(models["SGD"].head, memories["SGD"], **mbpa_kw)),
         "MbPA+replay": (models["replay"], MbPA(models["replay"].head, memories["replay"], **mbpa_kw)),
     }
-    acc = {m: [accuracy(evaluators[m][0], xte[:, p], yte, evaluators[m][1]) for p in perms] for m in methods}
+    acc: dict[str, list[float]] = {m: [] for m in methods}
+    with progress(total=len(methods) * len(perms), desc="evaluate", unit="task") as bar:  # MbPA adapts per digit
+        for m in methods:
+            for p in perms:
+                acc[m].append(accuracy(evaluators[m][0], xte[:, p], yte, evaluators[m][1]))
+                bar.update(1)
     elapsed = time.time() - t0
 
     print(f"\nAccuracy on every task after training on task {args.tasks} ({elapsed:.0f} s in all):\n")
@@ -223,7 +236,8 @@ def main(argv=None) -> dict[str, list[float]]:
     print(f"\nMbPA: K={args.k}, steps={args.mbpa_steps}, lr={args.mbpa_lr}, l2={args.mbpa_l2}, eps={args.kernel_eps}, "
           f"memory {len(memories['SGD']):,}/{capacity:,}; EWC lambda={args.ewc_lambda}")
     tasks = list(range(1, args.tasks + 1))
-    plot = plot_curves({m: (tasks, [100 * a for a in acc[m]]) for m in methods}, args.out_dir / "per_task_accuracy.png",
+    plot = plot_curves({m: (tasks, [100 * a for a in acc[m]]) for m in methods},
+                       Path(args.out) / "per_task_accuracy.png",
                        xlabel="task", ylabel="test accuracy (%) after the last task", title="Permuted MNIST")
     if plot is not None:
         print(f"plot: {plot}")
@@ -231,4 +245,4 @@ def main(argv=None) -> dict[str, list[float]]:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

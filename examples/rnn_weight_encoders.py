@@ -15,26 +15,20 @@
 
 from __future__ import annotations
 
-import argparse
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-import torch
-
-from adaptmem.utils import count_parameters
+from adaptmem.utils import cli, default_data_root
 from adaptmem.utils.logging import WANDB_HELP
-from adaptmem.utils.seed import seed_everything, set_threads
-from adaptmem.weights import (DownstreamProbe, EmulationConfig, Emulator, build_encoder, downstream_targets, encode,
-                              evaluate_emulation, plot_pca, train_emulation)
-from adaptmem.weights.zoo import ZooConfig, ZooDataset, generate_zoo
 
 
 @dataclass
 class Config:
     zoo: str = "formal_language"  # formal_language | smnist
-    out_dir: str = "runs/rnn_weight_encoders"
-    data_dir: str = ""  # MNIST folder for --zoo smnist (default: the library's data root)
+    out: str = "runs/rnn_weight_encoders"
+    data: str = str(default_data_root())  # MNIST in its mnist/ sub-folder, for --zoo smnist
     runs: int = 64  # networks in the zoo (x 9 checkpoints each)
     zoo_steps: int = 1000  # training steps per zoo network
     zoo_set: str = ""  # more ZooConfig fields, e.g. "hidden_size=16,rollouts=10"
@@ -49,34 +43,50 @@ class Config:
     emulator_layers: int = 1
     probe_steps: int = 500  # full-batch Adam steps per downstream probe
     paper: bool = False  # the paper's zoo and model sizes, 100k steps (needs a GPU and days)
-    threads: int = 2
+    threads: int | None = None  # default: chosen from the machine (adaptmem.utils.threads)
     seed: int = 0
     wandb: str = ""  # W&B project (empty: off)
 
 
-def parse_args() -> Config:
+def parse_args(argv: Sequence[str] | None = None) -> Config:
     helps = {
-        "zoo": "formal_language or smnist", "out_dir": "where the zoo, checkpoints and the plot go",
-        "data_dir": "MNIST folder (IDX files) for --zoo smnist", "runs": "networks in the zoo",
+        "zoo": "formal_language or smnist", "out": "where the zoo, checkpoints and the plot go",
+        "runs": "networks in the zoo",
         "zoo_steps": "training steps per zoo network",
-        "zoo_set": "other ZooConfig fields as key=value,... (e.g. hidden_size=16,rollouts=10,max_n=6)", "workers": "processes training the zoo",
+        "zoo_set": "other ZooConfig fields as key=value,... (e.g. hidden_size=16,rollouts=10,max_n=6; default: none)",
+        "workers": "processes training the zoo",
         "encoders": "comma-separated: none (baseline: one z for all),interactive,probing,stats,flat,nf,transformer",
         "steps": "encoder+emulator training steps", "batch_size": "zoo networks per step",
         "lr": "AdamW learning rate", "clip": "gradient-norm clip", "loss": "tv or reverse_kl",
         "width": "reader / emulator width", "emulator_layers": "emulator LSTM layers",
         "probe_steps": "Adam steps per downstream probe",
         "paper": "use the paper's sizes (1000 runs x 20k steps, 100k encoder steps, width 256)",
-        "threads": "torch threads", "seed": "seed of everything", "wandb": WANDB_HELP,
+        "seed": "seed of everything", "wandb": WANDB_HELP,
     }
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = cli.parser(__doc__)
     for f in fields(Config):
-        if f.type == "bool":
+        if f.name == "threads":
+            cli.add_threads(p)
+        elif f.name == "data":
+            cli.add_data(p, "data folder; for --zoo smnist the MNIST IDX files are in its mnist/ sub-folder (or in it)")
+        elif f.type == "bool":
             p.add_argument(f"--{f.name.replace('_', '-')}", action="store_true", help=helps[f.name])
         else:
             kind = {"int": int, "float": float}.get(f.type, str)
-            p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
-                           help=f"{helps[f.name]} (default: {f.default})")
-    return Config(**vars(p.parse_args()))
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default, help=helps[f.name])
+    cli.add_aliases(p, {"--out-dir": "--out", "--data-dir": "--data"})
+    return Config(**vars(cli.parse(p, argv)))
+
+
+if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
+    CONFIG = parse_args()
+
+import torch  # noqa: E402
+
+from adaptmem.utils import configure_threads, count_parameters, seed_everything  # noqa: E402
+from adaptmem.weights import (DownstreamProbe, EmulationConfig, Emulator, build_encoder,  # noqa: E402
+                              downstream_targets, encode, evaluate_emulation, plot_pca, train_emulation)
+from adaptmem.weights.zoo import ZooConfig, ZooDataset, generate_zoo  # noqa: E402
 
 
 def encoder_kwargs(name: str, cfg: Config, kind: str) -> dict:
@@ -90,17 +100,20 @@ def encoder_kwargs(name: str, cfg: Config, kind: str) -> dict:
     return small[name]
 
 
-def main() -> None:
-    cfg = parse_args()
+def main(cfg: Config | Sequence[str] | None = None) -> None:
+    cfg = cfg if isinstance(cfg, Config) else parse_args(cfg)
     if cfg.paper:
         cfg.runs, cfg.zoo_steps, cfg.steps, cfg.batch_size, cfg.lr, cfg.clip = 1000, 20000, 100_000, 64, 1e-4, 0.1
         cfg.width, cfg.emulator_layers = 256, 2
-    set_threads(cfg.threads)
+    configure_threads(cfg.threads)
     seed_everything(cfg.seed)
-    out = Path(cfg.out_dir)
+    out = Path(cfg.out)
 
-    # 1. the zoo (resumable: rerunning continues an interrupted build, or reuses a finished one)
-    overrides = dict(num_runs=cfg.runs, steps=cfg.zoo_steps, seed=cfg.seed, data_dir=cfg.data_dir or None)
+    # 1. the zoo (resumable: rerunning continues an interrupted build, or reuses a finished one).
+    # data_dir is part of the zoo's hash: left unset for the default folder, so zoos keep their names.
+    mnist = cli.find_in(cfg.data, "mnist", "*-ubyte*")
+    data_dir = str(mnist) if cfg.zoo == "smnist" and cfg.data != Config.data else None
+    overrides = dict(num_runs=cfg.runs, steps=cfg.zoo_steps, seed=cfg.seed, data_dir=data_dir)
     overrides.update(ZooConfig.parse_overrides(cfg.zoo_set))
     zoo_cfg = ZooConfig.paper(cfg.zoo, **overrides) if cfg.paper else ZooConfig(kind=cfg.zoo, **overrides)
     t0 = time.time()
@@ -154,4 +167,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(CONFIG)

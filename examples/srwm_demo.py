@@ -12,15 +12,12 @@ image with its label per step, then a query). Chance accuracy is 1 / n_values.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-
-from adaptmem.layers import FastWeightStack, layer_kinds
-from adaptmem.utils import count_parameters, progress, seed_everything, set_threads
+from adaptmem.utils import cli
 
 
 @dataclass
@@ -36,7 +33,34 @@ class Config:
     steps: int = 1000
     lr: float = 1e-3
     seed: int = 0
-    threads: int = 2
+    threads: int | None = None  # default: chosen from the machine (adaptmem.utils.threads)
+
+
+HELP = {"kind": "any adaptmem layer kind (adaptmem.layers.layer_kinds()): srwm, deltanet, linear, lstm, ...",
+        "n_keys": "distinct keys", "n_values": "distinct values (chance accuracy is 1 / n_values)",
+        "n_pairs": "key -> value pairs shown per sequence", "d_model": "model width",
+        "num_heads": "heads per fast-weight layer", "num_layers": "layers", "batch_size": "sequences per step",
+        "steps": "training steps", "lr": "Adam learning rate", "seed": "random seed"}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    p = cli.parser(__doc__)
+    for f in dataclasses.fields(Config):
+        if f.name == "threads":
+            cli.add_threads(p)
+        else:
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default, help=HELP[f.name])
+    return Config(**vars(cli.parse(p, argv)))
+
+
+if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
+    CONFIG = parse_args()
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from adaptmem.layers import FastWeightStack, layer_kinds  # noqa: E402
+from adaptmem.utils import configure_threads, count_parameters, progress, seed_everything  # noqa: E402
 
 
 def make_batch(cfg: Config, batch_size: int, gen: torch.Generator):
@@ -65,13 +89,14 @@ class RecallModel(nn.Module):
 
 
 def main(cfg: Config) -> None:
-    set_threads(cfg.threads)
+    cli.check_choice("--kind", cfg.kind, layer_kinds())
+    configure_threads(cfg.threads)
     seed_everything(cfg.seed)
     model = RecallModel(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
     start = time.time()
-    bar = progress(range(cfg.steps), desc=cfg.kind, disable=False)
+    bar = progress(range(cfg.steps), desc=cfg.kind)
     for step in bar:
         keys, values, answer = make_batch(cfg, cfg.batch_size, gen)
         loss = nn.functional.cross_entropy(model(keys, values), answer)
@@ -80,24 +105,17 @@ def main(cfg: Config) -> None:
         opt.step()
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    train_s = time.time() - start
     model.eval()
     with torch.no_grad():
         keys, values, answer = make_batch(cfg, 2000, torch.Generator().manual_seed(cfg.seed + 1))
         acc = (model(keys, values).argmax(-1) == answer).float().mean().item()
     params = count_parameters(model)
-    print("\n| model | params | steps | test accuracy | chance | train time |\n|---|---|---|---|---|---|")
-    print(f"| {cfg.kind} | {params:,} | {cfg.steps} | {acc:.3f} | {1 / cfg.n_values:.3f} | {time.time() - start:.0f} s |")
-
-
-def parse_args() -> Config:
-    cfg = Config()
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, value in vars(cfg).items():
-        choices = layer_kinds() if name == "kind" else None
-        ap.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value, choices=choices,
-                        help=f"(default: {value})")
-    return Config(**vars(ap.parse_args()))
+    print("\n| model | params | steps | test accuracy | chance | train time | s/step |\n|---|---|---|---|---|---|---|")
+    print(f"| {cfg.kind} | {params:,} | {cfg.steps} | {acc:.3f} | {1 / cfg.n_values:.3f} | {train_s:.0f} s | "
+          f"{train_s / max(1, cfg.steps):.3f} |")
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    main(CONFIG)

@@ -6,8 +6,8 @@ sequence alone. The default trains SRWM on the two minimal Omniglot sets for 20 
 time) on a laptop CPU and tests 5-way 1-shot accuracy on held-out alphabets.
 
     python examples/srwm_fewshot.py                                 # train + test (SRWM)
-    python examples/srwm_fewshot.py --model lstm --out runs/lstm    # the same budget, LSTM
-    python examples/srwm_fewshot.py --mode evaluate --out runs/fewshot --eval-shots 1 5
+    python examples/srwm_fewshot.py --kind lstm --out runs/lstm     # the same budget, LSTM
+    python examples/srwm_fewshot.py --action evaluate --out runs/fewshot --eval-shots 1 5
     torchrun --nproc_per_node 2 examples/srwm_fewshot.py            # data-parallel (gloo on CPU)
 """
 
@@ -17,30 +17,26 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-from torch.nn.parallel import DistributedDataParallel as DDP
+from adaptmem.utils import cli
+from adaptmem.utils.logging import add_wandb_argument
 
-from adaptmem.data.fewshot import DATASETS, Episode, EpisodeDataset, episode_loader, evaluate_lake_runs, load_fewshot_splits
-from adaptmem.models import MODELS, build_fewshot_learner, episode_loss, evaluate_episodes
-from adaptmem.utils import (MetricLogger, count_parameters, load_checkpoint, progress, save_checkpoint, seed_everything,
-                            set_threads)
-from adaptmem.utils.amp import autocast, grad_scaler
-from adaptmem.utils.distributed import all_reduce_mean, barrier, cleanup_distributed, init_distributed
-from adaptmem.utils.logging import add_wandb_argument, plot_curves
-from adaptmem.utils.schedules import lambda_scheduler, noam
+DATASET_NAMES = "omniglot-minimal, omniglot, omniglot-lake, mini-imagenet, cifar-fs, fc100"
+KIND_NAMES = "a registered layer kind (adaptmem.models.MODELS): srwm, deltanet, linear, recurrent_deltanet, lstm, ..."
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = cli.parser(__doc__)
     a = p.add_argument
-    a("--mode", choices=("train", "evaluate"), default="train", help="train (then test), or only test --out's best.pt")
+    a("--action", choices=("train", "evaluate"), default="train",
+      help="train (then test), or only test --out's best.pt")
     a("--out", default="runs/fewshot", help="folder for checkpoints, CSV/TensorBoard logs, the curve PNG and results.json")
     a("--resume", action="store_true", help="continue bit-exactly from --out/last.pt")
     # data
-    a("--dataset", choices=DATASETS, default="omniglot-minimal", help="benchmark and its class split")
-    a("--data-root", default=None, help="data folder (default: $ADAPTMEM_DATA or ../shared/data)")
+    a("--dataset", default="omniglot-minimal", help=f"benchmark and its class split: {DATASET_NAMES}")
+    cli.add_data(p, "data folder, each set in a sub-folder (omniglot/, mini-imagenet/, cifar100/)")
     a("--download", action="store_true", help="download missing public files (Omniglot, CIFAR-100)")
     a("--ways", type=int, default=5, help="N: classes per training episode")
     a("--shots", type=int, default=1, help="K: support images per class in training episodes")
@@ -50,12 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
       help="sync: labelled support then unlabelled queries; delayed: each step sees the previous label")
     a("--workers", type=int, default=0, help="DataLoader worker processes")
     # model
-    a("--model", choices=MODELS, default="srwm", help="sequence model")
+    cli.add_kind(p, "srwm", help=f"sequence model, {KIND_NAMES}")
     a("--backbone", choices=("conv4", "resnet12"), default="conv4", help="vision stem")
     a("--conv-channels", type=int, default=32, help="Conv-4 width (paper: 64 Omniglot, 32 Mini-ImageNet/FC100)")
     a("--d-model", type=int, default=128, help="sequence-model width (paper: 256)")
-    a("--layers", type=int, default=2, help="sequence-model layers (paper: 2 on Omniglot)")
-    a("--heads", type=int, default=8, help="heads of the fast-weight layers (paper: 16 x 16 dims)")
+    a("--num-layers", type=int, default=2, help="sequence-model layers (paper: 2 on Omniglot)")
+    a("--num-heads", type=int, default=8, help="heads of the fast-weight layers (paper: 16 x 16 dims)")
     a("--d-ff", type=int, default=None, help="feed-forward width (default 4 * d_model)")
     a("--dropout", type=float, default=0.0, help="sequence-model dropout")
     a("--vision-dropout", type=float, default=0.0, help="dropout inside the vision stem")
@@ -89,23 +85,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--eval-shots", type=int, nargs="+", default=None, help="test shots (default --shots)")
     a("--tensorboard", action=argparse.BooleanOptionalAction, default=True, help="TensorBoard events besides the CSV logs")
     add_wandb_argument(p)
-    a("--lake-runs", default=None, help="also report Lake et al.'s 20-way one-shot runs in this folder")
-    a("--seed", type=int, default=0, help="seed of the weights and of the training episode stream")
-    a("--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS or all cores)")
-    a("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    return p.parse_args(argv)
+    a("--lake-runs", default=None, help="also report Lake et al.'s 20-way one-shot runs in this folder (default: off)")
+    cli.add_seed(p, 0, help="seed of the weights and of the training episode stream")
+    cli.add_threads(p)
+    cli.add_device(p)
+    cli.add_aliases(p, {"--mode": "--action", "--data-root": "--data", "--model": "--kind", "--layers": "--num-layers",
+                        "--heads": "--num-heads"})
+    return cli.parse(p, argv)
+
+
+if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
+    ARGS = parse_args()
+
+import torch  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
+
+from adaptmem.data.fewshot import (DATASETS, Episode, EpisodeDataset, episode_loader,  # noqa: E402
+                                   evaluate_lake_runs, load_fewshot_splits)
+from adaptmem.models import MODELS, build_fewshot_learner, episode_loss, evaluate_episodes  # noqa: E402
+from adaptmem.utils import (MetricLogger, configure_threads, count_parameters, load_checkpoint,  # noqa: E402
+                            progress, save_checkpoint, seed_everything)
+from adaptmem.utils.amp import autocast, grad_scaler  # noqa: E402
+from adaptmem.utils.distributed import all_reduce_mean, barrier, cleanup_distributed, init_distributed  # noqa: E402
+from adaptmem.utils.logging import plot_curves  # noqa: E402
+from adaptmem.utils.schedules import lambda_scheduler, noam  # noqa: E402
 
 
 def make_model(args: argparse.Namespace, image_shape: tuple[int, ...]) -> torch.nn.Module:
     return build_fewshot_learner(
-        args.model, num_classes=args.label_slots, in_channels=image_shape[0], image_size=image_shape[-1],
+        args.kind, num_classes=args.label_slots, in_channels=image_shape[0], image_size=image_shape[-1],
         backbone=args.backbone, conv_channels=args.conv_channels, vision_dropout=args.vision_dropout,
-        d_model=args.d_model, num_layers=args.layers, num_heads=args.heads, d_ff=args.d_ff,
+        d_model=args.d_model, num_layers=args.num_layers, num_heads=args.num_heads, d_ff=args.d_ff,
         dropout=args.dropout, lstm_hidden=args.lstm_hidden, **srwm_kwargs(args))
 
 
 def srwm_kwargs(args: argparse.Namespace) -> dict:
-    if args.model != "srwm":
+    if args.kind != "srwm":
         return {}
     return dict(input_softmax=args.srwm_input_softmax, norm_skip=args.srwm_norm_skip,
                 pre_norm=args.srwm_pre_norm, beta_init=args.srwm_beta_init)
@@ -138,7 +153,7 @@ def train(args, splits, model, dist, device) -> None:
     loader = episode_loader(train_set, args.batch_size, num_batches=args.steps, start=start, rank=dist.rank,
                             world_size=dist.world_size, num_workers=args.workers)
     val = eval_loader(splits["val"], args, args.ways, args.shots, args.val_episodes, seed=10_000 + args.seed)
-    bar = progress(total=args.steps, initial=start, desc=f"{args.model}", disable=not dist.is_main or None)
+    bar = progress(total=args.steps, initial=start, desc=args.kind, disable=not dist.is_main)
     t0, seen = time.time(), 0
     for step, ep in enumerate(loader, start=start + 1):
         ep = Episode(*(t.to(device, non_blocking=True) for t in ep))
@@ -180,20 +195,21 @@ def train(args, splits, model, dist, device) -> None:
     if dist.is_main:
         rows = {k: log.read(k) for k in ("train", "val")}
         plot_curves({f"{k} acc": ([r["step"] for r in v], [r["acc"] for r in v]) for k, v in rows.items()},
-                    out / "curve.png", ylabel="accuracy", title=f"{args.model}, {args.ways}-way {args.shots}-shot")
+                    out / "curve.png", ylabel="accuracy", title=f"{args.kind}, {args.ways}-way {args.shots}-shot")
     log.close()
 
 
 def test(args, splits, model, device) -> dict:
     load_checkpoint(Path(args.out) / "best.pt", model=model, restore_rng=False)
-    results = {"model": args.model, "protocol": args.protocol, "settings": []}
+    results = {"model": args.kind, "protocol": args.protocol, "settings": []}
     print("\n| model | protocol | test set | ways | shots | accuracy % | 95% CI | episodes |\n|---|---|---|---|---|---|---|---|")
     for ways in args.eval_ways or [args.ways]:
         for shots in args.eval_shots or [args.shots]:
             loader = eval_loader(splits["test"], args, ways, shots, args.test_episodes, seed=20_000 + args.seed)
+            loader = progress(loader, desc=f"test {ways}-way {shots}-shot", unit="batch", leave=False)
             res = evaluate_episodes(model, loader, args.protocol, device=device, amp=args.amp)
             results["settings"].append({"ways": ways, "shots": shots, **res})
-            print(f"| {args.model} | {args.protocol} | {args.dataset} test | {ways} | {shots} | {100 * res['acc']:.2f} "
+            print(f"| {args.kind} | {args.protocol} | {args.dataset} test | {ways} | {shots} | {100 * res['acc']:.2f} "
                   f"| ± {100 * res['ci95']:.2f} | {res['episodes']} |")
     if args.lake_runs:
         lake = evaluate_lake_runs(args.lake_runs, model.eval().classifier(), image_size=splits["test"].image_shape[-1])
@@ -202,28 +218,31 @@ def test(args, splits, model, device) -> dict:
     return results
 
 
-def main(argv: list[str] | None = None) -> dict | None:
-    args = parse_args(argv)
+def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict | None:
+    args = argv if isinstance(argv, argparse.Namespace) else parse_args(argv)
+    cli.check_choice("--kind", args.kind, MODELS)
+    cli.check_choice("--dataset", args.dataset, DATASETS)
     args.label_slots = args.label_slots or args.ways
-    set_threads(args.threads)
+    configure_threads(args.threads)
+    args.device = str(cli.resolve_device(args.device))
     dist = init_distributed(args.device)
     device = torch.device(f"cuda:{dist.local_rank}" if args.device.startswith("cuda") and dist.enabled else args.device)
     seed_everything(args.seed)  # the same initial weights on every rank
-    splits = load_fewshot_splits(args.dataset, args.data_root, download=args.download)
+    splits = load_fewshot_splits(args.dataset, args.data, download=args.download)
     model = make_model(args, splits["train"].image_shape).to(device)
     if args.compile:
         model.backbone.compile()
     if dist.is_main:
         print(f"{args.dataset}: " + ", ".join(f"{k} {v.num_classes} classes" for k, v in splits.items()))
-        print(f"{args.model}: {count_parameters(model):,} parameters, {dist.world_size} process(es)")
+        print(f"{args.kind}: {count_parameters(model):,} parameters, {dist.world_size} process(es)")
     t0, cpu0, load0 = time.time(), time.process_time(), os.getloadavg()[0]
-    if args.mode == "train":
+    if args.action == "train":
         train(args, splits, model, dist, device)
     minutes, cpu_s = (time.time() - t0) / 60, time.process_time() - cpu0
     results = None
     if dist.is_main:
         results = test(args, splits, model, device)
-        if args.mode == "train":  # the machine's load says how far wall-clock time is inflated
+        if args.action == "train":  # the machine's load says how far wall-clock time is inflated
             results.update(train_minutes=minutes, train_cpu_s=cpu_s, threads=torch.get_num_threads(),
                            load_average_start=load0, load_average_end=os.getloadavg()[0])
             print(f"training took {minutes:.1f} min wall, {cpu_s:.0f} CPU-s on {torch.get_num_threads()} thread(s) "
@@ -234,4 +253,4 @@ def main(argv: list[str] | None = None) -> dict | None:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

@@ -1,12 +1,12 @@
 """Character/word language modelling with fast-weight models (SRWM, DeltaNet, ...) and a
 softmax-Transformer baseline, trained by truncated BPTT over long token streams.
 
-    python examples/srwm_lm.py                                # SRWM on Tiny Shakespeare (chars)
-    python examples/srwm_lm.py --kind deltanet --resume       # continue an interrupted run
-    python examples/srwm_lm.py --mode sample --prompt "ROMEO:"
-    python examples/srwm_lm.py --mode compare --time_budget 10  # equal params and wall time
-    python examples/srwm_lm.py --mode export                  # the checkpoint as a Hugging Face model
-    torchrun --nproc_per_node 2 examples/srwm_lm.py           # data parallel (gloo on CPU)
+    python examples/srwm_lm.py                                  # SRWM on Tiny Shakespeare (chars)
+    python examples/srwm_lm.py --kind deltanet --resume         # continue an interrupted run
+    python examples/srwm_lm.py --action sample --prompt "ROMEO:"
+    python examples/srwm_lm.py --action compare --time-budget 10  # equal params and wall time
+    python examples/srwm_lm.py --action export                  # the checkpoint as a Hugging Face model
+    torchrun --nproc_per_node 2 examples/srwm_lm.py             # data parallel (gloo on CPU)
 
 The fast-weight state is carried from segment to segment (detached at the boundary), so the
 model reads each training stream from its start; evaluation carries it through whole streams.
@@ -17,27 +17,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from adaptmem.data.text import Vocab, load_corpus
-from adaptmem.models.lm import KINDS, TokenStreams, build_lm, evaluate, generate, match_d_ff, train_step
-from adaptmem.utils import (MetricLogger, count_parameters, load_checkpoint, progress, save_checkpoint, seed_everything,
-                            set_threads)
-from adaptmem.utils.amp import grad_scaler
-from adaptmem.utils.distributed import all_reduce_mean, barrier, cleanup_distributed, init_distributed
-from adaptmem.utils.logging import WANDB_HELP, plot_curves
-from adaptmem.utils.schedules import warmup_cosine
+from adaptmem.utils import cli, default_data_root
+from adaptmem.utils.logging import WANDB_HELP
 
 
 @dataclass
 class Config:
-    mode: str = "train"  # train | sample | compare | export
+    action: str = "train"  # train | sample | compare | export
     # data
-    data: str | None = None  # file, folder or datasets name; default Tiny Shakespeare
+    data: str = str(default_data_root())  # the data folder
+    corpus: str = "tinyshakespeare"  # a folder under --data, a file or folder, or a datasets name
     train: str | None = None
     valid: str | None = None
     test: str | None = None
@@ -71,70 +66,108 @@ class Config:
     log_interval: int = 10
     eval_tokens: int = 32_768
     eval_batch_size: int = 16
-    out_dir: str = "runs/srwm_lm"
+    out: str = "runs/srwm_lm"
     resume: bool = False
     halt_after: int | None = None
     seed: int = 1337
     device: str = "auto"
-    threads: int | None = 1
+    threads: int | None = None  # default: chosen from the machine (adaptmem.utils.threads)
     wandb: str | None = None  # W&B project
-    export_dir: str | None = None  # export mode: default <out_dir>/<kind>/hf
+    export_dir: str | None = None  # export action: default <out>/<kind>/hf
     # sampling
     prompt: str = "\n"
     num_tokens: int = 500
     temperature: float = 0.8
     top_k: int | None = None
 
+    @classmethod
+    def from_saved(cls, saved: dict) -> Config:
+        """The config stored in a checkpoint, also one written before the flags were renamed."""
+        renamed = {"mode": "action", "out_dir": "out", "data": "corpus"}
+        if "corpus" in saved:
+            renamed.pop("data")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {renamed.get(k, k): v for k, v in saved.items()}
+        return cls(**{k: v for k, v in values.items() if k in fields})
 
+
+KIND_HELP = "transformer or a fast-weight layer kind: srwm, deltanet, linear, ... (adaptmem.models.lm.KINDS)"
 HELP = {  # --help text of every flag
-    "mode": "train one model, sample from a trained one, compare --kinds at equal parameters and time, or export "
-            "a trained one as a Hugging Face transformers model (pip install 'adaptmem[hf]')",
-    "data": "corpus: a text file (first 90%% train, rest valid), a PTB/WikiText folder, or a datasets name "
-            "path:config; default Tiny Shakespeare under $ADAPTMEM_DATA",
-    "train": "explicit training file (PTB-style or plain text)", "valid": "explicit validation file",
-    "test": "explicit test file", "level": "tokens: char, word or bpe",
-    "kind": f"model: one of {', '.join(KINDS)}", "kinds": "comma-separated kinds for --mode compare",
+    "action": "train one model, sample from a trained one, compare --kinds at equal parameters and time, or export "
+              "a trained one as a Hugging Face transformers model (pip install 'adaptmem[hf]')",
+    "corpus": "corpus: a folder under --data, a text file (first 90%% train, rest valid), a PTB/WikiText "
+              "folder, or a datasets name path:config",
+    "train": "explicit training file, PTB-style or plain text (default: none, the corpus's own split)",
+    "valid": "explicit validation file (default: none)", "test": "explicit test file (default: none)",
+    "level": "tokens: char, word or bpe",
+    "kind": f"model: {KIND_HELP}", "kinds": "comma-separated kinds for --action compare",
     "num_layers": "blocks (sequence mixer + feed-forward)", "d_model": "residual width",
     "num_heads": "heads of every layer (head size d_model / num_heads)",
-    "d_ff": "feed-forward width (default 4 * d_model; fast-weight models: matched, see --match_params)",
+    "d_ff": "feed-forward width (default 4 * d_model; fast-weight models: matched, see --match-params)",
     "match_params": "fast-weight models: pick d_ff to match the Transformer's parameter count",
     "dropout": "dropout on embeddings and inside blocks", "untied": "separate input embedding and output layer",
     "max_len": "Transformer attention window (default seq_len)",
     "reset_every": "reset each stream's carried state every N tokens, staggered over streams (0: never)",
     "batch_size": "token streams per process", "seq_len": "truncated-BPTT segment length",
-    "max_steps": "optimiser steps", "time_budget": "minutes of training per model: sets max_steps from a timing run",
-    "clock": "what --time_budget counts: wall time, or process CPU time (fair on a shared machine)",
+    "max_steps": "optimiser steps",
+    "time_budget": "minutes of training per model: sets max_steps from a timing run (default: off)",
+    "clock": "what --time-budget counts: wall time, or process CPU time (fair on a shared machine)",
     "lr": "peak learning rate (AdamW)", "min_lr_ratio": "final learning rate / peak (cosine decay)",
     "warmup": "linear warm-up steps", "weight_decay": "AdamW weight decay of matrices",
     "grad_clip": "gradient-norm clipping (0: off)", "amp": "autocast dtype on GPU: bf16, fp16 or fp32",
     "eval_interval": "steps between validation runs and checkpoints", "log_interval": "steps between train logs",
     "eval_tokens": "validation tokens read during training (the final score reads all)",
-    "eval_batch_size": "validation streams", "out_dir": "runs go to <out_dir>/<kind>/",
-    "resume": "continue from <out_dir>/<kind>/ckpt.pt", "halt_after": "stop after this step (do a run in pieces)",
-    "seed": "random seed", "device": "auto, cpu or cuda[:i]",
-    "threads": "intra-op CPU threads per process (small ops gain little; use torchrun for more cores)",
-    "prompt": "sample mode: text to continue", "num_tokens": "sample mode: tokens to generate",
-    "temperature": "sample mode: softmax temperature (0: greedy)", "top_k": "sample mode: keep the k likeliest",
-    "wandb": WANDB_HELP, "export_dir": "export mode: the folder to write (default <out_dir>/<kind>/hf)",
+    "eval_batch_size": "validation streams", "out": "runs go to <out>/<kind>/",
+    "resume": "continue from <out>/<kind>/ckpt.pt",
+    "halt_after": "stop after this step, to do a run in pieces (default: off)",
+    "seed": "random seed", "device": "auto (cuda when available), cpu or cuda:N",
+    "prompt": "sample action: text to continue (default: a newline)", "num_tokens": "sample action: tokens to generate",
+    "temperature": "sample action: softmax temperature (0: greedy)",
+    "top_k": "sample action: keep the k likeliest (default: off, all tokens)",
+    "wandb": WANDB_HELP, "export_dir": "export action: the folder to write (default <out>/<kind>/hf)",
 }
-CHOICES = {"mode": ("train", "sample", "compare", "export"), "kind": KINDS, "level": ("char", "word", "bpe"),
-           "clock": ("wall", "cpu"), "amp": ("bf16", "fp16", "fp32")}
+CHOICES = {"action": ("train", "sample", "compare", "export"), "level": ("char", "word", "bpe"), "clock": ("wall", "cpu"),
+           "amp": ("bf16", "fp16", "fp32")}
 
 
-def parse_args() -> Config:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    parser = cli.parser(__doc__)
     for f in dataclasses.fields(Config):
+        flag = "--" + f.name.replace("_", "-")
         kind = {"int | None": int, "float | None": float, "str | None": str}.get(str(f.type), f.type)
-        if kind in (bool, "bool"):
-            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, default=f.default,
-                                help=HELP[f.name])
+        if f.name == "threads":
+            cli.add_threads(parser)
+        elif f.name == "data":
+            cli.add_data(parser)
+        elif kind in (bool, "bool"):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=HELP[f.name])
         else:
             typ = {"int": int, "float": float, "str": str}.get(kind, kind)
-            parser.add_argument(f"--{f.name}", type=typ, default=f.default, choices=CHOICES.get(f.name),
-                                help=HELP[f.name] + " (%(default)s)")
-    cfg = Config(**vars(parser.parse_args()))
+            parser.add_argument(flag, type=typ, default=f.default, choices=CHOICES.get(f.name), help=HELP[f.name])
+    cli.add_snake_case_aliases(parser)  # the flags' spelling before
+    cli.add_aliases(parser, {"--mode": "--action", "--out_dir": "--out"})
+    cfg = Config(**vars(cli.parse(parser, argv)))
     cfg.reset_every = cfg.reset_every or None
+    if cfg.corpus == Config.corpus and not (Path(cfg.data) / cfg.corpus).exists() and cfg.data != Config.data:
+        # --data named the corpus before: a file, a corpus folder or a datasets name
+        print(f"srwm_lm.py: --data is the data folder now; reading {cfg.data} as --corpus {cfg.data}", file=sys.stderr)
+        cfg.corpus, cfg.data = cfg.data, Config.data
     return cfg
+
+
+if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
+    CONFIG = parse_args()
+
+import torch  # noqa: E402
+
+from adaptmem.data.text import Vocab, load_corpus  # noqa: E402
+from adaptmem.models.lm import KINDS, TokenStreams, build_lm, evaluate, generate, match_d_ff, train_step  # noqa: E402
+from adaptmem.utils import (MetricLogger, configure_threads, count_parameters, load_checkpoint,  # noqa: E402
+                            progress, save_checkpoint, seed_everything)
+from adaptmem.utils.amp import grad_scaler  # noqa: E402
+from adaptmem.utils.distributed import all_reduce_mean, barrier, cleanup_distributed, init_distributed  # noqa: E402
+from adaptmem.utils.logging import plot_curves  # noqa: E402
+from adaptmem.utils.schedules import warmup_cosine  # noqa: E402
 
 
 def build_kwargs(cfg: Config, kind: str, vocab_size: int) -> dict:
@@ -165,7 +198,7 @@ def seconds_per_step(cfg: Config, kind: str, corpus, streams, dist, device, cloc
 
 
 def train(cfg: Config, kind: str, corpus, dist, device: torch.device) -> dict:
-    run_dir = Path(cfg.out_dir) / kind
+    run_dir = Path(cfg.out) / kind
     seed_everything(cfg.seed + dist.rank)
     model = build(cfg, kind, len(corpus.vocab)).to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -241,12 +274,13 @@ def train(cfg: Config, kind: str, corpus, dist, device: torch.device) -> dict:
 
 def load_model(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, Vocab, dict]:
     """The trained model of ``--kind``, its vocabulary and its ``build_lm`` arguments."""
-    path = Path(cfg.out_dir) / cfg.kind / "ckpt.pt"
+    path = Path(cfg.out) / cfg.kind / "ckpt.pt"
     if not path.exists():
-        raise SystemExit(f"{cfg.mode}: no checkpoint at {path}; train first (--mode train --kind {cfg.kind})")
+        raise SystemExit(f"{cfg.action}: no checkpoint at {path}; train first "
+                         f"(--action train --kind {cfg.kind} --out {cfg.out})")
     saved = torch.load(path, map_location="cpu", weights_only=False)["extra"]
     vocab = Vocab.from_json(saved["vocab"])
-    kwargs = build_kwargs(Config(**saved["config"]), cfg.kind, len(vocab))
+    kwargs = build_kwargs(Config.from_saved(saved["config"]), cfg.kind, len(vocab))
     model = build_lm(cfg.kind, len(vocab), **kwargs).to(device)
     load_checkpoint(path, model=model, restore_rng=False, map_location=device)
     return model, vocab, kwargs
@@ -261,7 +295,7 @@ def export(cfg: Config, device: torch.device) -> Path:
         raise SystemExit(f"export: needs transformers and safetensors: pip install 'adaptmem[hf]' ({err})") from None
     model, vocab, kwargs = load_model(cfg, torch.device("cpu"))
     hf_model = AdaptMemForCausalLM.from_lm(model, AdaptMemConfig.from_build_kwargs(cfg.kind, len(vocab), **kwargs))
-    out = Path(cfg.export_dir or Path(cfg.out_dir) / cfg.kind / "hf")
+    out = Path(cfg.export_dir or Path(cfg.out) / cfg.kind / "hf")
     hf_model.save_pretrained(out)
     (out / "adaptmem_vocab.json").write_text(vocab.to_json())
     print(f"export: {cfg.kind} model ({count_parameters(model):,} parameters) -> {out}; load it with "
@@ -280,22 +314,24 @@ def sample(cfg: Config, device: torch.device) -> None:
     print(f"\n[{cfg.kind}: {cfg.num_tokens} tokens at {rate:.0f} tokens/s, one token per step]")
 
 
-def main() -> None:
-    cfg = parse_args()
-    set_threads(cfg.threads)
-    device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+def main(cfg: Config | Sequence[str] | None = None) -> None:
+    cfg = cfg if isinstance(cfg, Config) else parse_args(cfg)
+    kinds = cfg.kinds.split(",") if cfg.action == "compare" else [cfg.kind]
+    cli.check_choice("--kinds" if cfg.action == "compare" else "--kind", kinds, KINDS)
+    configure_threads(cfg.threads)
+    device = cli.resolve_device(cfg.device)
     dist = init_distributed(device.type)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
-    if cfg.mode == "sample":
+    if cfg.action == "sample":
         return sample(cfg, device)
-    if cfg.mode == "export":
+    if cfg.action == "export":
         export(cfg, device)
         return
-    corpus = load_corpus(cfg.data, level=cfg.level, train=cfg.train, valid=cfg.valid, test=cfg.test)
+    corpus = load_corpus(cli.corpus_source(cfg.corpus, cfg.data), level=cfg.level, train=cfg.train, valid=cfg.valid,
+                         test=cfg.test)
     if dist.is_main:
         print(corpus)
-    kinds = cfg.kinds.split(",") if cfg.mode == "compare" else [cfg.kind]
     results = [train(cfg, kind, corpus, dist, device) for kind in kinds]
     if dist.is_main:
         rows = [f"| model | parameters | steps | tokens | train min ({cfg.clock}) | wall min | "
@@ -306,13 +342,13 @@ def main() -> None:
             rows.append(f"| {r['kind']} | {r['params']:,} | {r['steps']:,} | {r['tokens']:,} | {r['train_min']:.1f} | "
                         f"{r['wall_min']:.1f} | {val} | {r['best']:.4f} |")
         print("\n".join(rows))
-        (Path(cfg.out_dir) / f"{cfg.mode}.md").write_text("\n".join(rows) + "\n")
-        (Path(cfg.out_dir) / f"{cfg.mode}.json").write_text(json.dumps(results, indent=1))
+        (Path(cfg.out) / f"{cfg.action}.md").write_text("\n".join(rows) + "\n")
+        (Path(cfg.out) / f"{cfg.action}.json").write_text(json.dumps(results, indent=1))
         if len(results) > 1:
             plot_curves({r["kind"]: tuple(zip(*r["curve"])) for r in results if r["curve"]},
-                        Path(cfg.out_dir) / "compare.png", xlabel="training time (s)", ylabel="valid loss (nats/token)")
+                        Path(cfg.out) / "compare.png", xlabel="training time (s)", ylabel="valid loss (nats/token)")
     cleanup_distributed(dist)
 
 
 if __name__ == "__main__":
-    main()
+    main(CONFIG)

@@ -7,7 +7,7 @@ reach all of the SRWM's fast matrices. At the end it reports returns and normali
 the training levels and on unseen test levels, per game.
 
     python examples/srwm_procgen.py                          # small CPU default, a few minutes
-    python examples/srwm_procgen.py --core lstm --out runs/procgen_lstm
+    python examples/srwm_procgen.py --kind lstm --out runs/procgen_lstm
     python examples/srwm_procgen.py --config paper           # the paper's sizes (GPU, 300M frames)
     python examples/srwm_procgen.py --config memory          # memory mode: dodgeball heist maze miner
     python examples/srwm_procgen.py --resume                 # continue --out/last.pt exactly
@@ -20,17 +20,16 @@ from __future__ import annotations
 import argparse
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import torch
+from adaptmem.utils import cli
+from adaptmem.utils.logging import add_wandb_argument
 
-from adaptmem.rl import (CORES, PAPER_GAMES, PAPER_MEMORY_GAMES, ImpalaConfig, ImpalaLearner, MultiTaskEnv, RecallEnv,
-                         evaluate, format_table, make_agent, make_procgen, normalized_score, procgen_unavailable,
-                         score_rows)
-from adaptmem.utils import MetricLogger, count_parameters, load_checkpoint, progress, seed_everything, set_threads
-from adaptmem.utils.logging import add_wandb_argument, plot_curves
-
+# adaptmem.rl's PAPER_GAMES and PAPER_MEMORY_GAMES (a test checks they agree), here so that
+# parsing the flags does not import torch
+PAPER_GAMES = ("bigfish", "fruitbot", "maze", "leaper", "plunder", "starpilot")
+PAPER_MEMORY_GAMES = ("dodgeball", "heist", "maze", "miner")
 # Flags left unset take their value from the chosen --config.
 CONFIGS = {
     # ~5 CPU-minutes (a 4x cheaper torso: half-resolution frames, half the channels). One training level
@@ -39,30 +38,32 @@ CONFIGS = {
     # --num-levels 200 and millions of frames (--config paper).
     "default": dict(games=["starpilot", "fruitbot"], distribution_mode="easy", num_levels=1,
                     envs_per_game=16, total_frames=300_000, unroll_length=20, batch_size=16, optimizer="adam",
-                    lr=1e-3, entropy_cost=0.005, channels=[8, 16, 16], res_blocks=1, downsample=2, layers=2,
-                    heads=8, head_dim=16, d_ff=512, lstm_hidden=256, srwm_block="rl"),
+                    lr=1e-3, entropy_cost=0.005, channels=[8, 16, 16], res_blocks=1, downsample=2, num_layers=2,
+                    num_heads=8, head_dim=16, d_ff=512, lstm_hidden=256, srwm_block="rl"),
     # The paper: 6 easy games, 200 levels, batch 32 x unroll 50, RMSProp 6e-4 decayed to 0 over 300M frames.
     "paper": dict(games=list(PAPER_GAMES), distribution_mode="easy", num_levels=200, envs_per_game=16,
                   total_frames=300_000_000, unroll_length=50, batch_size=32, optimizer="rmsprop", lr=6e-4,
-                  entropy_cost=0.01, channels=[16, 32, 32], res_blocks=2, downsample=1, layers=2, heads=8,
-                  head_dim=16, d_ff=512, lstm_hidden=256, srwm_block="rl"),
+                  entropy_cost=0.01, channels=[16, 32, 32], res_blocks=2, downsample=1, num_layers=2,
+                  num_heads=8, head_dim=16, d_ff=512, lstm_hidden=256, srwm_block="rl"),
 }
 CONFIGS["memory"] = dict(CONFIGS["paper"], games=list(PAPER_MEMORY_GAMES), distribution_mode="memory",
                          num_levels=500, envs_per_game=24)
-MODEL_KEYS = ("env", "games", "distribution_mode", "core", "channels", "res_blocks", "downsample", "layers", "heads",
-              "head_dim", "d_ff", "lstm_hidden", "srwm_block")
+MODEL_KEYS = ("env", "games", "distribution_mode", "kind", "channels", "res_blocks", "downsample", "num_layers",
+              "num_heads", "head_dim", "d_ff", "lstm_hidden", "srwm_block")
+RENAMED = {"core": "kind", "layers": "num_layers", "heads": "num_heads"}  # argument names of older checkpoints
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = cli.parser(__doc__)
     a = p.add_argument
     a("--config", choices=sorted(CONFIGS), default="default", help="preset for every flag marked (preset)")
-    a("--core", choices=CORES, default="srwm", help="the agent's memory: a layer kind, or ff (none)")
+    cli.add_kind(p, "srwm", help="the agent's memory (core): a layer kind (srwm, deltanet, lstm, ...; "
+                                 "adaptmem.rl.CORES), or ff (none)")
     a("--out", default="runs/srwm_procgen", help="folder for last.pt, CSV/TensorBoard logs, curve PNGs, results.md")
     a("--resume", action="store_true", help="continue from --out/last.pt (the learner resumes exactly; "
                                             "ProcGen episodes restart)")
     a("--eval", nargs="?", const="", default=None, metavar="CKPT",
-      help="only evaluate CKPT (default --out/last.pt) and print the table")
+      help="only evaluate CKPT (--out/last.pt when none is given) and print the table (default: off, train)")
     # environment
     a("--env", choices=("procgen", "recall"), default="procgen", help="ProcGen, or the built-in recall task")
     a("--env-backend", choices=("envpool", "procgen"), default="envpool", help="ProcGen implementation")
@@ -83,8 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--channels", type=int, nargs=3, default=None, help="(preset) IMPALA-CNN stage channels (paper: 16 32 32)")
     a("--res-blocks", type=int, default=None, help="(preset) residual blocks per IMPALA-CNN stage (paper: 2)")
     a("--downsample", type=int, default=None, help="(preset) average-pool frames by this factor first")
-    a("--layers", type=int, default=None, help="(preset) fast-weight layers")
-    a("--heads", type=int, default=None, help="(preset) heads per fast-weight layer")
+    a("--num-layers", type=int, default=None, help="(preset) fast-weight layers")
+    a("--num-heads", type=int, default=None, help="(preset) heads per fast-weight layer")
     a("--head-dim", type=int, default=None, help="(preset) dimension per head")
     a("--d-ff", type=int, default=None, help="(preset) feed-forward width")
     a("--lstm-hidden", type=int, default=None, help="(preset) LSTM size")
@@ -98,16 +99,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--log-every", type=int, default=None, help="frames between log rows (default total/100)")
     a("--checkpoint-every", type=float, default=600.0, help="seconds between checkpoints")
     a("--seed", type=int, default=0, help="seed of weights, actions and level sampling")
-    a("--threads", type=int, default=None, help="torch threads (default: $OMP_NUM_THREADS or all cores)")
-    a("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    cli.add_threads(p)
+    cli.add_device(p)
     add_wandb_argument(p)
-    args = p.parse_args(argv)
+    for action in p._actions:  # the presets' values are the defaults of the (preset) flags
+        if action.dest in CONFIGS["default"]:
+            value = CONFIGS["default"][action.dest]
+            value = " ".join(map(str, value)) if isinstance(value, list) else value
+            action.help += f" (default: from --config; {value} in the default config)"
+    cli.add_aliases(p, {"--core": "--kind", "--layers": "--num-layers", "--heads": "--num-heads"})
+    args = cli.parse(p, argv)
     for key, value in CONFIGS[args.config].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.env == "recall":
         args.games = ["recall"]
     return args
+
+
+if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
+    ARGS = parse_args()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from adaptmem.rl import (CORES, ImpalaConfig, ImpalaLearner, MultiTaskEnv, RecallEnv, evaluate,  # noqa: E402
+                         format_table, make_agent, make_procgen, normalized_score, procgen_unavailable, score_rows)
+from adaptmem.utils import (MetricLogger, configure_threads, count_parameters, load_checkpoint, progress,  # noqa: E402
+                            seed_everything)
+from adaptmem.utils.logging import plot_curves  # noqa: E402
 
 
 def learning_summary(rows: list[dict], games: list[str], fraction: float = 0.2) -> str:
@@ -129,9 +149,9 @@ def build_env(args: argparse.Namespace, start_level: int, seed: int, envs_per_ga
 
 
 def build_agent(args: argparse.Namespace, env: MultiTaskEnv):
-    return make_agent(env.obs_shape, env.num_actions, core=args.core, channels=args.channels,
-                      num_res_blocks=args.res_blocks, downsample=args.downsample, num_layers=args.layers,
-                      num_heads=args.heads, head_dim=args.head_dim, d_ff=args.d_ff, lstm_hidden=args.lstm_hidden,
+    return make_agent(env.obs_shape, env.num_actions, core=args.kind, channels=args.channels,
+                      num_res_blocks=args.res_blocks, downsample=args.downsample, num_layers=args.num_layers,
+                      num_heads=args.num_heads, head_dim=args.head_dim, d_ff=args.d_ff, lstm_hidden=args.lstm_hidden,
                       srwm_block=args.srwm_block)
 
 
@@ -154,8 +174,18 @@ def evaluate_splits(agent, args: argparse.Namespace) -> str:
 
 
 def checkpoint_extra(path: str | Path) -> dict:
-    """What the example stored beside the weights: its arguments and frame count."""
-    return torch.load(path, map_location="cpu", weights_only=False)["extra"]
+    """What the example stored beside the weights: its arguments (under today's names) and frame count."""
+    extra = torch.load(path, map_location="cpu", weights_only=False)["extra"]
+    extra["args"] = {RENAMED.get(k, k): v for k, v in extra["args"].items()}
+    return extra
+
+
+def setup(args: argparse.Namespace) -> None:
+    """Checks --kind; sets threads (the envpool pools' worker threads reserved) and the device."""
+    cli.check_choice("--kind", args.kind, CORES)
+    envpool_threads = len(args.games) if args.env == "procgen" and args.env_backend == "envpool" else 0
+    configure_threads(args.threads, reserved=envpool_threads)
+    args.device = str(cli.resolve_device(args.device))
 
 
 def run_eval(args: argparse.Namespace) -> str:
@@ -164,23 +194,24 @@ def run_eval(args: argparse.Namespace) -> str:
     saved = extra["args"]
     for key in MODEL_KEYS + ("num_levels", "start_level", "test_start_level"):
         setattr(args, key, saved[key])
+    setup(args)
     probe = build_env(args, args.start_level, args.seed, 1)
     agent = build_agent(args, probe).to(args.device)
     probe.close()
     load_checkpoint(path, model=agent, restore_rng=False, map_location=args.device)
     table = evaluate_splits(agent, args)
-    print(f"{path}: {args.core} agent, {extra['frames']:,} training frames\n{table}")
+    print(f"{path}: {args.kind} agent, {extra['frames']:,} training frames\n{table}")
     return table
 
 
-def main(argv: list[str] | None = None) -> str:
-    args = parse_args(argv)
+def main(argv: Sequence[str] | argparse.Namespace | None = None) -> str:
+    args = argv if isinstance(argv, argparse.Namespace) else parse_args(argv)
     if args.eval is not None:
         return run_eval(args)
     if args.env == "procgen" and (reason := procgen_unavailable(args.env_backend)):
         raise SystemExit(f"srwm_procgen: {reason}. Run `bash scripts/setup.sh` (as root it installs Qt 5), "
                          f"or try the built-in memory task with --env recall.")
-    set_threads(args.threads)
+    setup(args)
     seed_everything(args.seed)
     out = Path(args.out)
     env = build_env(args, args.start_level, args.seed, args.envs_per_game)
@@ -190,18 +221,19 @@ def main(argv: list[str] | None = None) -> str:
     learner = ImpalaLearner(agent, env, config, device=args.device)
     if args.resume:
         saved = checkpoint_extra(out / "last.pt")["args"]
-        changed = [k for k in MODEL_KEYS if saved[k] != getattr(args, k)]
+        changed = [f"--{k.replace('_', '-')} {getattr(args, k)} (checkpoint: {saved[k]})"
+                   for k in MODEL_KEYS if saved[k] != getattr(args, k)]
         if changed:
-            raise ValueError(f"--resume: {changed} differ from the checkpoint's {[saved[k] for k in changed]}")
+            raise ValueError(f"--resume: these flags differ from the checkpoint's: {', '.join(changed)}")
         learner.load(out / "last.pt")
-    print(f"{args.core} agent, {count_parameters(agent):,} parameters; games {env.task_names}; "
+    print(f"{args.kind} agent, {count_parameters(agent):,} parameters; games {env.task_names}; "
           f"{env.num_envs} envs; {args.total_frames:,} frames")
 
     log = MetricLogger(out, resume_step=learner.frames, wandb=args.wandb, wandb_config=vars(args))
     log_every = args.log_every or max(1, args.total_frames // 100)
     next_log, last_save = learner.frames + log_every, time.time()
     recent: list[list[float]] = [[] for _ in env.task_names]
-    bar = progress(total=args.total_frames, initial=learner.frames, desc=f"{args.core}", unit="frame")
+    bar = progress(total=args.total_frames, initial=learner.frames, desc=args.kind, unit="frame")
     t0, frames0 = time.time(), learner.frames
     # Ctrl-C ends the run after the current train step with a checkpoint; a second one aborts at once.
     interrupted, previous_handler = [], signal.getsignal(signal.SIGINT)
@@ -224,7 +256,7 @@ def main(argv: list[str] | None = None) -> str:
             log.log("train", learner.frames, fps=fps, **stats)
             means = {g: float(np.mean(r)) if r else float("nan") for g, r in zip(env.task_names, recent)}
             log.log("returns", learner.frames, **means)
-            if bar.disable:
+            if not bar.interactive:  # a log file: the numbers the bar would show
                 print(f"frames {learner.frames:,}  {fps:.0f} frames/s  loss {stats['loss']:.1f}  returns "
                       + "  ".join(f"{g} {m:.2f}" for g, m in means.items()), flush=True)
             recent = [[] for _ in env.task_names]
@@ -247,11 +279,11 @@ def main(argv: list[str] | None = None) -> str:
     for g in env.task_names:
         xs, ys = [r["step"] for r in rows], [r.get(g, float("nan")) for r in rows]
         plot_curves({g: (xs, ys)}, out / f"curve_{g}.png", xlabel="frames", ylabel="mean episode return",
-                    title=f"{g}: {args.core} agent, training levels")
+                    title=f"{g}: {args.kind} agent, training levels")
     log.close()
     print(learning_summary(rows, env.task_names))
     table = evaluate_splits(agent, args)
-    summary = (f"{args.core} agent, {learner.frames:,} training frames at {train_fps:.0f} frames/s; evaluation: "
+    summary = (f"{args.kind} agent, {learner.frames:,} training frames at {train_fps:.0f} frames/s; evaluation: "
                f"{args.eval_episodes} episode(s) x {args.eval_envs_per_game} rows per game and split\n{table}")
     (out / "results.md").write_text(summary + "\n")
     print(summary)
@@ -261,4 +293,4 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

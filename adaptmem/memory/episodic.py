@@ -102,7 +102,7 @@ class EpisodicMemory:
             (IVF-Flat and HNSW find exact distances already), 8 for IVF-PQ, whose code
             distances misorder neighbours (recall@32 0.49 at 1 vs 0.9+ at 8 on clustered keys).
         threads: OpenMP threads of every FAISS call (default ``torch.get_num_threads()`` at
-            call time, so :func:`adaptmem.utils.set_threads` governs both libraries; FAISS's
+            call time, so :func:`adaptmem.utils.configure_threads` governs both libraries; FAISS's
             own default, one per core, collapses on a shared machine).
         shard_gpus: IVF kinds: shard the index over every GPU FAISS sees (faiss-gpu); no
             effect without GPUs.

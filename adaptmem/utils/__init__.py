@@ -1,31 +1,37 @@
-"""Plumbing shared by the library and its examples."""
+"""Plumbing shared by the library and its examples.
 
-from adaptmem.utils.atomic import atomic_write, atomic_write_text
-from adaptmem.utils.checkpoint import atomic_save, load_checkpoint, save_checkpoint
-from adaptmem.utils.checks import check_floating, check_same_device, check_shape, fmt_shape
-from adaptmem.utils.logging import MetricLogger, markdown_table
-from adaptmem.utils.parameters import count_parameters
+The torch-free helpers (``cli``, ``threads``, ``progress``, ``paths``) load with the package; the
+rest loads on first use, so that ``import adaptmem.utils.cli`` stays fast enough for an
+example's ``--help`` to answer before torch is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from adaptmem.utils.paths import default_data_root
-from adaptmem.utils.progress import progress
-from adaptmem.utils.seed import get_rng_state, seed_everything, set_rng_state, set_threads
+from adaptmem.utils.progress import Progress, progress
+from adaptmem.utils.threads import ThreadConfig, configure_threads
 
-__all__ = [
-    "MetricLogger",
-    "atomic_save",
-    "atomic_write",
-    "atomic_write_text",
-    "check_floating",
-    "check_same_device",
-    "check_shape",
-    "count_parameters",
-    "default_data_root",
-    "fmt_shape",
-    "get_rng_state",
-    "load_checkpoint",
-    "markdown_table",
-    "progress",
-    "save_checkpoint",
-    "seed_everything",
-    "set_rng_state",
-    "set_threads",
-]
+_LAZY = {  # name -> module that defines it (these import torch, or are rarely needed)
+    "atomic_write": "atomic", "atomic_write_text": "atomic",
+    "atomic_save": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+    "check_floating": "checks", "check_same_device": "checks", "check_shape": "checks", "fmt_shape": "checks",
+    "MetricLogger": "logging", "markdown_table": "logging", "count_parameters": "parameters",
+    "get_rng_state": "seed", "seed_everything": "seed", "set_rng_state": "seed", "set_threads": "seed",
+}
+
+__all__ = sorted([*_LAZY, "Progress", "ThreadConfig", "configure_threads", "default_data_root", "progress"])
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'adaptmem.utils' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"adaptmem.utils.{_LAZY[name]}"), name)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

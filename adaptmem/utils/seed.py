@@ -1,9 +1,9 @@
-"""Seeding, RNG state capture (for exact resume) and thread settings."""
+"""Seeding and RNG state capture (for exact resume)."""
 
 from __future__ import annotations
 
-import os
 import random
+import warnings
 from typing import Any
 
 import numpy as np
@@ -37,18 +37,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def set_threads(n: int | None = None) -> int:
-    """Use ``n`` intra-op threads (default: ``OMP_NUM_THREADS`` or all cores); returns ``n``.
+    """Deprecated: use :func:`adaptmem.utils.threads.configure_threads`, which also leaves busy
+    and reserved CPUs alone. Sets ``n`` threads (default: chosen as there); returns the number."""
+    warnings.warn("adaptmem.utils.set_threads is deprecated; use adaptmem.utils.configure_threads",
+                  DeprecationWarning, stacklevel=2)
+    from adaptmem.utils.threads import configure_threads
 
-    Benchmarks and tests call this so that torch, FAISS and OpenMP agree on one number:
-    oversubscribed OpenMP threads on shared cores slow FAISS down about 4x.
-    """
-    if n is None:
-        n = int(os.environ.get("OMP_NUM_THREADS", 0)) or (os.cpu_count() or 1)
-    torch.set_num_threads(n)
-    try:
-        import faiss  # optional
-
-        faiss.omp_set_num_threads(n)
-    except ImportError:
-        pass
-    return n
+    return configure_threads(n, verbose=False).intra_op

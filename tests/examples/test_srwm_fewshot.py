@@ -1,7 +1,6 @@
 """End-to-end runs of examples/srwm_fewshot.py at a tiny size on generated Omniglot zips."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -9,7 +8,7 @@ import torch
 
 from tests.data.fewshot_fakes import one_thread, write_minimal_omniglot  # noqa: F401
 from tests.data.test_fewshot_readers import write_lake_runs
-from tests.examples import load_benchmark, load_example, run_torchrun
+from tests.examples import load_example, run_torchrun
 
 pytest.importorskip("PIL")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -17,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "srwm_fewshot.py"
 TINY = ["--batch-size", "2", "--val-every", "2", "--val-episodes", "4", "--test-episodes", "4", "--conv-channels", "4",
-        "--d-model", "16", "--heads", "2", "--layers", "1", "--threads", "1", "--dropout", "0.1", "--no-tensorboard"]
+        "--d-model", "16", "--num-heads", "2", "--num-layers", "1", "--threads", "1", "--dropout", "0.1", "--no-tensorboard"]
 
 
 @pytest.fixture(scope="module")
@@ -31,12 +30,12 @@ def data_root(tmp_path_factory):
 
 
 def run(example, data_root, out, *extra):
-    return example.main(["--data-root", str(data_root), "--out", str(out), *TINY, *extra])
+    return example.main(["--data", str(data_root), "--out", str(out), *TINY, *extra])
 
 
 @pytest.mark.parametrize("model,protocol", [("srwm", "sync"), ("deltanet", "delayed"), ("lstm", "sync")])
 def test_example_trains_tests_and_writes_its_outputs(example, data_root, tmp_path, model, protocol):
-    res = run(example, data_root, tmp_path, "--model", model, "--protocol", protocol, "--steps", "3",
+    res = run(example, data_root, tmp_path, "--kind", model, "--protocol", protocol, "--steps", "3",
               *(["--shots", "2"] if protocol == "delayed" else []))
     assert res["model"] == model and 0.0 <= res["settings"][0]["acc"] <= 1.0
     assert {"best.pt", "last.pt", "results.json", "logs"} <= {p.name for p in tmp_path.iterdir()}
@@ -67,10 +66,10 @@ def test_time_budget_stops_training_validates_and_tests(example, data_root, tmp_
     assert res["train_cpu_s"] > 0 and res["settings"][0]["episodes"] == 4
 
 
-def test_evaluate_mode_with_other_ways_shots_and_lake_runs(example, data_root, tmp_path, capsys):
+def test_evaluate_action_with_other_ways_shots_and_lake_runs(example, data_root, tmp_path, capsys):
     write_lake_runs(tmp_path / "runs", n_runs=1)
     run(example, data_root, tmp_path, "--steps", "2", "--label-slots", "20")
-    res = run(example, data_root, tmp_path, "--mode", "evaluate", "--label-slots", "20", "--eval-ways", "3", "20",
+    res = run(example, data_root, tmp_path, "--action", "evaluate", "--label-slots", "20", "--eval-ways", "3", "20",
               "--eval-shots", "1", "2", "--lake-runs", str(tmp_path / "runs"))
     assert [(s["ways"], s["shots"]) for s in res["settings"]] == [(3, 1), (3, 2), (20, 1), (20, 2)]
     assert 0.0 <= res["lake_mean_error"] <= 100.0
@@ -78,19 +77,9 @@ def test_evaluate_mode_with_other_ways_shots_and_lake_runs(example, data_root, t
 
 
 def test_torchrun_two_cpu_processes(data_root, tmp_path):
-    proc = run_torchrun(SCRIPT, "--data-root", str(data_root), "--out", str(tmp_path), "--steps", "2", *TINY)
+    proc = run_torchrun(SCRIPT, "--data", str(data_root), "--out", str(tmp_path), "--steps", "2", *TINY)
     assert "2 process(es)" in proc.stdout
     assert json.loads((tmp_path / "results.json").read_text())["settings"][0]["episodes"] == 4
-
-
-def test_benchmark_quick_prints_the_ratio_table(monkeypatch, capsys):
-    bench = load_benchmark("bench_fewshot")
-    monkeypatch.setattr(sys, "argv", ["bench_fewshot.py", "--quick", "--threads", "1"])
-    bench.main()
-    out = capsys.readouterr().out
-    for model in ("srwm", "deltanet", "lstm"):
-        assert f"| {model} |" in out
-    assert "| lstm |" in out and "1.00x / 1.00x |" in out
 
 
 def test_srwm_flags_reach_every_srwm_layer_and_are_ignored_by_other_models(example):
@@ -99,5 +88,5 @@ def test_srwm_flags_reach_every_srwm_layer_and_are_ignored_by_other_models(examp
     args.label_slots = args.ways
     layers = [b.fast for b in example.make_model(args, (1, 28, 28)).seq.blocks]
     assert layers and all(l.input_softmax and not l.norm_skip and l.pre_norm and l.beta_init == -1.0 for l in layers)
-    args.model = "deltanet"
+    args.kind = "deltanet"
     assert example.make_model(args, (1, 28, 28)).seq.blocks[0].fast.__class__.__name__ == "DeltaNet"

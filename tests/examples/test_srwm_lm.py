@@ -1,7 +1,6 @@
 """examples/srwm_lm.py end to end at a tiny size: compare, exact resume, sampling, DDP."""
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,8 @@ from tests.examples import load_example, run_torchrun
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "srwm_lm.py"
-TINY = ["--num_layers", "1", "--d_model", "16", "--num_heads", "2", "--batch_size", "2", "--seq_len", "8",
-        "--eval_batch_size", "2", "--eval_tokens", "96", "--warmup", "2", "--threads", "1", "--log_interval", "1"]
+TINY = ["--num-layers", "1", "--d-model", "16", "--num-heads", "2", "--batch-size", "2", "--seq-len", "8",
+        "--eval-batch-size", "2", "--eval-tokens", "96", "--warmup", "2", "--threads", "1", "--log-interval", "1"]
 
 
 @pytest.fixture(autouse=True)
@@ -35,9 +34,7 @@ def corpus(tmp_path, monkeypatch):
 
 
 def run_example(monkeypatch, *args: str) -> None:
-    module = load_example("srwm_lm")
-    monkeypatch.setattr(sys, "argv", ["srwm_lm.py", *args])
-    module.main()
+    load_example("srwm_lm").main(list(args))
 
 
 def checkpoint(run_dir: Path) -> dict:
@@ -46,8 +43,8 @@ def checkpoint(run_dir: Path) -> dict:
 
 def test_compare_mode_trains_every_kind_at_equal_parameters_and_prints_the_table(corpus, tmp_path, monkeypatch, capsys):
     out = tmp_path / "runs"
-    run_example(monkeypatch, "--mode", "compare", "--kinds", "transformer,srwm,deltanet", "--data", str(corpus),
-                "--max_steps", "6", "--eval_interval", "3", "--out_dir", str(out), *TINY)
+    run_example(monkeypatch, "--action", "compare", "--kinds", "transformer,srwm,deltanet", "--corpus", str(corpus),
+                "--max-steps", "6", "--eval-interval", "3", "--out", str(out), *TINY)
     table = capsys.readouterr().out
     rows = [line for line in table.splitlines() if line.startswith(("| transformer", "| srwm", "| deltanet"))]
     assert len(rows) == 3 and (out / "compare.md").read_text().count("\n") == 5
@@ -61,12 +58,12 @@ def test_compare_mode_trains_every_kind_at_equal_parameters_and_prints_the_table
 
 
 def test_interrupted_run_resumes_bit_for_bit(corpus, tmp_path, monkeypatch):
-    args = ["--kind", "srwm", "--data", str(corpus), "--max_steps", "8", "--eval_interval", "4",
+    args = ["--kind", "srwm", "--corpus", str(corpus), "--max-steps", "8", "--eval-interval", "4",
             "--dropout", "0.1", *TINY]
-    run_example(monkeypatch, *args, "--out_dir", str(tmp_path / "straight"))
-    run_example(monkeypatch, *args, "--out_dir", str(tmp_path / "pieces"), "--halt_after", "4")
+    run_example(monkeypatch, *args, "--out", str(tmp_path / "straight"))
+    run_example(monkeypatch, *args, "--out", str(tmp_path / "pieces"), "--halt-after", "4")
     assert checkpoint(tmp_path / "pieces" / "srwm")["step"] == 4
-    run_example(monkeypatch, *args, "--out_dir", str(tmp_path / "pieces"), "--resume")
+    run_example(monkeypatch, *args, "--out", str(tmp_path / "pieces"), "--resume")
     a, b = checkpoint(tmp_path / "straight" / "srwm"), checkpoint(tmp_path / "pieces" / "srwm")
     assert a["step"] == b["step"] == 8
     for k in a["model"]:
@@ -79,21 +76,21 @@ def test_interrupted_run_resumes_bit_for_bit(corpus, tmp_path, monkeypatch):
 
 def test_sample_mode_generates_from_the_trained_checkpoint(corpus, tmp_path, monkeypatch, capsys):
     out = str(tmp_path / "runs")
-    run_example(monkeypatch, "--kind", "deltanet", "--data", str(corpus), "--max_steps", "3", "--out_dir", out, *TINY)
+    run_example(monkeypatch, "--kind", "deltanet", "--corpus", str(corpus), "--max-steps", "3", "--out", out, *TINY)
     capsys.readouterr()
-    run_example(monkeypatch, "--mode", "sample", "--kind", "deltanet", "--out_dir", out, "--prompt", "thou ",
-                "--num_tokens", "30", "--threads", "1")
+    run_example(monkeypatch, "--action", "sample", "--kind", "deltanet", "--out", out, "--prompt", "thou ",
+                "--num-tokens", "30", "--threads", "1")
     text = capsys.readouterr().out
     assert text.startswith("thou ") and "30 tokens at" in text
     assert len(text.split("\n\n[")[0]) == len("thou ") + 30  # characters: one per token
     with pytest.raises(SystemExit, match="no checkpoint"):
-        run_example(monkeypatch, "--mode", "sample", "--kind", "srwm", "--out_dir", out)
+        run_example(monkeypatch, "--action", "sample", "--kind", "srwm", "--out", out)
 
 
 def test_two_process_ddp_matches_one_process_with_the_combined_batch(corpus, tmp_path, monkeypatch):
-    common = ["--kind", "deltanet", "--data", str(corpus), "--max_steps", "4", "--eval_interval", "4", *TINY]
-    run_torchrun(EXAMPLE, *common, "--out_dir", str(tmp_path / "ddp"))
-    run_example(monkeypatch, *common, "--batch_size", "4", "--eval_batch_size", "2", "--out_dir", str(tmp_path / "one"))
+    common = ["--kind", "deltanet", "--corpus", str(corpus), "--max-steps", "4", "--eval-interval", "4", *TINY]
+    run_torchrun(EXAMPLE, *common, "--out", str(tmp_path / "ddp"))
+    run_example(monkeypatch, *common, "--batch-size", "4", "--eval-batch-size", "2", "--out", str(tmp_path / "one"))
     a, b = checkpoint(tmp_path / "ddp" / "deltanet"), checkpoint(tmp_path / "one" / "deltanet")
     assert len(a["extra"]["state"]) == 2  # each rank's carried state is saved
     for k in a["model"]:
@@ -101,6 +98,19 @@ def test_two_process_ddp_matches_one_process_with_the_combined_batch(corpus, tmp
     va = (tmp_path / "ddp" / "deltanet" / "valid.csv").read_text().splitlines()[1].split(",")[1]
     vb = (tmp_path / "one" / "deltanet" / "valid.csv").read_text().splitlines()[1].split(",")[1]
     assert float(va) == pytest.approx(float(vb), abs=1e-5)
+
+
+def test_data_naming_a_corpus_is_read_as_corpus_and_old_checkpoint_configs_load(corpus, capsys):
+    lm = load_example("srwm_lm")
+    old = lm.parse_args(["--data", str(corpus), "--out_dir", "x"])  # --data was the corpus before
+    assert old == lm.parse_args(["--corpus", str(corpus), "--out", "x"])
+    err = capsys.readouterr().err
+    assert f"reading {corpus} as --corpus" in err and "--out_dir is deprecated, use --out" in err
+    folder = corpus.parent / "data"
+    (folder / "tinyshakespeare").mkdir(parents=True)
+    assert lm.parse_args(["--data", str(folder)]).data == str(folder)  # a data folder: its new meaning
+    saved = lm.Config.from_saved({"mode": "train", "out_dir": "runs/x", "data": None, "d_model": 32, "gone": 1})
+    assert (saved.action, saved.out, saved.corpus, saved.d_model) == ("train", "runs/x", None, 32)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="needs adaptmem[hf]")
@@ -112,15 +122,14 @@ def test_export_mode_writes_a_hugging_face_model_that_generates_like_the_checkpo
     from adaptmem.models.lm import generate
 
     out = str(tmp_path / "runs")
-    run_example(monkeypatch, "--kind", "srwm", "--data", str(corpus), "--max_steps", "3", "--out_dir", out, *TINY)
-    run_example(monkeypatch, "--mode", "export", "--kind", "srwm", "--out_dir", out)
+    run_example(monkeypatch, "--kind", "srwm", "--corpus", str(corpus), "--max-steps", "3", "--out", out, *TINY)
+    run_example(monkeypatch, "--action", "export", "--kind", "srwm", "--out", out)
     folder = tmp_path / "runs" / "srwm" / "hf"
     assert (folder / "model.safetensors").exists() and (folder / "config.json").exists()
     model = transformers.AutoModelForCausalLM.from_pretrained(folder)
     vocab = Vocab.from_json((folder / "adaptmem_vocab.json").read_text())
     module = load_example("srwm_lm")
-    monkeypatch.setattr(sys, "argv", ["srwm_lm.py", "--kind", "srwm", "--out_dir", out])
-    trained, _, _ = module.load_model(module.parse_args(), torch.device("cpu"))
+    trained, _, _ = module.load_model(module.parse_args(["--kind", "srwm", "--out", out]), torch.device("cpu"))
     for k, v in trained.state_dict().items():  # the checkpoint's weights, d_ff matched as in training
         assert torch.equal(model.model.state_dict()[k], v), k
     prompt = torch.tensor([vocab.encode("thou ")])
@@ -131,8 +140,8 @@ def test_export_mode_writes_a_hugging_face_model_that_generates_like_the_checkpo
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="needs adaptmem[wandb]")
 def test_wandb_flag_logs_the_run_offline(corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    run_example(monkeypatch, "--kind", "deltanet", "--data", str(corpus), "--max_steps", "2", "--eval_interval", "2",
-                "--out_dir", str(tmp_path / "runs"), "--wandb", "adaptmem-test", *TINY)
+    run_example(monkeypatch, "--kind", "deltanet", "--corpus", str(corpus), "--max-steps", "2", "--eval-interval", "2",
+                "--out", str(tmp_path / "runs"), "--wandb", "adaptmem-test", *TINY)
     import wandb
 
     wandb.teardown()  # wait for W&B's writer process to finish the offline file

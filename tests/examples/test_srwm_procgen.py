@@ -10,7 +10,7 @@ import torch
 from adaptmem.rl import PAPER_GAMES, PAPER_MEMORY_GAMES, procgen_unavailable
 from tests.examples import load_example
 
-TINY = ["--layers", "1", "--heads", "2", "--head-dim", "8", "--d-ff", "16", "--lstm-hidden", "8", "--threads", "1",
+TINY = ["--num-layers", "1", "--num-heads", "2", "--head-dim", "8", "--d-ff", "16", "--lstm-hidden", "8", "--threads", "1",
         "--eval-envs-per-game", "2", "--eval-episodes", "1"]
 
 
@@ -21,9 +21,10 @@ def example():
 
 def test_paper_config_reproduces_the_papers_sizes(example):
     args = example.parse_args(["--config", "paper"])
+    assert example.PAPER_GAMES == PAPER_GAMES and example.PAPER_MEMORY_GAMES == PAPER_MEMORY_GAMES  # copies
     assert args.games == list(PAPER_GAMES) and args.num_levels == 200 and args.distribution_mode == "easy"
     assert (args.unroll_length, args.batch_size, args.optimizer, args.lr) == (50, 32, "rmsprop", 6e-4)
-    assert (args.layers, args.heads, args.head_dim, args.d_ff) == (2, 8, 16, 512)
+    assert (args.num_layers, args.num_heads, args.head_dim, args.d_ff) == (2, 8, 16, 512)
     assert args.channels == [16, 32, 32] and args.downsample == 1 and args.total_frames == 300_000_000
     assert (len(args.games) * args.envs_per_game) % args.batch_size == 0
     memory = example.parse_args(["--config", "memory", "--lr", "1e-3"])
@@ -56,8 +57,22 @@ def test_example_rejects_resuming_with_a_different_model(example, tmp_path):
     run = ["--env", "recall", "--envs-per-game", "2", "--batch-size", "2", "--unroll-length", "5",
            "--out", str(tmp_path), "--total-frames", "10", *TINY]
     example.main(run)
-    with pytest.raises(ValueError, match=r"--resume: \['core'\] differ"):
-        example.main(run + ["--resume", "--core", "lstm"])
+    message = r"--resume: these flags differ from the checkpoint's: --kind lstm \(checkpoint: srwm\)"
+    with pytest.raises(ValueError, match=message):
+        example.main(run + ["--resume", "--kind", "lstm"])
+
+
+def test_checkpoints_with_the_older_argument_names_still_evaluate(example, tmp_path, capsys):
+    run = ["--env", "recall", "--envs-per-game", "2", "--batch-size", "2", "--unroll-length", "5",
+           "--out", str(tmp_path), "--total-frames", "10", "--kind", "lstm", *TINY]
+    example.main(run)
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=False)
+    renamed = {"kind": "core", "num_layers": "layers", "num_heads": "heads"}
+    ckpt["extra"]["args"] = {renamed.get(k, k): v for k, v in ckpt["extra"]["args"].items()}
+    torch.save(ckpt, tmp_path / "old.pt")
+    capsys.readouterr()
+    example.main(["--eval", str(tmp_path / "old.pt"), *TINY])
+    assert "lstm agent, 10 training frames" in capsys.readouterr().out
 
 
 def test_example_smoke_run_on_procgen_for_200_steps(example, tmp_path):
