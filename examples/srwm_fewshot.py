@@ -63,6 +63,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     a("--srwm-pre-norm", action=argparse.BooleanOptionalAction, default=False,
       help="SRWM: read LayerNorm(x) instead of the raw residual stream (with --no-srwm-norm-skip: pre-LN block)")
     a("--srwm-beta-init", type=float, default=0.0, help="SRWM: mean of the initial w_b (learning-rate logits)")
+    a("--srwm-w0-multiplier", type=float, default=None,
+      help="SRWM: W0 = m * stored parameters (default 32/sqrt(head_dim); 1: the paper's parametrization)")
     # optimisation
     a("--steps", type=int, default=100_000, help="training steps (batches of episodes); the cap under --time-budget")
     # The default run is the budget, 20 minutes on the machine at hand; --time-budget 0
@@ -123,7 +125,7 @@ def srwm_kwargs(args: argparse.Namespace) -> dict:
     if args.kind != "srwm":
         return {}
     return dict(input_softmax=args.srwm_input_softmax, norm_skip=args.srwm_norm_skip,
-                pre_norm=args.srwm_pre_norm, beta_init=args.srwm_beta_init)
+                pre_norm=args.srwm_pre_norm, beta_init=args.srwm_beta_init, w0_multiplier=args.srwm_w0_multiplier)
 
 
 def eval_loader(classes, args, ways: int, shots: int, episodes: int, seed: int):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -116,12 +117,14 @@ class SRWM(FastWeightLayer):
         self.out_proj = nn.Linear(H * D, d_model, bias=False)
         self.norm = nn.LayerNorm(d_model) if norm_skip or pre_norm else None
         self.dropout = nn.Dropout(dropout)
-        # A buffer, not a plain attribute, so that every state dict says how its W0 was stored.
-        self.register_buffer("w0_multiplier", torch.tensor(float(w0_multiplier)))
+        # A buffer so that every state dict says how its W0 was stored; the float copy serves code
+        # that must not read tensors (meta-device construction, e.g. transformers' from_pretrained).
+        self._w0_multiplier = float(np.float32(w0_multiplier))  # exactly the float32 buffer
+        self.register_buffer("w0_multiplier", torch.tensor(self._w0_multiplier))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        m = float(self.w0_multiplier)
+        m = self._w0_multiplier
         std = 1.0 / math.sqrt(self.head_dim)
         with torch.no_grad():
             for w in (self.W_y, self.W_q, self.W_k):
@@ -142,12 +145,12 @@ class SRWM(FastWeightLayer):
         if any(n in state_dict for n in names):
             saved = state_dict.get(key)
             m_saved = float(saved) if saved is not None else 1.0
-            m = float(self.w0_multiplier)
-            if m_saved != m:
+            m = self._w0_multiplier
+            if not math.isclose(m_saved, m, rel_tol=1e-6):  # float32/float16 buffers round m
                 for n in names:
                     if n in state_dict:
                         state_dict[n] = state_dict[n] * (m_saved / m)
-            state_dict[key] = self.w0_multiplier.detach().clone()
+            state_dict[key] = torch.tensor(m, dtype=self.w0_multiplier.dtype)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
 
@@ -175,4 +178,4 @@ class SRWM(FastWeightLayer):
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, num_heads={self.num_heads}, head_dim={self.head_dim}, "
                 f"beta_init={self.beta_init}, input_softmax={self.input_softmax}, norm_skip={self.norm_skip}, "
-                f"pre_norm={self.pre_norm}, w0_multiplier={float(self.w0_multiplier):g}")
+                f"pre_norm={self.pre_norm}, w0_multiplier={self._w0_multiplier:g}")
