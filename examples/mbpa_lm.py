@@ -33,6 +33,7 @@ from adaptmem.utils import cli
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = cli.parser(__doc__)
     cli.add_data(p)
+    cli.add_download(p, "Tiny Shakespeare, for --corpus tinyshakespeare")
     p.add_argument("--corpus", default="tinyshakespeare",
                    help="a folder under --data, a text file, a PTB/WikiText folder, or a datasets name path:config")
     p.add_argument("--level", default="char", choices=["char", "word", "bpe"], help="tokenisation")
@@ -164,7 +165,8 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict:
     args = argv if isinstance(argv, argparse.Namespace) else parse_args(argv)
     configure_threads(args.threads)
     seed_everything(args.seed)
-    corpus = load_corpus(cli.corpus_source(args.corpus, args.data), level=args.level, cache_dir=args.cache_dir)
+    corpus = load_corpus(cli.corpus_source(args.corpus, args.data), level=args.level, cache_dir=args.cache_dir,
+                         data_root=args.data, download_if_missing=args.download)
     print(corpus)
     model = LSTMLM(len(corpus.vocab), args.emb, args.hidden, args.dropout)
     t0 = time.time()
@@ -208,4 +210,4 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(ARGS)
+    cli.run(main, ARGS)

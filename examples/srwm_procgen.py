@@ -51,9 +51,24 @@ CONFIGS["memory"] = dict(CONFIGS["paper"], games=list(PAPER_MEMORY_GAMES), distr
 MODEL_KEYS = ("env", "games", "distribution_mode", "kind", "channels", "res_blocks", "downsample", "num_layers",
               "num_heads", "head_dim", "d_ff", "lstm_hidden", "srwm_block")
 RENAMED = {"core": "kind", "layers": "num_layers", "heads": "num_heads"}  # argument names of older checkpoints
+# --resume: what a resumed run may change (taken, and said), and what it may not (an error).
+RESUME_MUTABLE = ("total_frames", "log_every", "checkpoint_every", "eval_envs_per_game", "eval_episodes",
+                  "eval_max_steps", "greedy", "test_start_level")
+RESUME_FIXED = MODEL_KEYS + ("config", "env_backend", "num_levels", "start_level", "envs_per_game", "unroll_length",
+                             "batch_size", "optimizer", "lr", "entropy_cost", "seed")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    args = cli.parse(build_parser(), argv)
+    for key, value in CONFIGS[args.config].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.env == "recall":
+        args.games = ["recall"]
+    return args
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__)
     a = p.add_argument
     a("--config", choices=sorted(CONFIGS), default="default", help="preset for every flag marked (preset)")
@@ -108,13 +123,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             value = " ".join(map(str, value)) if isinstance(value, list) else value
             action.help += f" (default: from --config; {value} in the default config)"
     cli.add_aliases(p, {"--core": "--kind", "--layers": "--num-layers", "--heads": "--num-heads"})
-    args = cli.parse(p, argv)
-    for key, value in CONFIGS[args.config].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.env == "recall":
-        args.games = ["recall"]
-    return args
+    return p
 
 
 if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
@@ -127,6 +136,7 @@ from adaptmem.rl import (CORES, ImpalaConfig, ImpalaLearner, MultiTaskEnv, Recal
                          format_table, make_agent, make_procgen, normalized_score, procgen_unavailable, score_rows)
 from adaptmem.utils import (MetricLogger, configure_threads, count_parameters, load_checkpoint, progress,  # noqa: E402
                             seed_everything)
+from adaptmem.utils.checkpoint import read_checkpoint, resolve_resume_args  # noqa: E402
 from adaptmem.utils.logging import plot_curves  # noqa: E402
 
 
@@ -175,7 +185,7 @@ def evaluate_splits(agent, args: argparse.Namespace) -> str:
 
 def checkpoint_extra(path: str | Path) -> dict:
     """What the example stored beside the weights: its arguments (under today's names) and frame count."""
-    extra = torch.load(path, map_location="cpu", weights_only=False)["extra"]
+    extra = read_checkpoint(path)["extra"]
     extra["args"] = {RENAMED.get(k, k): v for k, v in extra["args"].items()}
     return extra
 
@@ -208,6 +218,13 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> str:
     args = argv if isinstance(argv, argparse.Namespace) else parse_args(argv)
     if args.eval is not None:
         return run_eval(args)
+    notes = []
+    if args.resume:  # the checkpoint's settings, with the changes --resume allows (before anything is built)
+        ckpt = Path(args.out) / "last.pt"
+        given = cli.given_flags(build_parser(), None if isinstance(argv, argparse.Namespace) else argv)
+        new, notes = resolve_resume_args(checkpoint_extra(ckpt)["args"], vars(args), mutable=RESUME_MUTABLE,
+                                         fixed=RESUME_FIXED, explicit=given, where=f"--resume from {ckpt}")
+        args = argparse.Namespace(**new)
     if args.env == "procgen" and (reason := procgen_unavailable(args.env_backend)):
         raise SystemExit(f"srwm_procgen: {reason}. Run `bash scripts/setup.sh` (as root it installs Qt 5), "
                          f"or try the built-in memory task with --env recall.")
@@ -220,12 +237,8 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> str:
                           learning_rate=args.lr, entropy_cost=args.entropy_cost, total_frames=args.total_frames)
     learner = ImpalaLearner(agent, env, config, device=args.device)
     if args.resume:
-        saved = checkpoint_extra(out / "last.pt")["args"]
-        changed = [f"--{k.replace('_', '-')} {getattr(args, k)} (checkpoint: {saved[k]})"
-                   for k in MODEL_KEYS if saved[k] != getattr(args, k)]
-        if changed:
-            raise ValueError(f"--resume: these flags differ from the checkpoint's: {', '.join(changed)}")
         learner.load(out / "last.pt")
+        print("".join(f"--resume takes {n}\n" for n in notes), end="")
     print(f"{args.kind} agent, {count_parameters(agent):,} parameters; games {env.task_names}; "
           f"{env.num_envs} envs; {args.total_frames:,} frames")
 

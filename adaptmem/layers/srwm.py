@@ -10,7 +10,9 @@ import torch
 from torch import nn
 
 from adaptmem.layers.base import FastWeightLayer, resolve_heads
+from adaptmem.ops import _dispatch
 from adaptmem.ops.srwm import srwm
+from adaptmem.utils.checks import check_bool, check_choice, check_float, check_positive_int
 
 
 # W0 = m * (stored parameter) with m = DEFAULT_W0_SCALE / sqrt(D): see "Parametrization" in SRWM.
@@ -97,13 +99,17 @@ class SRWM(FastWeightLayer):
                  w0_multiplier: float | None = None) -> None:
         super().__init__()
         D = resolve_heads("SRWM", d_model, num_heads, head_dim)
+        check_float("SRWM", "dropout", dropout, lo=0.0, hi=1.0)
+        beta_init = check_float("SRWM", "beta_init", beta_init)
+        for name, flag in (("input_softmax", input_softmax), ("norm_skip", norm_skip), ("pre_norm", pre_norm)):
+            check_bool("SRWM", name, flag)
+        check_choice("SRWM", "backend", backend, ("auto", *_dispatch.TABLE["srwm"], "reference"))  # "reference": old
+        check_positive_int("SRWM", "checkpoint_every", checkpoint_every)
         if w0_multiplier is None:
             w0_multiplier = DEFAULT_W0_SCALE / math.sqrt(D)
         if isinstance(w0_multiplier, bool) or not isinstance(w0_multiplier, (int, float)) or \
                 not math.isfinite(w0_multiplier) or w0_multiplier <= 0:
             raise ValueError(f"SRWM: w0_multiplier must be a positive finite number, got {w0_multiplier!r}")
-        if not isinstance(beta_init, (int, float)) or isinstance(beta_init, bool) or not math.isfinite(beta_init):
-            raise ValueError(f"SRWM: beta_init must be a finite number, got {beta_init!r}")
         self.d_model, self.num_heads, self.head_dim = d_model, num_heads, D
         self.beta_init, self.input_softmax, self.norm_skip = beta_init, input_softmax, norm_skip
         self.pre_norm = pre_norm
@@ -172,7 +178,7 @@ class SRWM(FastWeightLayer):
         y, W_T = srwm(h, *start, reset=reset, reset_to=W0, backend=self.backend,
                       checkpoint_every=self.checkpoint_every)
         new_state = SRWMState(*(w_t - w0.to(w_t.dtype) for w_t, w0 in zip(W_T, W0)))
-        out = self.dropout(self.out_proj(y.reshape(B, T, -1)))
+        out = self.dropout(self.out_proj(y.reshape(B, T, self.num_heads * self.head_dim)))
         return (normed if self.norm_skip else x) + out, new_state
 
     def extra_repr(self) -> str:

@@ -28,8 +28,9 @@ from typing import Any, NamedTuple
 import torch
 
 from adaptmem.memory import _faiss_index as fx
-from adaptmem.utils.checkpoint import atomic_save
 from adaptmem.utils.checks import check_choice, check_positive_int, check_tensor, fmt_shape
+from adaptmem.utils.extras import install_hint
+from adaptmem.utils.integrity import CorruptFileError, load_verified, save_verified
 
 _METRICS = ("l2", "ip")
 _BACKENDS = ("auto", "faiss", "torch", "ivf")  # "ivf" = backend "faiss" with index "ivf" (older spelling)
@@ -43,6 +44,7 @@ _RERANK_ELEMENTS = 1 << 21  # gathered key entries per re-ranking chunk: 8 MB, c
 _BLOCK = 4096
 _GROUP = 16  # columns summarised by one minimum; only groups that beat the threshold are kept
 _QUERY_ROWS = 256  # queries per scan: enough rows for an efficient GEMM, a tile that fits L3
+FILE_FORMAT, FILE_VERSION = "adaptmem.EpisodicMemory", 1  # of save(): adaptmem.utils.integrity's header
 
 
 def faiss_available() -> bool:
@@ -160,14 +162,22 @@ class EpisodicMemory:
             raise ValueError(f"{fn}: index={index!r} is a FAISS index; use backend='faiss' or 'auto'")
         if (backend == "faiss" or index != "flat") and not faiss_available():
             raise ImportError(
-                f"{fn}: backend={backend!r}, index={index!r} needs FAISS; pip install 'adaptmem[faiss]' "
-                f"(or 'adaptmem[gpu]'), or use backend='torch'"
+                f"{fn}: backend={backend!r}, index={index!r} needs FAISS: {install_hint('faiss')} "
+                f"(or, with CUDA, {install_hint('gpu')}), or use backend='torch'"
             )
         self.backend = ("faiss" if faiss_available() else "torch") if backend == "auto" else backend
         self.index = index
-        self.value_shape = tuple(int(s) for s in value_shape)
+        if isinstance(value_shape, (str, bytes)) or not isinstance(value_shape, Sequence) or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value_shape):
+            raise TypeError(f"{fn}: value_shape must be a sequence of ints >= 0, got {value_shape!r}")
+        self.value_shape = tuple(value_shape)
         self.value_dtype = value_dtype
-        self.device = torch.device(device)
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise ValueError(f"{fn}: device must name a torch device, got {device!r}") from e
+        if self.device.type == "meta":
+            raise ValueError(f"{fn}: device must hold data; 'meta' tensors have none")
         if nlist is not None:
             check_positive_int(fn, "nlist", nlist)
         pq_m = fx.default_pq_m(key_dim) if pq_m is None else check_positive_int(fn, "pq_m", pq_m)
@@ -223,6 +233,7 @@ class EpisodicMemory:
     def fetch(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys ``[*S, D]`` and values ``[*S, *value_shape]`` stored at ``slots [*S]``."""
         slots = check_tensor("EpisodicMemory.fetch", "slots", slots)
+        _check_not_meta("EpisodicMemory.fetch", "slots", slots)
         if slots.dtype != torch.long:
             raise TypeError(f"EpisodicMemory.fetch: slots must be int64, got dtype {slots.dtype}")
         with self.lock:
@@ -278,6 +289,7 @@ class EpisodicMemory:
         fn = "EpisodicMemory.write"
         keys = self._check_keys(fn, "keys", keys)
         values = check_tensor(fn, "values", values)
+        _check_not_meta(fn, "values", values)
         want = (keys.shape[0], *self.value_shape)
         if tuple(values.shape) != want:
             raise ValueError(
@@ -457,6 +469,7 @@ class EpisodicMemory:
     # ------------------------------------------------------------------ checks
     def _check_keys(self, fn: str, name: str, t: object) -> torch.Tensor:
         t = check_tensor(fn, name, t)
+        _check_not_meta(fn, name, t)
         if t.dim() != 2 or t.shape[1] != self.key_dim:
             raise ValueError(
                 f"{fn}: {name} must be [B, D] with D = key_dim = {self.key_dim}, got shape {fmt_shape(t)}"
@@ -554,25 +567,41 @@ class EpisodicMemory:
         return keys, values, total, blob, built
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the memory to ``path`` atomically (temp file + rename)."""
-        atomic_save(self.state_dict(), path)
+        """Write the memory to ``path`` atomically, with a format header and a SHA-256 checksum
+        (:func:`adaptmem.utils.integrity.save_verified`)."""
+        save_verified(self.state_dict(), path, format=FILE_FORMAT, version=FILE_VERSION)
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, backend: str = "auto", device: str | torch.device = "cpu",
-             threads: int | None = None) -> EpisodicMemory:
-        """A memory restored from :meth:`save`; searches give bit-identical results."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        cfg = state["config"]
-        # Files from before ``index`` existed: an IVF index was saved iff the backend was "ivf".
-        index = cfg.get("index", "ivf" if state.get("ivf") is not None else "flat")
-        params = {k: v for k, v in cfg.get("index_params", {}).items() if k != "nlist" and k != "nprobe"}
-        if index != "flat" and backend in ("auto", "ivf"):
-            backend = "faiss"
-        mem = cls(cfg["key_dim"], cfg["capacity"], tuple(cfg["value_shape"]), getattr(torch, cfg["value_dtype"]),
-                  cfg["metric"], backend, device, index=index, nlist=cfg["nlist"], nprobe=cfg["nprobe"],
-                  threads=threads, **params)
-        mem.load_state_dict(state)
+             threads: int | None = None, allow_legacy: bool = False) -> EpisodicMemory:
+        """A memory restored from :meth:`save`; searches give bit-identical results.
+
+        Raises ``FileNotFoundError``, or :class:`~adaptmem.utils.integrity.CorruptFileError`
+        naming the path for a damaged, truncated or foreign file. ``allow_legacy=True`` also
+        reads files saved before the checksum existed (plain ``torch.save``, unverified).
+        """
+        state = load_verified(path, format=FILE_FORMAT, versions=(FILE_VERSION,), allow_legacy=allow_legacy)
+        try:
+            cfg = state["config"]
+            # Files from before ``index`` existed: an IVF index was saved iff the backend was "ivf".
+            index = cfg.get("index", "ivf" if state.get("ivf") is not None else "flat")
+            params = {k: v for k, v in cfg.get("index_params", {}).items() if k not in ("nlist", "nprobe")}
+            if index != "flat" and backend in ("auto", "ivf"):
+                backend = "faiss"
+            dtype = getattr(torch, cfg["value_dtype"])
+            if not isinstance(dtype, torch.dtype):
+                raise TypeError(f"value_dtype {cfg['value_dtype']!r} is not a torch dtype")
+            mem = cls(cfg["key_dim"], cfg["capacity"], tuple(cfg["value_shape"]), dtype, cfg["metric"], backend,
+                      device, index=index, nlist=cfg["nlist"], nprobe=cfg["nprobe"], threads=threads, **params)
+            mem.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
+            raise CorruptFileError(path, f"is not a valid EpisodicMemory file ({type(e).__name__}: {e})") from e
         return mem
+
+
+def _check_not_meta(fn: str, name: str, t: torch.Tensor) -> None:
+    if t.is_meta:  # they would be moved to the memory's device, and meta tensors hold no data
+        raise ValueError(f"{fn}: {name} is a meta tensor (no data); give it on a real device")
 
 
 def _blocked_top_m(q: torch.Tensor, keys: torch.Tensor, sqnorms: torch.Tensor, m: int,
@@ -666,8 +695,8 @@ def _gpu_resources() -> Any:
 
     if not hasattr(faiss, "StandardGpuResources"):
         raise RuntimeError(
-            "EpisodicMemory.search: CUDA tensors need faiss-gpu (pip install 'adaptmem[gpu]'); "
-            "faiss-cpu is installed. Use backend='torch' or a CPU memory"
+            f"EpisodicMemory.search: CUDA tensors need faiss-gpu ({install_hint('gpu')}, after "
+            "pip uninstall faiss-cpu); faiss-cpu is installed. Use backend='torch' or a CPU memory"
         )
     dev = torch.cuda.current_device()
     if dev not in _GPU_RES:

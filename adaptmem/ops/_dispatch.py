@@ -36,6 +36,7 @@ import torch
 
 from adaptmem.ops import _fla
 from adaptmem.utils.checks import check_choice
+from adaptmem.utils.extras import install_hint
 
 # The algorithm forms of each op, default first.
 MODES = {
@@ -114,7 +115,7 @@ def installed(package: str) -> bool:
 
 
 def _installed(package: str, name: str, extra: str) -> Rule:
-    return Rule(lambda c: None if installed(package) else f"{name} is not installed: pip install 'adaptmem[{extra}]'",
+    return Rule(lambda c: None if installed(package) else f"{name} is not installed: {install_hint(extra)}",
                 ImportError)
 
 

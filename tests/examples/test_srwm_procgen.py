@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from adaptmem.rl import PAPER_GAMES, PAPER_MEMORY_GAMES, procgen_unavailable
+from adaptmem.utils.checkpoint import read_checkpoint
+from adaptmem.utils.integrity import save_verified
 from tests.examples import load_example
 
 TINY = ["--num-layers", "1", "--num-heads", "2", "--head-dim", "8", "--d-ff", "16", "--lstm-hidden", "8", "--threads", "1",
@@ -42,7 +44,7 @@ def test_example_trains_resumes_and_evaluates_on_the_recall_task(example, tmp_pa
     assert (tmp_path / "curve_recall.png").exists()
 
     example.main(run + ["--total-frames", "200", "--resume"])
-    ckpt = torch.load(tmp_path / "last.pt", weights_only=False)
+    ckpt = read_checkpoint(tmp_path / "last.pt")
     assert ckpt["extra"]["frames"] == 200 and ckpt["step"] == 10
     with open(tmp_path / "returns.csv") as f:
         steps = [int(float(r["step"])) for r in csv.DictReader(f)]
@@ -57,7 +59,7 @@ def test_example_rejects_resuming_with_a_different_model(example, tmp_path):
     run = ["--env", "recall", "--envs-per-game", "2", "--batch-size", "2", "--unroll-length", "5",
            "--out", str(tmp_path), "--total-frames", "10", *TINY]
     example.main(run)
-    message = r"--resume: these flags differ from the checkpoint's: --kind lstm \(checkpoint: srwm\)"
+    message = r"cannot change when resuming: --kind 'lstm' \(the checkpoint has 'srwm'\)"
     with pytest.raises(ValueError, match=message):
         example.main(run + ["--resume", "--kind", "lstm"])
 
@@ -66,10 +68,10 @@ def test_checkpoints_with_the_older_argument_names_still_evaluate(example, tmp_p
     run = ["--env", "recall", "--envs-per-game", "2", "--batch-size", "2", "--unroll-length", "5",
            "--out", str(tmp_path), "--total-frames", "10", "--kind", "lstm", *TINY]
     example.main(run)
-    ckpt = torch.load(tmp_path / "last.pt", weights_only=False)
+    ckpt = read_checkpoint(tmp_path / "last.pt")
     renamed = {"kind": "core", "num_layers": "layers", "num_heads": "heads"}
     ckpt["extra"]["args"] = {renamed.get(k, k): v for k, v in ckpt["extra"]["args"].items()}
-    torch.save(ckpt, tmp_path / "old.pt")
+    save_verified(ckpt, tmp_path / "old.pt", format="adaptmem.checkpoint")
     capsys.readouterr()
     example.main(["--eval", str(tmp_path / "old.pt"), *TINY])
     assert "lstm agent, 10 training frames" in capsys.readouterr().out
@@ -101,9 +103,9 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_completes(example, tmp_path, monk
     monkeypatch.setattr(example.ImpalaLearner, "train_step", train_step_then_ctrl_c)
     before = signal.getsignal(signal.SIGINT)  # SIG_IGN when the tests run as a background job
     assert example.main(run).startswith("interrupted at 20 frames")
-    assert torch.load(tmp_path / "last.pt", weights_only=False)["extra"]["frames"] == 20
+    assert read_checkpoint(tmp_path / "last.pt")["extra"]["frames"] == 20
     assert signal.getsignal(signal.SIGINT) == before  # the handler is given back
 
     monkeypatch.setattr(example.ImpalaLearner, "train_step", train_step)
     assert "| recall" in example.main(run + ["--resume"])
-    assert torch.load(tmp_path / "last.pt", weights_only=False)["extra"]["frames"] == 100
+    assert read_checkpoint(tmp_path / "last.pt")["extra"]["frames"] == 100

@@ -3,7 +3,9 @@
 import pytest
 import torch
 
+import adaptmem.memory.episodic as episodic
 from adaptmem.memory import EpisodicMemory, faiss_available
+from adaptmem.utils.integrity import save_verified
 
 faiss = pytest.importorskip("faiss", reason="faiss not installed")
 PARAMS = {"ivf": {"nlist": 32, "nprobe": 8}, "ivfpq": {"nlist": 16, "nprobe": 8, "pq_m": 8, "pq_nbits": 6},
@@ -96,9 +98,12 @@ def test_files_saved_before_index_existed_still_load(tmp_path):
     _, q, before, state = searched_ivf_state()
     for key in ("index", "index_params"):  # the config of files written by earlier versions
         del state["config"][key]
-    torch.save(state, tmp_path / "old.pt")
-    loaded = EpisodicMemory.load(tmp_path / "old.pt")
-    assert loaded.index == "ivf" and torch.equal(loaded.search(q, 4).slots, before.slots)
+    save_verified(state, tmp_path / "checksummed.pt", format=episodic.FILE_FORMAT, version=episodic.FILE_VERSION)
+    torch.save(state, tmp_path / "legacy.pt")  # before the checksum too
+    with pytest.warns(UserWarning, match="without checksum"):
+        legacy = EpisodicMemory.load(tmp_path / "legacy.pt", allow_legacy=True)
+    for loaded in (EpisodicMemory.load(tmp_path / "checksummed.pt"), legacy):
+        assert loaded.index == "ivf" and torch.equal(loaded.search(q, 4).slots, before.slots)
 
 
 # ---------------------------------------------------------------- FAISS threads

@@ -81,7 +81,7 @@ def test_explicit_fla_explains_why_it_cannot_run(world):
     with pytest.raises(ValueError, match="fla runs only on CUDA tensors"):
         resolve("fla", device="cpu")
     world.fla = False
-    with pytest.raises(ImportError, match=r"pip install 'adaptmem\[fla\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'fla-core\[cuda\]>=0.6.0' \(the 'fla' extra of adaptmem-torch\)"):
         resolve("fla")
 
 
@@ -140,14 +140,14 @@ def test_explicit_triton_falls_back_to_torch_only_where_the_table_says(world):
     with pytest.raises(ValueError, match="Triton needs CUDA tensors"):
         resolve_backend(srwm_call(device="cpu"), "triton")
     world.triton = False
-    with pytest.raises(ImportError, match=r"Triton is not installed: pip install 'adaptmem\[triton\]'"):
+    with pytest.raises(ImportError, match=r"Triton is not installed: pip install 'triton>=3.0'"):
         resolve_backend(srwm_call(), "triton")
 
 
 def test_explicit_fla_without_fla_names_the_fla_core_extra(world):
     world.fla = False
     with pytest.raises(ImportError, match=r"fla-core \(flash-linear-attention's kernels\) is not installed: "
-                                          r"pip install 'adaptmem\[fla\]'"):
+                                          r"pip install 'fla-core\[cuda\]>=0.6.0'"):
         resolve("fla")
     world.fla = True
     assert resolve("fla") == "fla"
