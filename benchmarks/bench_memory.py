@@ -219,6 +219,15 @@ def bench_mbpa_lm(segment: int, slow_queries: int, k: int, steps: int, dim: int,
     return [(name, th, sec, tps, base / sec) for name, th, sec, tps in rows]
 
 
+def print_speedups(title: str, columns: list[str], rows: list[tuple], what: str, target: float) -> None:
+    """A (method, threads, seconds, rate, ratio) table and whether its best ratio meets ``target``."""
+    print(f"\n{title}\n")
+    print(markdown_table(["method", "threads", *columns], [[name, th, f"{1e3 * sec:.1f}", f"{rate:,.0f}", f"{ratio:.1f}x"]
+                                                          for name, th, sec, rate, ratio in rows]))
+    best = max(r[4] for r in rows)
+    print(f"\n{what}: best {best:.1f}x (target >= {target:g}x: {'met' if best >= target else 'NOT met'})")
+
+
 def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
     args = argv if isinstance(argv, argparse.Namespace) else parse_args(argv)
     if args.quick:
@@ -252,22 +261,14 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
               f"k = {a['k']}; recall@{a['k']} against exact search of the same keys and queries\n")
         print(markdown_table(["index", "threads", "build CPU s", "queries per CPU-s", f"recall@{a['k']}",
                               "bytes per entry (ring + index)", "GB at 10^7 entries"], approx_rows))
-    print(f"\n(b) MbPA: B = {m['batch']}, K = {m['k']}, steps = {m['steps']}, Linear({m['dim']}, 10) head, "
-          f"memory {m['n']:,}\n")
-    print(markdown_table(["method", "threads", "time (ms)", "queries/s", "speed-up vs first row"],
-                         [[name, th, f"{1e3 * sec:.1f}", f"{rate:,.0f}", f"{ratio:.1f}x"]
-                          for name, th, sec, rate, ratio in mbpa_rows]))
-    best = max(r[4] for r in mbpa_rows)
-    print(f"\nMbPA batched vs loop: best {best:.1f}x (target >= 10x: {'met' if best >= 10 else 'NOT met'})")
+    print_speedups(f"(b) MbPA: B = {m['batch']}, K = {m['k']}, steps = {m['steps']}, Linear({m['dim']}, 10) head, "
+                   f"memory {m['n']:,}", ["time (ms)", "queries/s", "speed-up vs first row"], mbpa_rows,
+                   "MbPA batched vs loop", 10)
     c = lm
-    print(f"\n(c) MbPA, LM configuration: Linear({c['dim']}, {c['vocab']:,}) head, N = {c['n']:,}, K = {c['k']}, "
-          f"T = {c['steps']}, alpha = 0.15; {c['segment']}-token segments (generic and loop: "
-          f"{c['slow_queries']} queries per call)\n")
-    print(markdown_table(["method", "threads", "ms / token", "tokens/s", "speed-up vs generic"],
-                         [[name, th, f"{1e3 * sec:.1f}", f"{rate:,.0f}", f"{ratio:.1f}x"]
-                          for name, th, sec, rate, ratio in lm_rows]))
-    best = max(r[4] for r in lm_rows)
-    print(f"\nMbPA linear vs generic: best {best:.1f}x (target >= 30x: {'met' if best >= 30 else 'NOT met'})")
+    print_speedups(f"(c) MbPA, LM configuration: Linear({c['dim']}, {c['vocab']:,}) head, N = {c['n']:,}, "
+                   f"K = {c['k']}, T = {c['steps']}, alpha = 0.15; {c['segment']}-token segments (generic and loop: "
+                   f"{c['slow_queries']} queries per call)", ["ms / token", "tokens/s", "speed-up vs generic"],
+                   lm_rows, "MbPA linear vs generic", 30)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
