@@ -173,13 +173,16 @@ class MbPA(nn.Module):
         if k == 0 or self.steps == 0:
             return F.log_softmax(functional_call(self.head, (theta, buffers), (h,)), dim=-1)
         out = []
-        for h_c in h.split(self.chunk_size):
-            labels, w, slots = self._neighbours(h_c, k)
-            if self.path == "linear":
-                out.append(self._adapt_linear(h_c, labels, w, slots))
-                continue
-            keys, _ = self.memory.fetch(slots)
-            out.append(self._adapt_chunk(theta, buffers, h_c, keys.to(h.dtype), labels, w))
+        # One lock around search and fetch: a writer thread between them would hand back keys
+        # of other entries than the neighbours found (EpisodicMemory's lock is re-entrant).
+        with self.memory.lock:
+            for h_c in h.split(self.chunk_size):
+                labels, w, slots = self._neighbours(h_c, k)
+                if self.path == "linear":
+                    out.append(self._adapt_linear(h_c, labels, w, slots))
+                    continue
+                keys, _ = self.memory.fetch(slots)
+                out.append(self._adapt_chunk(theta, buffers, h_c, keys.to(h.dtype), labels, w))
         return torch.cat(out)
 
     @torch.no_grad()
@@ -200,7 +203,8 @@ class MbPA(nn.Module):
                           cache_logits=self.cache_logits) for lr in lrs]
             return torch.stack([m(h) for m in twins])
         self._check_queries("MbPA.sweep_lr", h)
-        out = [self._adapt_linear(h_c, *self._neighbours(h_c, k), lrs=lrs) for h_c in h.split(self.chunk_size)]
+        with self.memory.lock:
+            out = [self._adapt_linear(h_c, *self._neighbours(h_c, k), lrs=lrs) for h_c in h.split(self.chunk_size)]
         return torch.cat(out, dim=1)
 
     def _check_queries(self, fn: str, h: object) -> None:

@@ -187,3 +187,16 @@ def test_bad_arguments_raise():
         MbPA(None, mem)
     with pytest.raises(ValueError, match="MbPA: h contains NaN"):
         MbPA(head, mem)(torch.full((2, 8), math.nan))
+
+
+@pytest.mark.parametrize("head_fn", [lambda: nn.Linear(8, 5), mlp_head])
+def test_search_and_fetch_run_under_one_hold_of_the_memory_lock(head_fn):
+    # A writer thread between search and fetch would hand back other entries' keys.
+    mem = filled_memory()
+    held = []
+    search, fetch = mem.search, mem.fetch
+    mem.search = lambda *a, **k: (held.append(("search", mem.lock._is_owned())), search(*a, **k))[1]
+    mem.fetch = lambda *a, **k: (held.append(("fetch", mem.lock._is_owned())), fetch(*a, **k))[1]
+    MbPA(head_fn(), mem, k=16, steps=2, lr=0.1)(torch.randn(3, 8))
+    assert held and {name for name, _ in held} == {"search", "fetch"}
+    assert all(owned for _, owned in held)
