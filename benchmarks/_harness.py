@@ -49,6 +49,38 @@ def measure(build: Callable[[], Callable[[], Any]], *, repeats: int = 3, threads
     return result
 
 
+def _child_interleaved(builds, rounds: int, threads: int, q) -> None:
+    configure_threads(threads, verbose=False)
+    runs = [build() for build in builds]
+    for run in runs:  # warm-up: compilation, caches, allocator
+        run()
+    wall: list[list[float]] = [[] for _ in runs]
+    cpu: list[list[float]] = [[] for _ in runs]
+    for _ in range(rounds):
+        for i, run in enumerate(runs):
+            t0, c0 = time.perf_counter(), time.process_time()
+            run()
+            wall[i].append(time.perf_counter() - t0)
+            cpu[i].append(time.process_time() - c0)
+    q.put([(statistics.median(w), statistics.median(c)) for w, c in zip(wall, cpu)])
+
+
+def measure_interleaved(builds: list[Callable[[], Callable[[], Any]]], *, rounds: int = 5,
+                        threads: int = 2) -> list[tuple[float, float]]:
+    """Median wall and process-CPU seconds of each ``build()()``, all in one fresh process and
+    timed in interleaved rounds, so that a changing machine load hits them alike.
+
+    Each ``build`` must be a module-level function (it is pickled into the child).
+    """
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child_interleaved, args=(builds, rounds, threads, q))
+    p.start()
+    result = q.get()
+    p.join()
+    return result
+
+
 def load_note() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} cores"
