@@ -40,13 +40,7 @@ def measure(build: Callable[[], Callable[[], Any]], *, repeats: int = 3, threads
 
     ``build`` must be a module-level function (it is pickled into the child).
     """
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=_child, args=(build, repeats, threads, q))
-    p.start()
-    result = q.get()
-    p.join()
-    return result
+    return _in_child(_child, build, repeats, threads)
 
 
 def _child_interleaved(builds, rounds: int, threads: int, q) -> None:
@@ -72,9 +66,14 @@ def measure_interleaved(builds: list[Callable[[], Callable[[], Any]]], *, rounds
 
     Each ``build`` must be a module-level function (it is pickled into the child).
     """
+    return _in_child(_child_interleaved, builds, rounds, threads)
+
+
+def _in_child(target: Callable, *args: Any) -> Any:
+    """``target(*args, queue)`` in a fresh (spawned) process; returns what it puts on the queue."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_child_interleaved, args=(builds, rounds, threads, q))
+    p = ctx.Process(target=target, args=(*args, q))
     p.start()
     result = q.get()
     p.join()
