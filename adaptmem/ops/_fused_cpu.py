@@ -5,6 +5,7 @@ Importing this module does not import numba; the kernel modules do, on first use
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -55,4 +56,4 @@ def run_in_threads(kernel, groups: int, steps: int, *args) -> None:
 
 def numpy_rows(*tensors: torch.Tensor) -> list:
     """Each contiguous ``[N, ...]`` tensor as the ``[N, prod(...)]`` numpy view the kernels take (no copy)."""
-    return [t.detach().reshape(t.shape[0], -1).numpy() for t in tensors]
+    return [t.detach().reshape(t.shape[0], math.prod(t.shape[1:])).numpy() for t in tensors]  # N may be 0

@@ -45,6 +45,13 @@ def test_fp32_matches_reference_within_1e5():
     assert_all_close(grads(out, inputs), grads(out_ref, inputs), FP32_RTOL, "gradient")
 
 
+def test_an_empty_batch_gives_empty_outputs_and_gradients():
+    inputs = make(0, 5, 2, 4)
+    out = run("checkpointed", *inputs, backend="numba")
+    assert [tuple(o.shape) for o in out] == [(0, 5, 2, 4), (0, 2, 4, 4), (0, 2, 4)]
+    assert all(g.shape == t.shape for g, t in zip(grads(out, inputs), inputs))
+
+
 def test_activation_memory_is_per_step_vectors_plus_checkpoints():
     B, T, H, D, C = 2, 256, 4, 16, 64  # 8 sequences: no unused lanes
     inputs = make(B, T, H, D, dtype=torch.float32)

@@ -99,6 +99,13 @@ def test_packed_entry_point_equals_the_torch_form_with_and_without_grad():
     assert_all_close(srwm_fused_cpu(x, M0, None, None, 6), srwm_checkpointed(x, M0, None, None, 6), 1e-13, "grad")
 
 
+def test_an_empty_batch_gives_empty_outputs_and_gradients():
+    x, *ws = make(0, 5, 2, 4, batched=True)
+    out = run(x, ws, "numba")
+    assert [tuple(o.shape) for o in out] == [(0, 5, 2, 4)] + [(0, 2, 4, 4)] * 3 + [(0, 2, 4, 4)]
+    assert all(g.shape == t.shape for g, t in zip(grads(out, [x, *ws]), [x, *ws]))
+
+
 def test_activation_memory_matches_the_torch_path_bound():
     B, T, H, D, C = 2, 512, 4, 16, 64  # 8 sequences: no padded lanes
     x, *ws = make(B, T, H, D, dtype=torch.float32)
