@@ -13,7 +13,7 @@ test set and the average, for
 
 All methods use the same optimiser (Adam, as in the paper). Data: the MNIST IDX files in
 <--data>/mnist. With the full training set, each task uses --train-per-task training digits and the
-10,000 test digits; with only the test-set files (as in ../shared/data/mnist) the 10,000 digits
+10,000 test digits; with only the test-set files (t10k-*, 1.6 MB) the 10,000 digits
 are split 8,000 train / 2,000 test.
 
     python examples/mbpa_permuted_mnist.py                      # 5 tasks, a few minutes on 2 cores
@@ -38,7 +38,7 @@ from adaptmem.utils import cli
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = cli.parser(__doc__)
     cli.add_data(p, "data folder; the MNIST IDX files are in its mnist/ sub-folder (or in it)")
-    p.add_argument("--download", action="store_true", help="download the MNIST files when missing")
+    cli.add_download(p, "MNIST, 11 MB")
     p.add_argument("--tasks", type=int, default=5, help="number of permuted tasks")
     p.add_argument("--train-per-task", type=int, default=10_000, help="training digits per task (paper: 10,000)")
     p.add_argument("--test-per-task", type=int, default=2_000, help="test digits per task")
@@ -77,7 +77,7 @@ from torch.func import functional_call, grad, vmap  # noqa: E402
 from adaptmem.data.mnist import load_mnist  # noqa: E402
 from adaptmem.memory import EpisodicMemory, MbPA  # noqa: E402
 from adaptmem.utils import configure_threads, progress, seed_everything  # noqa: E402
-from adaptmem.utils.checkpoint import atomic_save  # noqa: E402
+from adaptmem.utils.integrity import load_verified, save_verified  # noqa: E402
 from adaptmem.utils.logging import plot_curves  # noqa: E402
 from adaptmem.utils.seed import get_rng_state, set_rng_state  # noqa: E402
 
@@ -92,6 +92,9 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x))
+
+
+CKPT_FORMAT = "adaptmem.example.mbpa_permuted_mnist"  # the checkpoint's header (adaptmem.utils.integrity)
 
 
 def _run_config(args) -> dict:
@@ -176,7 +179,7 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict[str, li
     anchors: list = []
     ckpt, start = Path(args.out) / "ckpt.pt", 0
     if args.resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = load_verified(ckpt, format=CKPT_FORMAT)
         if state["args"] != _run_config(args):
             raise ValueError(f"--resume: {ckpt} was written with different settings: {state['args']}")
         for name, m in models.items():
@@ -201,10 +204,10 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict[str, li
             past = (torch.cat([xtr[:, p] for p in perms[:t]]), ytr.repeat(t)) if t else (xtr[:0], ytr[:0])
             train_task(models["replay"], x, ytr, args, memory=memories["replay"], replay=past,
                        desc=f"task {t + 1} replay")
-        atomic_save({"args": _run_config(args), "tasks_done": t + 1, "anchors": anchors,
-                     "models": {n: m.state_dict() for n, m in models.items()},
-                     "memories": {n: mem.state_dict() for n, mem in memories.items()},
-                     "generator": g.get_state(), "rng": get_rng_state()}, ckpt)
+        save_verified({"args": _run_config(args), "tasks_done": t + 1, "anchors": anchors,
+                       "models": {n: m.state_dict() for n, m in models.items()},
+                       "memories": {n: mem.state_dict() for n, mem in memories.items()},
+                       "generator": g.get_state(), "rng": get_rng_state()}, ckpt, format=CKPT_FORMAT)
         print(f"  trained task {t + 1}/{args.tasks} ({time.time() - t0:.0f} s)")
         if args.stop_after_task is not None and t + 1 >= args.stop_after_task and t + 1 < args.tasks:
             print(f"stopped after task {t + 1}; continue with --resume")
@@ -245,4 +248,4 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict[str, li
 
 
 if __name__ == "__main__":
-    main(ARGS)
+    cli.run(main, ARGS)

@@ -29,6 +29,7 @@ class Config:
     zoo: str = "formal_language"  # formal_language | smnist
     out: str = "runs/rnn_weight_encoders"
     data: str = str(default_data_root())  # MNIST in its mnist/ sub-folder, for --zoo smnist
+    download: bool = False  # fetch missing MNIST files for --zoo smnist
     runs: int = 64  # networks in the zoo (x 9 checkpoints each)
     zoo_steps: int = 1000  # training steps per zoo network
     zoo_set: str = ""  # more ZooConfig fields, e.g. "hidden_size=16,rollouts=10"
@@ -62,6 +63,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         "probe_steps": "Adam steps per downstream probe",
         "paper": "use the paper's sizes (1000 runs x 20k steps, 100k encoder steps, width 256)",
         "seed": "seed of everything", "wandb": WANDB_HELP,
+        "download": "download the missing MNIST files (11 MB) into --data for --zoo smnist (default: off)",
     }
     p = cli.parser(__doc__)
     for f in fields(Config):
@@ -116,6 +118,10 @@ def main(cfg: Config | Sequence[str] | None = None) -> None:
     overrides = dict(num_runs=cfg.runs, steps=cfg.zoo_steps, seed=cfg.seed, data_dir=data_dir)
     overrides.update(ZooConfig.parse_overrides(cfg.zoo_set))
     zoo_cfg = ZooConfig.paper(cfg.zoo, **overrides) if cfg.paper else ZooConfig(kind=cfg.zoo, **overrides)
+    if cfg.zoo == "smnist" and cfg.download:
+        from adaptmem.data.mnist import load_mnist
+
+        load_mnist(data_dir or Path(cfg.data) / "mnist", zoo_cfg.mnist_split, download_if_missing=True)
     t0 = time.time()
     root = generate_zoo(out / f"zoo_{cfg.zoo}_{zoo_cfg.short_hash()}", zoo_cfg, workers=cfg.workers)
     data = {s: ZooDataset(root, s) for s in ("train", "valid", "ood")}
@@ -167,4 +173,4 @@ def main(cfg: Config | Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(CONFIG)
+    cli.run(main, CONFIG)

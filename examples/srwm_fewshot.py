@@ -27,7 +27,20 @@ DATASET_NAMES = "omniglot-minimal, omniglot, omniglot-lake, mini-imagenet, cifar
 KIND_NAMES = "a registered layer kind (adaptmem.models.MODELS): srwm, deltanet, linear, recurrent_deltanet, lstm, ..."
 
 
+# --resume: what a resumed run may change (taken, and said), and what it may not (an error).
+RESUME_MUTABLE = ("steps", "time_budget", "clock", "val_every", "val_episodes", "test_episodes", "eval_ways",
+                  "eval_shots", "lake_runs", "tensorboard")
+RESUME_FIXED = ("dataset", "ways", "shots", "queries", "label_slots", "protocol", "kind", "backbone", "conv_channels",
+                "d_model", "num_layers", "num_heads", "d_ff", "dropout", "vision_dropout", "lstm_hidden",
+                "srwm_input_softmax", "srwm_norm_skip", "srwm_pre_norm", "srwm_beta_init", "srwm_w0_multiplier",
+                "batch_size", "lr", "warmup", "clip", "amp", "seed")
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    return cli.parse(build_parser(), argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__)
     a = p.add_argument
     a("--action", choices=("train", "evaluate"), default="train",
@@ -37,7 +50,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     # data
     a("--dataset", default="omniglot-minimal", help=f"benchmark and its class split: {DATASET_NAMES}")
     cli.add_data(p, "data folder, each set in a sub-folder (omniglot/, mini-imagenet/, cifar100/)")
-    a("--download", action="store_true", help="download missing public files (Omniglot, CIFAR-100)")
+    cli.add_download(p, "Omniglot, CIFAR-100, CUB, tieredImageNet; Mini-ImageNet has none")
     a("--ways", type=int, default=5, help="N: classes per training episode")
     a("--shots", type=int, default=1, help="K: support images per class in training episodes")
     a("--queries", type=int, default=1, help="query images per class (synchronous protocol)")
@@ -63,6 +76,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     a("--srwm-pre-norm", action=argparse.BooleanOptionalAction, default=False,
       help="SRWM: read LayerNorm(x) instead of the raw residual stream (with --no-srwm-norm-skip: pre-LN block)")
     a("--srwm-beta-init", type=float, default=0.0, help="SRWM: mean of the initial w_b (learning-rate logits)")
+    a("--srwm-w0-multiplier", type=float, default=None,
+      help="SRWM: W0 = m * stored parameters (default 32/sqrt(head_dim); 1: the paper's parametrization)")
     # optimisation
     a("--steps", type=int, default=100_000, help="training steps (batches of episodes); the cap under --time-budget")
     # The default run is the issue's budget, 20 minutes on the machine at hand; --time-budget 0
@@ -91,7 +106,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     cli.add_device(p)
     cli.add_aliases(p, {"--mode": "--action", "--data-root": "--data", "--model": "--kind", "--layers": "--num-layers",
                         "--heads": "--num-heads"})
-    return cli.parse(p, argv)
+    return p
 
 
 if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
@@ -106,6 +121,7 @@ from adaptmem.models import MODELS, build_fewshot_learner, episode_loss, evaluat
 from adaptmem.utils import (MetricLogger, configure_threads, count_parameters, load_checkpoint,  # noqa: E402
                             progress, save_checkpoint, seed_everything)
 from adaptmem.utils.amp import autocast, grad_scaler  # noqa: E402
+from adaptmem.utils.checkpoint import read_checkpoint, resolve_resume_args  # noqa: E402
 from adaptmem.utils.distributed import all_reduce_mean, barrier, cleanup_distributed, init_distributed  # noqa: E402
 from adaptmem.utils.logging import plot_curves  # noqa: E402
 from adaptmem.utils.schedules import lambda_scheduler, noam  # noqa: E402
@@ -123,7 +139,7 @@ def srwm_kwargs(args: argparse.Namespace) -> dict:
     if args.kind != "srwm":
         return {}
     return dict(input_softmax=args.srwm_input_softmax, norm_skip=args.srwm_norm_skip,
-                pre_norm=args.srwm_pre_norm, beta_init=args.srwm_beta_init)
+                pre_norm=args.srwm_pre_norm, beta_init=args.srwm_beta_init, w0_multiplier=args.srwm_w0_multiplier)
 
 
 def eval_loader(classes, args, ways: int, shots: int, episodes: int, seed: int):
@@ -223,6 +239,13 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict | None:
     cli.check_choice("--kind", args.kind, MODELS)
     cli.check_choice("--dataset", args.dataset, DATASETS)
     args.label_slots = args.label_slots or args.ways
+    notes = []
+    if args.resume and args.action == "train":  # the checkpoint's settings, with the changes --resume allows
+        ckpt = Path(args.out) / "last.pt"
+        given = cli.given_flags(build_parser(), None if isinstance(argv, argparse.Namespace) else argv)
+        new, notes = resolve_resume_args(read_checkpoint(ckpt)["extra"]["args"], vars(args), mutable=RESUME_MUTABLE,
+                                         fixed=RESUME_FIXED, explicit=given, where=f"--resume from {ckpt}")
+        args = argparse.Namespace(**new)
     configure_threads(args.threads)
     args.device = str(cli.resolve_device(args.device))
     dist = init_distributed(args.device)
@@ -235,6 +258,7 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict | None:
     if dist.is_main:
         print(f"{args.dataset}: " + ", ".join(f"{k} {v.num_classes} classes" for k, v in splits.items()))
         print(f"{args.kind}: {count_parameters(model):,} parameters, {dist.world_size} process(es)")
+        print("".join(f"--resume takes {n}\n" for n in notes), end="")
     t0, cpu0, load0 = time.time(), time.process_time(), os.getloadavg()[0]
     if args.action == "train":
         train(args, splits, model, dist, device)
@@ -253,4 +277,4 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict | None:
 
 
 if __name__ == "__main__":
-    main(ARGS)
+    cli.run(main, ARGS)

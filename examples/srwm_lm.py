@@ -33,6 +33,7 @@ class Config:
     # data
     data: str = str(default_data_root())  # the data folder
     corpus: str = "tinyshakespeare"  # a folder under --data, a file or folder, or a datasets name
+    download: bool = False  # fetch a missing tinyshakespeare into --data
     train: str | None = None
     valid: str | None = None
     test: str | None = None
@@ -94,9 +95,10 @@ class Config:
 KIND_HELP = "transformer or a fast-weight layer kind: srwm, deltanet, linear, ... (adaptmem.models.lm.KINDS)"
 HELP = {  # --help text of every flag
     "action": "train one model, sample from a trained one, compare --kinds at equal parameters and time, or export "
-              "a trained one as a Hugging Face transformers model (pip install 'adaptmem[hf]')",
+              "a trained one as a Hugging Face transformers model (needs the hf extra: transformers, safetensors)",
     "corpus": "corpus: a folder under --data, a text file (first 90%% train, rest valid), a PTB/WikiText "
               "folder, or a datasets name path:config",
+    "download": "download a missing --corpus tinyshakespeare (1.1 MB) into --data (default: off)",
     "train": "explicit training file, PTB-style or plain text (default: none, the corpus's own split)",
     "valid": "explicit validation file (default: none)", "test": "explicit test file (default: none)",
     "level": "tokens: char, word or bpe",
@@ -126,11 +128,33 @@ HELP = {  # --help text of every flag
     "top_k": "sample action: keep the k likeliest (default: off, all tokens)",
     "wandb": WANDB_HELP, "export_dir": "export action: the folder to write (default <out>/<kind>/hf)",
 }
+# --resume: what a resumed run may change (taken, and said), and what it may not (an error).
+RESUME_MUTABLE = ("max_steps", "time_budget", "clock", "eval_interval", "log_interval", "eval_tokens",
+                  "eval_batch_size")
+RESUME_FIXED = ("corpus", "train", "valid", "test", "level", "num_layers", "d_model", "num_heads", "d_ff", "match_params",
+                "dropout", "untied", "max_len", "reset_every", "batch_size", "seq_len", "lr", "min_lr_ratio", "warmup",
+                "weight_decay", "grad_clip", "amp", "seed")
 CHOICES = {"action": ("train", "sample", "compare", "export"), "level": ("char", "word", "bpe"), "clock": ("wall", "cpu"),
            "amp": ("bf16", "fp16", "fp32")}
 
 
+def _names_a_corpus(data: str) -> bool:
+    """Whether ``--data`` names a corpus, as it did before it meant the data folder: a file, a
+    folder with the corpus files in it (not in sub-folders), or a datasets name. A folder that
+    does not exist yet is a data folder (``--download`` fills it)."""
+    path = Path(data).expanduser()
+    if path.is_file():
+        return True
+    if path.is_dir():
+        return not (path / Config.corpus).exists() and any(p.is_file() for p in (*path.glob("*.txt"), *path.glob("wiki.*")))
+    return ":" in data or not any(sep in data for sep in ("/", "\\", "~"))
+
+
 def parse_args(argv: Sequence[str] | None = None) -> Config:
+    return _finish(Config(**vars(cli.parse(build_parser(), argv))))
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = cli.parser(__doc__)
     for f in dataclasses.fields(Config):
         flag = "--" + f.name.replace("_", "-")
@@ -146,9 +170,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
             parser.add_argument(flag, type=typ, default=f.default, choices=CHOICES.get(f.name), help=HELP[f.name])
     cli.add_snake_case_aliases(parser)  # the flags' spelling before
     cli.add_aliases(parser, {"--mode": "--action", "--out_dir": "--out"})
-    cfg = Config(**vars(cli.parse(parser, argv)))
+    return parser
+
+
+def _finish(cfg: Config) -> Config:
+    """What parsing leaves to settle: 0 as "no resets", and --data in its old meaning (the corpus)."""
     cfg.reset_every = cfg.reset_every or None
-    if cfg.corpus == Config.corpus and not (Path(cfg.data) / cfg.corpus).exists() and cfg.data != Config.data:
+    if cfg.corpus == Config.corpus and cfg.data != Config.data and _names_a_corpus(cfg.data):
         # --data named the corpus before: a file, a corpus folder or a datasets name
         print(f"srwm_lm.py: --data is the data folder now; reading {cfg.data} as --corpus {cfg.data}", file=sys.stderr)
         cfg.corpus, cfg.data = cfg.data, Config.data
@@ -160,11 +188,12 @@ if __name__ == "__main__":  # answer --help and bad flags before the heavy impor
 
 import torch  # noqa: E402
 
-from adaptmem.data.text import Vocab, load_corpus  # noqa: E402
+from adaptmem.data.text import KNOWN_CORPORA, Vocab, known_corpus, load_corpus  # noqa: E402
 from adaptmem.models.lm import KINDS, TokenStreams, build_lm, evaluate, generate, match_d_ff, train_step  # noqa: E402
 from adaptmem.utils import (MetricLogger, configure_threads, count_parameters, load_checkpoint,  # noqa: E402
                             progress, save_checkpoint, seed_everything)
 from adaptmem.utils.amp import grad_scaler  # noqa: E402
+from adaptmem.utils.checkpoint import read_checkpoint, resolve_resume_args  # noqa: E402
 from adaptmem.utils.distributed import all_reduce_mean, barrier, cleanup_distributed, init_distributed  # noqa: E402
 from adaptmem.utils.logging import plot_curves  # noqa: E402
 from adaptmem.utils.schedules import warmup_cosine  # noqa: E402
@@ -197,8 +226,22 @@ def seconds_per_step(cfg: Config, kind: str, corpus, streams, dist, device, cloc
     return all_reduce_mean(torch.tensor([(clock() - t0) / 10]), dist).item()
 
 
-def train(cfg: Config, kind: str, corpus, dist, device: torch.device) -> dict:
+def resume_config(cfg: Config, extra: dict, given: dict[str, str], where: str) -> tuple[Config, list[str]]:
+    """This run's settings on resume: the checkpoint's, with the changes --resume allows."""
+    saved = {**dataclasses.asdict(Config.from_saved(extra["config"])), "max_steps": extra["max_steps"]}
+    new, notes = resolve_resume_args(saved, dataclasses.asdict(cfg), mutable=RESUME_MUTABLE, fixed=RESUME_FIXED,
+                                     explicit=given, where=where)
+    return Config(**new), notes
+
+
+def train(cfg: Config, kind: str, corpus, dist, device: torch.device, given: dict[str, str] | None = None) -> dict:
+    """Train one ``kind``; ``given``: the flags set on the command line (what a resume may change)."""
     run_dir = Path(cfg.out) / kind
+    ckpt = run_dir / "ckpt.pt"
+    resumed = cfg.resume and ckpt.exists()
+    if resumed:  # settings first: a changed architecture flag fails here, before anything is built
+        saved = read_checkpoint(ckpt)["extra"]
+        cfg, notes = resume_config(cfg, saved, given or {}, f"--resume from {ckpt}")
     seed_everything(cfg.seed + dist.rank)
     model = build(cfg, kind, len(corpus.vocab)).to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -214,13 +257,17 @@ def train(cfg: Config, kind: str, corpus, dist, device: torch.device) -> dict:
                            rank=dist.rank, world_size=dist.world_size)
     clock = time.process_time if cfg.clock == "cpu" else time.perf_counter
     max_steps, step, elapsed, wall, state = cfg.max_steps, 0, 0.0, 0.0, None
-    ckpt = run_dir / "ckpt.pt"
-    if cfg.resume and ckpt.exists():
+    if resumed:
         extra = load_checkpoint(ckpt, model=model, optimizer=optimizer, scaler=scaler, map_location=device)
-        step, elapsed, wall, max_steps = extra["step"], extra["elapsed"], extra["wall"], extra["max_steps"]
+        step, elapsed, wall = extra["step"], extra["elapsed"], extra["wall"]
+        new_budget = cfg.time_budget is not None and cfg.time_budget != saved["config"].get("time_budget")
+        if new_budget and cfg.max_steps == saved["max_steps"]:  # the steps a new budget buys, timed as at the start
+            max_steps = max(cfg.warmup + 1, int(cfg.time_budget * 60 / seconds_per_step(cfg, kind, corpus, streams,
+                                                                                        dist, device, clock)))
+            notes.append(f"--max-steps: {saved['max_steps']} -> {max_steps} (from the new --time-budget)")
         state = extra["state"][dist.rank] if extra["state"] is not None else None
         if dist.is_main:
-            print(f"{kind}: resumed at step {step} of {max_steps}")
+            print(f"{kind}: resumed at step {step} of {max_steps}" + "".join(f"\n  {n}" for n in notes))
     elif cfg.time_budget is not None:
         max_steps = max(cfg.warmup + 1, int(cfg.time_budget * 60 / seconds_per_step(cfg, kind, corpus, streams,
                                                                                     dist, device, clock)))
@@ -278,7 +325,7 @@ def load_model(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, Voca
     if not path.exists():
         raise SystemExit(f"{cfg.action}: no checkpoint at {path}; train first "
                          f"(--action train --kind {cfg.kind} --out {cfg.out})")
-    saved = torch.load(path, map_location="cpu", weights_only=False)["extra"]
+    saved = read_checkpoint(path)["extra"]
     vocab = Vocab.from_json(saved["vocab"])
     kwargs = build_kwargs(Config.from_saved(saved["config"]), cfg.kind, len(vocab))
     model = build_lm(cfg.kind, len(vocab), **kwargs).to(device)
@@ -292,7 +339,7 @@ def export(cfg: Config, device: torch.device) -> Path:
     try:
         from adaptmem.hf import AdaptMemConfig, AdaptMemForCausalLM
     except ImportError as err:
-        raise SystemExit(f"export: needs transformers and safetensors: pip install 'adaptmem[hf]' ({err})") from None
+        raise SystemExit(f"export: needs transformers and safetensors: pip install 'transformers>=5.0' safetensors ({err})") from None
     model, vocab, kwargs = load_model(cfg, torch.device("cpu"))
     hf_model = AdaptMemForCausalLM.from_lm(model, AdaptMemConfig.from_build_kwargs(cfg.kind, len(vocab), **kwargs))
     out = Path(cfg.export_dir or Path(cfg.out) / cfg.kind / "hf")
@@ -315,6 +362,7 @@ def sample(cfg: Config, device: torch.device) -> None:
 
 
 def main(cfg: Config | Sequence[str] | None = None) -> None:
+    given = cli.given_flags(build_parser(), None if isinstance(cfg, Config) else cfg)  # for --resume
     cfg = cfg if isinstance(cfg, Config) else parse_args(cfg)
     kinds = cfg.kinds.split(",") if cfg.action == "compare" else [cfg.kind]
     cli.check_choice("--kinds" if cfg.action == "compare" else "--kind", kinds, KINDS)
@@ -328,11 +376,14 @@ def main(cfg: Config | Sequence[str] | None = None) -> None:
     if cfg.action == "export":
         export(cfg, device)
         return
+    if cfg.download and cfg.corpus in KNOWN_CORPORA and dist.is_main:  # one process fetches, the others wait
+        known_corpus(cfg.corpus, cfg.data, download_if_missing=True)
+    barrier(dist)
     corpus = load_corpus(cli.corpus_source(cfg.corpus, cfg.data), level=cfg.level, train=cfg.train, valid=cfg.valid,
-                         test=cfg.test)
+                         test=cfg.test, data_root=cfg.data)
     if dist.is_main:
         print(corpus)
-    results = [train(cfg, kind, corpus, dist, device) for kind in kinds]
+    results = [train(cfg, kind, corpus, dist, device, given) for kind in kinds]
     if dist.is_main:
         rows = [f"| model | parameters | steps | tokens | train min ({cfg.clock}) | wall min | "
                 f"final valid loss (nats/token) | best valid loss (first {cfg.eval_tokens:,} tokens) |",
@@ -351,4 +402,4 @@ def main(cfg: Config | Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main(CONFIG)
+    cli.run(main, CONFIG)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from adaptmem.utils import cli
@@ -57,9 +57,24 @@ MODEL_KEYS = ("env", "games", "distribution_mode", "kind", "channels", "res_bloc
               "num_heads", "head_dim", "d_ff", "lstm_hidden", "srwm_block")
 RANDOM_EPISODES = 128  # per game: the random policy costs no network, and its line should not wobble
 RENAMED = {"core": "kind", "layers": "num_layers", "heads": "num_heads"}  # argument names of older checkpoints
+# --resume: what a resumed run may change (taken, and said), and what it may not (an error).
+RESUME_MUTABLE = ("total_frames", "log_every", "checkpoint_every", "eval_envs_per_game", "eval_episodes",
+                  "eval_max_steps", "greedy", "test_start_level")
+RESUME_FIXED = MODEL_KEYS + ("config", "env_backend", "num_levels", "start_level", "envs_per_game", "unroll_length",
+                             "batch_size", "optimizer", "lr", "entropy_cost", "reward_clip", "seed")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    args = cli.parse(build_parser(), argv)
+    for key, value in CONFIGS[args.config].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.env == "recall":
+        args.games = ["recall"]
+    return args
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__)
     a = p.add_argument
     a("--config", choices=sorted(CONFIGS), default="default", help="preset for every flag marked (preset)")
@@ -121,13 +136,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             value = " ".join(map(str, value)) if isinstance(value, list) else value
             action.help += f" (default: from --config; {value} in the default config)"
     cli.add_aliases(p, {"--core": "--kind", "--layers": "--num-layers", "--heads": "--num-heads"})
-    args = cli.parse(p, argv)
-    for key, value in CONFIGS[args.config].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    if args.env == "recall":
-        args.games = ["recall"]
-    return args
+    return p
 
 
 if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
@@ -142,6 +151,7 @@ from adaptmem.rl import (CORES, ImpalaConfig, ImpalaLearner, MultiTaskEnv, Recal
 from adaptmem.rl.report import learning_table, plot_learning_curves  # noqa: E402
 from adaptmem.utils import (MetricLogger, atomic_write_text, configure_threads, count_parameters,  # noqa: E402
                             load_checkpoint, progress, seed_everything)
+from adaptmem.utils.checkpoint import read_checkpoint, resolve_resume_args  # noqa: E402
 from adaptmem.utils.distributed import (DistInfo, any_rank, barrier, cleanup_distributed,  # noqa: E402
                                         init_distributed, split_evenly)
 from adaptmem.utils.interrupt import GracefulStop  # noqa: E402
@@ -195,7 +205,7 @@ def random_level(args: argparse.Namespace, out: Path) -> dict[str, float]:
 
 def checkpoint_extra(path: str | Path) -> dict:
     """What the example stored beside the weights: its arguments (under today's names) and frame count."""
-    extra = torch.load(path, map_location="cpu", weights_only=False)["extra"]
+    extra = read_checkpoint(path)["extra"]
     extra["args"] = {RENAMED.get(k, k): v for k, v in extra["args"].items()}
     return extra
 
@@ -233,8 +243,18 @@ def write_report(out: Path, args: argparse.Namespace, runs: dict[str, list], ran
     return text
 
 
-def train(args: argparse.Namespace, out: Path, dist: DistInfo, stop: GracefulStop) -> tuple[list, dict | None]:
-    """Train ``args.kind`` into ``out``; returns the logged returns and the evaluation (None if stopped)."""
+def train(args: argparse.Namespace, out: Path, dist: DistInfo, stop: GracefulStop,
+          given: Collection[str] = ()) -> tuple[list, dict | None]:
+    """Train ``args.kind`` into ``out``; returns the logged returns and the evaluation (None if stopped).
+
+    With ``--resume``, the checkpoint's settings hold, with the changes --resume allows (``given``:
+    the flags on the command line)."""
+    notes: list[str] = []
+    if args.resume:
+        ckpt = out / "last.pt"
+        new, notes = resolve_resume_args(checkpoint_extra(ckpt)["args"], vars(args), mutable=RESUME_MUTABLE,
+                                         fixed=RESUME_FIXED, explicit=given, where=f"--resume from {ckpt}")
+        args = argparse.Namespace(**new)
     envs_per_game = split_evenly("srwm_procgen", "--envs-per-game", args.envs_per_game, dist)
     batch_size = split_evenly("srwm_procgen", "--batch-size", args.batch_size, dist)
     rank_seed = args.seed + 7919 * dist.rank  # each process acts and samples levels on its own seed
@@ -246,15 +266,11 @@ def train(args: argparse.Namespace, out: Path, dist: DistInfo, stop: GracefulSto
                           reward_clip=args.reward_clip or None)
     learner = ImpalaLearner(agent, env, config, device=args.device, dist=dist)
     if args.resume:
-        saved = checkpoint_extra(out / "last.pt")["args"]
-        changed = [f"--{k.replace('_', '-')} {getattr(args, k)} (checkpoint: {saved[k]})"
-                   for k in MODEL_KEYS if saved[k] != getattr(args, k)]
-        if changed:
-            raise ValueError(f"--resume: these flags differ from the checkpoint's: {', '.join(changed)}")
         learner.load(out / "last.pt")
     main_rank = dist.is_main
     random = random_level(args, out) if main_rank else {}
     if main_rank:
+        print("".join(f"--resume takes {n}\n" for n in notes), end="")
         print(f"{args.kind} agent, {count_parameters(agent):,} parameters; {describe(args)}; {args.envs_per_game} "
               f"envs per game in {dist.world_size} process(es); {args.total_frames:,} frames; random policy "
               + ", ".join(f"{g} {v:.2f}" for g, v in random.items()))
@@ -351,12 +367,13 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> str:
                          f"or try the built-in memory task with --env recall.")
     kinds = (args.compare or ["srwm", "lstm"]) if args.compare is not None else [args.kind]
     root, runs, evaluations = Path(args.out), {}, {}
+    given = cli.given_flags(build_parser(), None if isinstance(argv, argparse.Namespace) else argv)
     with GracefulStop() as stop:
         for kind in kinds:  # --compare: the same frames, levels and seed for each kind, in --out/<kind>
             args.kind = kind
             setup(args, dist)
             out = root / kind if args.compare is not None else root
-            runs[kind], evaluations[kind] = train(args, out, dist, stop)
+            runs[kind], evaluations[kind] = train(args, out, dist, stop, given)
             if stop:
                 break
     text = ""

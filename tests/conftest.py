@@ -23,14 +23,31 @@ try:  # FAISS's OpenMP threads collapse the same way (about 4x).
 except ImportError:
     pass
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+def _real_data_folder() -> Path | None:
+    """The real data sets for the ``data`` tests: ``$ADAPTMEM_TEST_DATA``, else the development
+    machines' ``shared/data`` beside this checkout or beside the main checkout of a git worktree
+    (a test-suite convenience: the library itself looks only at ``$ADAPTMEM_DATA``)."""
+    env = os.environ.get("ADAPTMEM_TEST_DATA")
+    if env:
+        return Path(env).expanduser()
+    root = Path(__file__).resolve().parents[1]
+    candidates = [root.parent / "shared" / "data"]
+    git = root / ".git"
+    if git.is_file():  # a worktree: ".git" names <main checkout>/.git/worktrees/<name>
+        gitdir = Path(git.read_text().split("gitdir:", 1)[-1].strip())
+        candidates.append(gitdir.parents[2].parent / "shared" / "data")
+    return next((c for c in candidates if c.is_dir()), None)
+
+
+SHARED_DATA = _real_data_folder()
 
 
 @pytest.fixture
 def shared_data() -> Path:
-    """``../shared/data`` with the real data sets; the test skips when it is absent."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data not available at {SHARED_DATA}")
+    """The folder with the real data sets (see :func:`_real_data_folder`); skips when absent."""
+    if SHARED_DATA is None:
+        pytest.skip("real data sets not found: set ADAPTMEM_TEST_DATA to a folder with mnist/, omniglot/ "
+                    "and tinyshakespeare/")
     return SHARED_DATA
 
 

@@ -63,10 +63,53 @@ def test_a_release_tag_on_head_names_the_package_version():
             assert tag == f"v{VERSION}", f"tag {tag} on HEAD but the package version is {VERSION}"
 
 
-def test_extras_fla_is_fla_core_and_all_holds_every_cpu_extra():
+def _nested(requirement: str) -> list[str] | None:
+    """The extras of a requirement on this project itself (``adaptmem-torch[a,b]``), else None."""
+    m = re.fullmatch(rf"{re.escape(PYPROJECT['project']['name'])}\[(.*)\]", requirement)
+    return m.group(1).split(",") if m else None
+
+
+def test_extras_fla_is_fla_core_all_holds_every_cpu_extra_and_cuda_the_gpu_ones():
     extras = PYPROJECT["project"]["optional-dependencies"]
     assert extras["fla"] == ["fla-core[cuda]>=0.6.0"]
     assert not any("transformers" in r or "flash-linear-attention" in r for r in extras["fla"])
     assert {"transformers", "safetensors"} <= {re.split(r"[<>=\[]", r)[0] for r in extras["hf"]}
-    cpu = re.fullmatch(r"adaptmem\[(.*)\]", extras["all"][0]).group(1).split(",")
-    assert {"hf", "wandb", "lm", "fewshot", "rl"} <= set(cpu) and not {"fla", "gpu"} & set(cpu)
+    cpu = _nested(extras["all"][0])
+    assert {"hf", "wandb", "lm", "fewshot", "rl", "faiss"} <= set(cpu) and not {"fla", "gpu", "triton"} & set(cpu)
+    cuda = _nested(extras["cuda"][0])
+    assert {"gpu", "fla", "triton"} <= set(cuda) and set(cuda) == set(cpu) - {"faiss"} | {"gpu", "fla", "triton"}
+
+
+def test_extras_refer_to_this_project_by_its_distribution_name():
+    # "adaptmem[plot]" inside an extra would make pip fetch the unrelated PyPI project `adaptmem`.
+    for extra, reqs in PYPROJECT["project"]["optional-dependencies"].items():
+        for r in reqs:
+            name = re.split(r"[<>=!~\[; @]", r)[0]
+            assert name != "adaptmem", f"extra {extra!r}: {r!r} names the PyPI project `adaptmem`, not this one"
+
+
+def test_install_hints_list_what_pyproject_extras_install():
+    from adaptmem.utils.extras import DISTRIBUTION, EXTRAS, install_hint
+
+    extras = PYPROJECT["project"]["optional-dependencies"]
+
+    def flat(extra: str) -> set[str]:
+        out = set()
+        for r in extras[extra]:
+            nested = _nested(r)
+            out |= set().union(*(flat(e) for e in nested)) if nested else {r}
+        return out
+
+    assert DISTRIBUTION == PYPROJECT["project"]["name"]
+    assert set(EXTRAS) == set(extras) - {"all", "cuda"}
+    for extra, reqs in EXTRAS.items():
+        assert set(reqs) == flat(extra), extra
+    assert install_hint("wandb") == "pip install 'wandb>=0.17' (the 'wandb' extra of adaptmem-torch)"
+    assert install_hint("fewshot", "pillow").startswith("pip install 'pillow>=9.0' (")
+    with pytest.raises(ValueError, match="extra must be one of"):
+        install_hint("everything")
+
+
+def test_py_typed_ships_in_the_package():
+    assert (ROOT / "adaptmem" / "py.typed").is_file()
+    assert "py.typed" in PYPROJECT["tool"]["setuptools"]["package-data"]["adaptmem"]

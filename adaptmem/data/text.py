@@ -2,8 +2,10 @@
 
 ``load_corpus`` reads
 
+- a corpus this module can download, by name (:data:`KNOWN_CORPORA`: ``"tinyshakespeare"``, the
+  default), from ``<data root>/<name>/`` (``download_if_missing=True`` fetches it there);
 - a Hugging Face ``datasets`` name, ``"path:config"``, e.g. ``"wikitext:wikitext-2-raw-v1"``
-  (needs ``adaptmem[lm]`` and the network, or a filled ``datasets`` cache and
+  (needs the ``lm`` extra and the network, or a filled ``datasets`` cache and
   ``HF_HUB_OFFLINE=1``);
 - a folder in the Penn Treebank layout (``ptb.{train,valid,test}.txt``), the WikiText layout
   (``wiki.{train,valid,test}.tokens`` or ``.raw``) or ``{train,valid,test}.txt``;
@@ -20,10 +22,12 @@ the inputs, and written atomically.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
 import socket
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,16 +37,20 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 
+from adaptmem.data.download import DataNotFoundError, download, missing_data_message
 from adaptmem.utils.atomic import atomic_write_text
-from adaptmem.utils.checkpoint import atomic_save
 from adaptmem.utils.checks import check_positive_int, check_tensor, fmt_shape
+from adaptmem.utils.extras import install_hint
+from adaptmem.utils.integrity import CorruptFileError, load_verified, save_verified
 from adaptmem.utils.paths import default_data_root
 
 EOS = "<eos>"
 UNK = "<unk>"
 LEVELS = ("char", "word", "bpe")
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: files with adaptmem.utils.integrity's header and checksum
+_CACHE_FORMAT = "adaptmem.corpus-cache"
 _HUB_PROBE_TIMEOUT = 3.0  # seconds; an unreachable hub must fail fast, not after minutes of retries
+DEFAULT_CORPUS = "tinyshakespeare"
 _LAYOUTS = {  # folder layouts: (train, valid, test) file names
     "ptb": ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"),
     "wikitext": ("wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens"),
@@ -82,6 +90,10 @@ class Vocab:
     def __init__(self, itos: Sequence[str], *, level: str = "word", unk: str | None = None) -> None:
         if level not in ("char", "word", "bpe"):
             raise ValueError(f"Vocab: level must be one of {list(LEVELS)}, got {level!r}")
+        if isinstance(itos, str) or not isinstance(itos, Sequence) or not itos or \
+                not all(isinstance(s, str) for s in itos):
+            raise ValueError(f"Vocab: itos must be a non-empty sequence of str tokens, got {type(itos).__name__} "
+                             f"of length {len(itos) if hasattr(itos, '__len__') else '?'}")
         self.itos = list(itos)
         self.stoi = {s: i for i, s in enumerate(self.itos)}
         if len(self.stoi) != len(self.itos):
@@ -131,12 +143,14 @@ class Vocab:
 
     def decode(self, ids: Iterable[int] | torch.Tensor) -> str:
         if isinstance(ids, torch.Tensor):
+            if ids.is_floating_point():
+                raise TypeError(f"Vocab.decode: ids must be integer token ids, got a {ids.dtype} tensor")
             ids = ids.flatten().tolist()
-        try:
-            tokens = [self.itos[i] for i in ids]
-        except IndexError:
-            bad = [i for i in ids if not 0 <= i < len(self)][:5]
-            raise ValueError(f"Vocab.decode: ids must lie in [0, {len(self)}), got e.g. {bad}") from None
+        ids = list(ids)
+        bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(self)][:5]
+        if bad:  # negative ids would index from the end without a word
+            raise ValueError(f"Vocab.decode: ids must lie in [0, {len(self)}) (ints), got e.g. {bad}")
+        tokens = [self.itos[i] for i in ids]
         if self.level == "char":
             return "".join(tokens)
         pieces: list[str] = []
@@ -152,7 +166,13 @@ class Vocab:
 
     @classmethod
     def from_json(cls, text: str) -> Vocab:
-        d = json.loads(text)
+        try:
+            d = json.loads(text)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"Vocab.from_json: text is not JSON ({e})") from e
+        if not isinstance(d, dict) or not ({"level", "itos", "unk"} <= set(d) or d.get("level") == "bpe"):
+            raise ValueError(f"Vocab.from_json: text must hold a to_json() object with level, itos and unk, got "
+                             f"{sorted(d) if isinstance(d, dict) else type(d).__name__}")
         if d.get("level") == "bpe":
             return BPEVocab.from_json(text)
         return cls(d["itos"], level=d["level"], unk=d["unk"])
@@ -215,7 +235,7 @@ def _import_tokenizers():
         import tokenizers
     except ImportError:
         raise ImportError("load_corpus: level='bpe' needs the optional 'tokenizers' package; "
-                          "pip install 'adaptmem[lm]' (or tokenizers)") from None
+                          f"{install_hint('lm', 'tokenizers')}") from None
     return tokenizers
 
 
@@ -236,9 +256,46 @@ class Corpus:
         return f"Corpus({self.name!r}, level={self.vocab.level!r}, vocab={len(self.vocab):,}, {sizes})"
 
 
+@dataclass(frozen=True)
+class KnownCorpus:
+    """A corpus of one public text file that :func:`load_corpus` finds by name and can download."""
+
+    title: str
+    file: str  # its name inside <data root>/<corpus name>/
+    urls: tuple[str, ...]
+    sha256: str
+
+
+KNOWN_CORPORA = {
+    # Karpathy's char-rnn data set, 1,115,394 characters; the digest is that of the file the project's
+    # development machines hold.
+    "tinyshakespeare": KnownCorpus(
+        "Tiny Shakespeare", "input.txt",
+        ("https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",),
+        "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"),
+}
+
+
+def known_corpus(name: str, data_root: str | os.PathLike | None = None, *,
+                 download_if_missing: bool = False) -> Path:
+    """The file of the known corpus ``name`` in ``<data_root>/<name>/`` (default root:
+    :func:`adaptmem.utils.default_data_root`), downloaded there first when missing and
+    ``download_if_missing``; :class:`~adaptmem.data.download.DataNotFoundError` otherwise."""
+    if name not in KNOWN_CORPORA:
+        raise ValueError(f"known_corpus: name must be one of {sorted(KNOWN_CORPORA)}, got {name!r}")
+    spec = KNOWN_CORPORA[name]
+    folder = (Path(data_root).expanduser() if data_root is not None else default_data_root()) / name
+    path = folder / spec.file
+    if not path.is_file():
+        if not download_if_missing:
+            raise DataNotFoundError(missing_data_message("load_corpus", f"{spec.title} ({name}/{spec.file})", folder))
+        download(spec.urls, path, sha256=spec.sha256)
+    return path
+
+
 def default_corpus_path() -> Path:
-    """Tiny Shakespeare under :func:`adaptmem.utils.default_data_root` (the offline default)."""
-    return default_data_root() / "tinyshakespeare" / "input.txt"
+    """Tiny Shakespeare under :func:`adaptmem.utils.default_data_root` (the default corpus)."""
+    return default_data_root() / DEFAULT_CORPUS / KNOWN_CORPORA[DEFAULT_CORPUS].file
 
 
 def default_cache_dir() -> Path:
@@ -256,12 +313,14 @@ def load_corpus(
     split_fraction: float = 0.9,
     cache_dir: str | os.PathLike | None = None,
     bpe_vocab_size: int = 8192,
+    data_root: str | os.PathLike | None = None,
+    download_if_missing: bool = False,
 ) -> Corpus:
     """Load and tokenise a corpus (see the module docstring for the accepted sources).
 
     Args:
-        source: a datasets name ``"path[:config]"``, a folder, a text file, or ``None`` for
-            Tiny Shakespeare under the default data root (or when ``train`` is given).
+        source: a known corpus name (:data:`KNOWN_CORPORA`), a datasets name ``"path[:config]"``,
+            a folder, a text file, or ``None`` for Tiny Shakespeare (ignored when ``train`` is given).
         level: ``"char"``, ``"word"`` or ``"bpe"``.
         train, valid, test: explicit split files (override the layout of ``source``).
         split_fraction: train share when a single file (or a source without a validation
@@ -269,13 +328,16 @@ def load_corpus(
         cache_dir: where token arrays are cached (default ``~/.cache/adaptmem/text`` or
             ``$ADAPTMEM_CACHE/text``).
         bpe_vocab_size: size of the BPE vocabulary trained on the training split.
+        data_root: where known corpora live, each in a sub-folder named after it (default
+            :func:`adaptmem.utils.default_data_root`).
+        download_if_missing: download a known corpus that is not under ``data_root``.
     """
     fn = "load_corpus"
     if level not in LEVELS:
         raise ValueError(f"{fn}: level must be one of {list(LEVELS)}, got {level!r}")
     if not 0.0 < split_fraction < 1.0:
         raise ValueError(f"{fn}: split_fraction must lie in (0, 1), got {split_fraction}")
-    files, name = _resolve_files(source, train, valid, test)
+    files, name = _resolve_files(source, train, valid, test, data_root, download_if_missing)
     options = {"level": level, "split_fraction": split_fraction,
                "bpe_vocab_size": bpe_vocab_size if level == "bpe" else None}
     if files is not None:
@@ -286,19 +348,24 @@ def load_corpus(
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     cached = cache / f"{key}.pt"
     if cached.exists():
-        state = torch.load(cached, map_location="cpu", weights_only=True)
-        return Corpus(state["train"], state["valid"], state["test"], Vocab.from_json(state["vocab"]), name)
+        try:
+            state = load_verified(cached, format=_CACHE_FORMAT)
+            return Corpus(state["train"], state["valid"], state["test"], Vocab.from_json(state["vocab"]), name)
+        except (CorruptFileError, KeyError, TypeError, ValueError) as e:  # a cache: rebuild it
+            warnings.warn(f"load_corpus: ignoring the unreadable cache {cached} ({e}); rebuilding it",
+                          UserWarning, stacklevel=2)
 
     texts = _read_files(files) if files is not None else _read_hub(name)
     if texts["valid"] is None:  # one text: first split_fraction for training, the rest validation
         texts["train"], texts["valid"] = _split_text(texts["train"], split_fraction, level)
     vocab = _build_vocab(texts, level, bpe_vocab_size)
     ids = {s: None if t is None else torch.tensor(vocab.encode(t), dtype=torch.int64) for s, t in texts.items()}
-    atomic_save({**ids, "vocab": vocab.to_json()}, cached)
+    save_verified({**ids, "vocab": vocab.to_json()}, cached, format=_CACHE_FORMAT)
     return Corpus(ids["train"], ids["valid"], ids["test"], vocab, name)
 
 
-def _resolve_files(source, train, valid, test) -> tuple[dict[str, Path | None] | None, str]:
+def _resolve_files(source, train, valid, test, data_root=None,
+                   download_if_missing=False) -> tuple[dict[str, Path | None] | None, str]:
     fn = "load_corpus"
     if train is not None:
         files = {"train": Path(train), "valid": Path(valid) if valid else None, "test": Path(test) if test else None}
@@ -306,10 +373,7 @@ def _resolve_files(source, train, valid, test) -> tuple[dict[str, Path | None] |
     if valid is not None or test is not None:
         raise ValueError(f"{fn}: valid/test files need a train file too")
     if source is None:
-        source = default_corpus_path()
-        if not source.exists():
-            raise FileNotFoundError(f"{fn}: no source given and the default corpus {source} is missing; pass a "
-                                    f"file, a folder or a datasets name, or set ADAPTMEM_DATA")
+        source = DEFAULT_CORPUS
     path = Path(source).expanduser()
     if path.is_file():
         return {"train": path, "valid": None, "test": None}, str(path)
@@ -324,6 +388,9 @@ def _resolve_files(source, train, valid, test) -> tuple[dict[str, Path | None] |
         layouts = "; ".join(", ".join(n) for n in _LAYOUTS.values())
         raise FileNotFoundError(f"{fn}: {path} matches no known layout ({layouts}; or exactly one .txt file)")
     text = str(source)
+    if text in KNOWN_CORPORA:
+        return {"train": known_corpus(text, data_root, download_if_missing=download_if_missing),
+                "valid": None, "test": None}, text
     looks_local = text.startswith((".", "/", "~")) or text.endswith((".txt", ".tokens", ".raw"))
     if looks_local or (path.parent != Path(".") and path.parent.exists()):
         raise FileNotFoundError(f"{fn}: {text} does not exist")
@@ -348,7 +415,12 @@ def _file_identity(path: Path) -> list:
 def _read_files(files: dict[str, Path | None]) -> dict[str, str | None]:
     out = {}
     for role, p in files.items():
-        text = None if p is None else p.read_text(encoding="utf-8")
+        try:
+            text = None if p is None else p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"load_corpus: {p} is not UTF-8 text ({e.reason} at byte {e.start})") from e
+        if text is not None and not text.strip():
+            raise ValueError(f"load_corpus: {p} holds no text")
         if text is not None and text and not text.endswith("\n"):
             text += "\n"  # every line, the last included, ends with <eos>
         out[role] = text
@@ -383,13 +455,16 @@ def _offline_env() -> bool:
                for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
-def _hub_error(name: str, why: str) -> ConnectionError:
-    return ConnectionError(
-        f"load_corpus: cannot load the datasets corpus {name!r}: {why}. Use local files instead: a folder "
-        f"with ptb.{{train,valid,test}}.txt (Penn Treebank) or wiki.{{train,valid,test}}.tokens (WikiText), "
-        f"one plain text file (split {{first 90%: train, rest: valid}}), or train=/valid=/test= paths. "
-        f"A corpus downloaded once with network access can be reused offline with HF_HUB_OFFLINE=1."
-    )
+_LOCAL_ADVICE = (
+    "Use local files instead: --corpus FOLDER with ptb.{train,valid,test}.txt (Penn Treebank) or "
+    "wiki.{train,valid,test}.tokens (WikiText), --corpus FILE (one plain text: first 90% train, the rest "
+    "valid), --corpus tinyshakespeare (under --data; --download fetches it), or explicit --train/--valid/--test "
+    "files; in Python, load_corpus(path) or train=/valid=/test=."
+)
+
+
+def _hub_error(name: str, why: str, error: type[Exception] = ConnectionError) -> Exception:
+    return error(f"load_corpus: cannot load the datasets corpus {name!r}: {why}. {_LOCAL_ADVICE}")
 
 
 def _hub_reachable(timeout: float) -> str | None:
@@ -400,23 +475,75 @@ def _hub_reachable(timeout: float) -> str | None:
         with socket.create_connection((url.hostname or "", port), timeout=timeout):
             return None
     except OSError as e:
-        return f"the hub at {url.scheme}://{url.netloc} is unreachable ({type(e).__name__}: {e})"
+        return f"no network: the hub at {url.scheme}://{url.netloc} is unreachable ({type(e).__name__}: {e})"
+
+
+# Folders of the datasets cache that are not corpora: downloads and the packaged file builders.
+_NOT_CORPORA = {"downloads", "text", "json", "csv", "parquet", "arrow", "pandas", "generator", "sql", "webdataset"}
+
+
+def cached_hub_datasets() -> list[str]:
+    """Names of the datasets in the local Hugging Face caches (what works with ``HF_HUB_OFFLINE=1``)."""
+    names = set()
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        for d in Path(HF_HUB_CACHE).glob("datasets--*"):
+            names.add(d.name[len("datasets--"):].replace("--", "/"))
+    except ImportError:
+        pass
+    try:
+        import datasets
+
+        for d in Path(datasets.config.HF_DATASETS_CACHE).iterdir():
+            if d.is_dir() and not d.name.startswith(("_", ".")) and d.name not in _NOT_CORPORA:
+                names.add(d.name.replace("___", "/"))
+    except (ImportError, OSError, AttributeError):
+        pass
+    return sorted(names)
+
+
+def _cache_note(path: str) -> str:
+    """Which corpora the cache holds, and the closest to ``path``."""
+    cached = cached_hub_datasets()
+    if not cached:
+        return "the local datasets cache is empty"
+    bare = {c.rsplit("/", 1)[-1]: c for c in cached}
+    close = difflib.get_close_matches(path, cached, n=1) or [bare[m] for m in
+                                                             difflib.get_close_matches(path, list(bare), n=1)]
+    note = f"the local datasets cache holds {', '.join(cached[:10])}" + (", ..." if len(cached) > 10 else "")
+    return note + (f" (did you mean {close[0]!r}?)" if close and close[0] != path else "")
 
 
 def _read_hub(name: str) -> dict[str, str | None]:
     try:
         import datasets
     except ImportError:
-        raise _hub_error(name, "the optional 'datasets' package is not installed (pip install 'adaptmem[lm]')") from None
-    if not _offline_env():  # probe first: datasets' own retries can hang for minutes
+        raise _hub_error(name, f"the optional 'datasets' package is not installed ({install_hint('lm', 'datasets')})",
+                         ImportError) from None
+    path, _, config = name.partition(":")
+    offline = _offline_env()
+    if not offline:  # probe first: datasets' own retries can hang for minutes
         why = _hub_reachable(_HUB_PROBE_TIMEOUT)
         if why is not None:
-            raise _hub_error(name, why)
-    path, _, config = name.partition(":")
+            raise _hub_error(name, f"{why}; offline, only cached corpora load ({_cache_note(path)}, with "
+                                   f"HF_HUB_OFFLINE=1)")
     try:
         ds = datasets.load_dataset(path, config or None)
-    except Exception as e:  # offline cache misses, unknown names, ...
-        raise _hub_error(name, f"{type(e).__name__}: {e}") from e
+    except Exception as e:
+        if offline:  # no way to ask the hub whether the name exists
+            why = (f"HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set and it is not in the local datasets cache, so "
+                   f"whether the hub has a dataset of that name cannot be checked ({_cache_note(path)}; "
+                   f"{type(e).__name__}: {e})")
+            raise _hub_error(name, why) from e
+        if isinstance(e, FileNotFoundError) and not isinstance(e, ConnectionError):
+            # datasets' DatasetNotFoundError: the hub answered that it has no such (public) dataset
+            why = (f"the hub has no dataset named {path!r} that this machine may read (a typo, or a private or "
+                   f"gated one; {_cache_note(path)}; {type(e).__name__}: {e})")
+            raise _hub_error(name, why, FileNotFoundError) from e
+        if isinstance(e, ConnectionError):
+            raise _hub_error(name, f"the hub did not answer ({type(e).__name__}: {e})") from e
+        raise _hub_error(name, f"{type(e).__name__}: {e}", ValueError if isinstance(e, ValueError) else RuntimeError) from e
     out: dict[str, str | None] = {"train": None, "valid": None, "test": None}
     for role, candidates in (("train", ("train",)), ("valid", ("validation", "valid", "dev")), ("test", ("test",))):
         split = next((ds[c] for c in candidates if c in ds), None)
@@ -459,6 +586,10 @@ def bptt_batches(streams: torch.Tensor, seq_len: int) -> Iterator[tuple[torch.Te
 
 def num_bptt_batches(streams: torch.Tensor, seq_len: int) -> int:
     """How many segments :func:`bptt_batches` yields."""
+    check_tensor("num_bptt_batches", "streams", streams)
+    check_positive_int("num_bptt_batches", "seq_len", seq_len)
+    if streams.dim() != 2:
+        raise ValueError(f"num_bptt_batches: streams must be [B, N], got shape {fmt_shape(streams)}")
     return -(-(streams.shape[1] - 1) // seq_len)
 
 
@@ -473,6 +604,8 @@ def make_synthetic_corpus(folder: str | os.PathLike, layout: str = "ptb", *, lin
     lower case, ``N`` for numbers, ``<unk>`` for some words; WikiText style adds ``= Title =``
     lines and blank lines. For tests and smoke runs, not for reporting results.
     """
+    if not lines or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in lines):
+        raise ValueError(f"make_synthetic_corpus: lines must be positive ints (train, valid, test), got {lines!r}")
     rng = np.random.default_rng(seed)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -503,12 +636,12 @@ def make_synthetic_corpus(folder: str | os.PathLike, layout: str = "ptb", *, lin
 
     if layout == "plain":
         path = folder / "input.txt"
-        path.write_text(text(sum(lines)))
+        atomic_write_text(path, text(sum(lines)))
         return path
     names = {"ptb": _LAYOUTS["ptb"], "wikitext": _LAYOUTS["wikitext"]}.get(layout)
     if names is None:
         raise ValueError(f"make_synthetic_corpus: layout must be 'ptb', 'wikitext' or 'plain', got {layout!r}")
     for name, n in zip(names, lines):
-        (folder / name).write_text(text(n))
+        atomic_write_text(folder / name, text(n))
     return folder
 

@@ -1,4 +1,4 @@
-"""Hugging Face ``transformers`` integration (the ``hf`` extra: ``pip install 'adaptmem[hf]'``).
+"""Hugging Face ``transformers`` integration (the ``hf`` extra: transformers, safetensors, accelerate).
 
 Importing this module registers the adaptmem LMs with the Auto classes, so that a saved model
 loads by ``transformers.AutoModelForCausalLM.from_pretrained(path)``::

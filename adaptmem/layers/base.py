@@ -35,6 +35,11 @@ class RecurrentLayer(nn.Module):
     def init_state(self, batch_size: int, device: torch.device | str | None = None,
                    dtype: torch.dtype = torch.float32) -> NamedTuple:
         """The fresh (all-zero) state for ``batch_size`` rows."""
+        name = f"{type(self).__name__}.init_state"
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
+            raise ValueError(f"{name}: batch_size must be an int >= 0, got {batch_size!r}")
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"{name}: dtype must be a floating-point torch.dtype, got {dtype!r}")
         device = device if device is not None else next(self.parameters()).device
         return self.state_type(*(torch.zeros(s, device=device, dtype=dtype) for s in self.state_shapes(batch_size)))
 
@@ -45,6 +50,13 @@ class RecurrentLayer(nn.Module):
         if x.dim() != 3 or x.shape[-1] != self.d_model or x.shape[1] == 0:
             raise ValueError(f"{name}: x must be [B, T, d_model] = (*, >0, {self.d_model}), got shape {fmt_shape(x)}")
         B = x.shape[0]
+        param = next(self.parameters(), None)
+        if param is not None and x.device != param.device:
+            raise ValueError(f"{name}: x is on {x.device} but the layer's parameters are on {param.device}; "
+                             f"move one of them (layer.to(x.device))")
+        if param is not None and x.dtype != param.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(f"{name}: x has dtype {x.dtype} but the layer's parameters are {param.dtype}; convert "
+                            f"one of them (x.to({param.dtype}) or layer.to({x.dtype})), or run under torch.autocast")
         if state is not None:
             shapes = self.state_shapes(B)
             fields = self.state_type._fields

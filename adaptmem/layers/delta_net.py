@@ -18,11 +18,12 @@ from adaptmem.layers.base import FastWeightLayer, resolve_heads
 from adaptmem.ops.delta_rule import delta_rule
 from adaptmem.ops.linear_attention import linear_attention
 from adaptmem.ops.recurrent_delta_rule import RecurrentDeltaState, recurrent_delta_rule
-from adaptmem.utils.checks import check_choice
+from adaptmem.utils.checks import check_choice, check_float, check_floating, check_positive_int
 
 
 def elu_sum_norm(x: torch.Tensor) -> torch.Tensor:
     """ELU+1, divided by its sum over the feature dim (the IDSIA code calls this crucial)."""
+    check_floating("elu_sum_norm", "x", x)
     x = F.elu(x) + 1.0
     return x / x.sum(-1, keepdim=True)
 
@@ -44,6 +45,7 @@ class _PreLNFastWeight(FastWeightLayer):
     def __init__(self, d_model: int, num_heads: int, head_dim: int | None, dropout: float) -> None:
         super().__init__()
         D = resolve_heads(type(self).__name__, d_model, num_heads, head_dim)
+        check_float(type(self).__name__, "dropout", dropout, lo=0.0, hi=1.0)
         self.d_model, self.num_heads, self.head_dim = d_model, num_heads, D
         H = num_heads
         self.norm = nn.LayerNorm(d_model)
@@ -62,7 +64,7 @@ class _PreLNFastWeight(FastWeightLayer):
         return [p.view(B, T, H, D) for p in parts[: self.n_vec]] + list(parts[self.n_vec :])
 
     def _output(self, x: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
-        return x + self.dropout(self.out_proj(o.reshape(*x.shape[:2], -1).to(x.dtype)))
+        return x + self.dropout(self.out_proj(o.reshape(*x.shape[:2], self.num_heads * self.head_dim).to(x.dtype)))
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, num_heads={self.num_heads}, head_dim={self.head_dim}"
@@ -102,7 +104,7 @@ class LinearAttention(_PreLNFastWeight):
                  mode: str = "auto", chunk_size: int = 64) -> None:
         super().__init__(d_model, num_heads, head_dim, dropout)
         self.mode = check_choice("LinearAttention", "mode", mode, ("auto", "chunk", "recurrent"))
-        self.chunk_size = chunk_size
+        self.chunk_size = check_positive_int("LinearAttention", "chunk_size", chunk_size)
 
     def forward(self, x, state: LinearAttentionState | None = None, reset=None):
         B, T = self.check_input(x, state)
@@ -142,7 +144,7 @@ class DeltaNet(_PreLNFastWeight):
                  mode: str = "auto", chunk_size: int = 64) -> None:
         super().__init__(d_model, num_heads, head_dim, dropout)
         self.mode = check_choice("DeltaNet", "mode", mode, ("auto", "chunk", "recurrent"))
-        self.chunk_size = chunk_size
+        self.chunk_size = check_positive_int("DeltaNet", "chunk_size", chunk_size)
 
     def forward(self, x, state: DeltaNetState | None = None, reset=None):
         B, T = self.check_input(x, state)
@@ -179,7 +181,7 @@ class RecurrentDeltaNet(_PreLNFastWeight):
         self.R_k = nn.Parameter(torch.empty(H, D, D))
         self.R_v = nn.Parameter(torch.empty(H, D, D))
         self.r_b = nn.Parameter(torch.empty(H, D))
-        self.checkpoint_every = checkpoint_every
+        self.checkpoint_every = check_positive_int("RecurrentDeltaNet", "checkpoint_every", checkpoint_every)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

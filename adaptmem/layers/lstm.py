@@ -9,7 +9,7 @@ from torch import nn
 
 from adaptmem.layers.base import RecurrentLayer
 from adaptmem.ops._checks import check_reset
-from adaptmem.utils.checks import check_positive_int
+from adaptmem.utils.checks import check_float, check_positive_int
 
 
 class LSTMState(NamedTuple):
@@ -58,6 +58,7 @@ class LSTM(RecurrentLayer):
         super().__init__()
         check_positive_int("LSTM", "d_model", d_model)
         hidden_size = d_model if hidden_size is None else check_positive_int("LSTM", "hidden_size", hidden_size)
+        check_float("LSTM", "dropout", dropout, lo=0.0, hi=1.0)
         self.d_model, self.hidden_size = d_model, hidden_size
         self.lstm = nn.LSTM(d_model, hidden_size, batch_first=True)
         self.dropout = nn.Dropout(dropout)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
 from adaptmem.layers.base import FastWeightLayer, resolve_heads
+from adaptmem.ops import _dispatch
 from adaptmem.ops.srwm import srwm
+from adaptmem.utils.checks import check_bool, check_choice, check_float, check_positive_int
 
 
 # W0 = m * (stored parameter) with m = DEFAULT_W0_SCALE / sqrt(D): see "Parametrization" in SRWM.
@@ -96,13 +99,17 @@ class SRWM(FastWeightLayer):
                  w0_multiplier: float | None = None) -> None:
         super().__init__()
         D = resolve_heads("SRWM", d_model, num_heads, head_dim)
+        check_float("SRWM", "dropout", dropout, lo=0.0, hi=1.0)
+        beta_init = check_float("SRWM", "beta_init", beta_init)
+        for name, flag in (("input_softmax", input_softmax), ("norm_skip", norm_skip), ("pre_norm", pre_norm)):
+            check_bool("SRWM", name, flag)
+        check_choice("SRWM", "backend", backend, ("auto", *_dispatch.TABLE["srwm"], "reference"))  # "reference": old
+        check_positive_int("SRWM", "checkpoint_every", checkpoint_every)
         if w0_multiplier is None:
             w0_multiplier = DEFAULT_W0_SCALE / math.sqrt(D)
         if isinstance(w0_multiplier, bool) or not isinstance(w0_multiplier, (int, float)) or \
                 not math.isfinite(w0_multiplier) or w0_multiplier <= 0:
             raise ValueError(f"SRWM: w0_multiplier must be a positive finite number, got {w0_multiplier!r}")
-        if not isinstance(beta_init, (int, float)) or isinstance(beta_init, bool) or not math.isfinite(beta_init):
-            raise ValueError(f"SRWM: beta_init must be a finite number, got {beta_init!r}")
         self.d_model, self.num_heads, self.head_dim = d_model, num_heads, D
         self.beta_init, self.input_softmax, self.norm_skip = beta_init, input_softmax, norm_skip
         self.pre_norm = pre_norm
@@ -116,12 +123,14 @@ class SRWM(FastWeightLayer):
         self.out_proj = nn.Linear(H * D, d_model, bias=False)
         self.norm = nn.LayerNorm(d_model) if norm_skip or pre_norm else None
         self.dropout = nn.Dropout(dropout)
-        # A buffer, not a plain attribute, so that every state dict says how its W0 was stored.
-        self.register_buffer("w0_multiplier", torch.tensor(float(w0_multiplier)))
+        # A buffer so that every state dict says how its W0 was stored; the float copy serves code
+        # that must not read tensors (meta-device construction, e.g. transformers' from_pretrained).
+        self._w0_multiplier = float(np.float32(w0_multiplier))  # exactly the float32 buffer
+        self.register_buffer("w0_multiplier", torch.tensor(self._w0_multiplier))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        m = float(self.w0_multiplier)
+        m = self._w0_multiplier
         std = 1.0 / math.sqrt(self.head_dim)
         with torch.no_grad():
             for w in (self.W_y, self.W_q, self.W_k):
@@ -142,12 +151,12 @@ class SRWM(FastWeightLayer):
         if any(n in state_dict for n in names):
             saved = state_dict.get(key)
             m_saved = float(saved) if saved is not None else 1.0
-            m = float(self.w0_multiplier)
-            if m_saved != m:
+            m = self._w0_multiplier
+            if not math.isclose(m_saved, m, rel_tol=1e-6):  # float32/float16 buffers round m
                 for n in names:
                     if n in state_dict:
                         state_dict[n] = state_dict[n] * (m_saved / m)
-            state_dict[key] = self.w0_multiplier.detach().clone()
+            state_dict[key] = torch.tensor(m, dtype=self.w0_multiplier.dtype)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
 
@@ -169,10 +178,10 @@ class SRWM(FastWeightLayer):
         y, W_T = srwm(h, *start, reset=reset, reset_to=W0, backend=self.backend,
                       checkpoint_every=self.checkpoint_every)
         new_state = SRWMState(*(w_t - w0.to(w_t.dtype) for w_t, w0 in zip(W_T, W0)))
-        out = self.dropout(self.out_proj(y.reshape(B, T, -1)))
+        out = self.dropout(self.out_proj(y.reshape(B, T, self.num_heads * self.head_dim)))
         return (normed if self.norm_skip else x) + out, new_state
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, num_heads={self.num_heads}, head_dim={self.head_dim}, "
                 f"beta_init={self.beta_init}, input_softmax={self.input_softmax}, norm_skip={self.norm_skip}, "
-                f"pre_norm={self.pre_norm}, w0_multiplier={float(self.w0_multiplier):g}")
+                f"pre_norm={self.pre_norm}, w0_multiplier={self._w0_multiplier:g}")

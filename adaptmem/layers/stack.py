@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from adaptmem.layers.registry import LAYERS, layer_kind, make_layer
-from adaptmem.utils.checks import fmt_shape
+from adaptmem.utils.checks import check_bool, check_float, check_positive_int, fmt_shape
 
 # LAYERS and make_layer lived here before the registry; they stay importable from here.
 __all__ = ["LAYERS", "FastWeightBlock", "FastWeightStack", "FeedForward", "make_layer"]
@@ -22,6 +22,9 @@ class FeedForward(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0) -> None:
         super().__init__()
+        check_positive_int("FeedForward", "d_model", d_model)
+        check_positive_int("FeedForward", "d_ff", d_ff)
+        check_float("FeedForward", "dropout", dropout, lo=0.0, hi=1.0)
         self.net = nn.Sequential(
             nn.LayerNorm(d_model), nn.Linear(d_model, d_ff), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(d_ff, d_model), nn.Dropout(dropout),
@@ -49,7 +52,9 @@ class FastWeightBlock(nn.Module):
         super().__init__()
         self.fast = make_layer(kind, d_model, num_heads, dropout=dropout, **layer_kwargs)
         self.out_dim = self.fast.out_dim
-        self.ff = FeedForward(self.out_dim, d_ff or 4 * self.out_dim, dropout)
+        # d_ff=0 is an error, not "the default": only None means 4 * width
+        d_ff = 4 * self.out_dim if d_ff is None else check_positive_int("FastWeightBlock", "d_ff", d_ff)
+        self.ff = FeedForward(self.out_dim, d_ff, dropout)
 
     def init_state(self, batch_size: int, device=None, dtype=torch.float32):
         return self.fast.init_state(batch_size, device, dtype)
@@ -104,6 +109,10 @@ class FastWeightStack(nn.Module):
         entry = layer_kind(kind, "FastWeightStack")
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers <= 0:
             raise ValueError(f"FastWeightStack: num_layers must be a positive int, got {num_layers!r}")
+        check_bool("FastWeightStack", "final_norm", final_norm)
+        for arg, val in (("d_ff", d_ff), ("hidden_size", hidden_size)):
+            if val is not None:  # 0 is an error, not "the default" (unused by kinds it does not apply to)
+                check_positive_int("FastWeightStack", arg, val)
         self.kind, self.d_model, self._bare = kind, d_model, not entry.blocks
         if entry.blocks:
             blocks = [FastWeightBlock(kind, d_model, num_heads, d_ff, dropout, **layer_kwargs)

@@ -19,12 +19,18 @@ from adaptmem.utils.checks import fmt_shape
 def map_state(fn: Callable[[torch.Tensor], torch.Tensor], state: Any) -> Any:
     """Apply ``fn`` to every tensor of a nested state (tensors, NamedTuples, lists, tuples),
     keeping the structure and its types."""
+    if not callable(fn):
+        raise TypeError(f"map_state: fn must be callable, got {type(fn).__name__}")
+    return _map(fn, state)
+
+
+def _map(fn: Callable[[torch.Tensor], torch.Tensor], state: Any) -> Any:
     if isinstance(state, torch.Tensor):
         return fn(state)
     if isinstance(state, tuple) and hasattr(state, "_fields"):  # a NamedTuple takes fields positionally
-        return type(state)(*(map_state(fn, s) for s in state))
+        return type(state)(*(_map(fn, s) for s in state))
     if isinstance(state, (list, tuple)):
-        return type(state)(map_state(fn, s) for s in state)
+        return type(state)(_map(fn, s) for s in state)
     return state
 
 
@@ -67,7 +73,17 @@ def mask_state(state: Any, keep: torch.Tensor) -> Any:
 
 def index_state(state: Any, rows: torch.Tensor | slice | int | list[int]) -> Any:
     """The rows ``rows`` of every tensor of a batch-first state (``t[rows]``)."""
-    return map_state(lambda t: t[rows], state)
+    if isinstance(rows, torch.Tensor) and rows.dtype not in (torch.int64, torch.int32, torch.bool):
+        raise TypeError(f"index_state: rows must be an int64/int32/bool tensor, an int, a slice or a list, "
+                        f"got a tensor of dtype {rows.dtype}")
+
+    def take(t: torch.Tensor) -> torch.Tensor:
+        try:
+            return t[rows]
+        except IndexError as e:
+            raise ValueError(f"index_state: rows {rows!r} do not fit a state tensor of shape {fmt_shape(t)} ({e})") from e
+
+    return map_state(take, state)
 
 
 def repeat_rows(state: Any, n: int) -> Any:

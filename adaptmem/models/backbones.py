@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from adaptmem.utils.checks import check_positive_int, fmt_shape
+from adaptmem.utils.checks import check_float, check_positive_int, fmt_shape
 
 
 class Conv4(nn.Module):
@@ -34,6 +34,7 @@ class Conv4(nn.Module):
         super().__init__()
         check_positive_int("Conv4", "in_channels", in_channels)
         check_positive_int("Conv4", "channels", channels)
+        check_float("Conv4", "dropout", dropout, lo=0.0, hi=1.0)
         self.in_channels, self.channels = in_channels, channels
         blocks = []
         for i in range(4):
@@ -89,8 +90,10 @@ class ResNet12(nn.Module):
     def __init__(self, in_channels: int = 3, channels: Sequence[int] = (64, 96, 128, 256), dropout: float = 0.0) -> None:
         super().__init__()
         check_positive_int("ResNet12", "in_channels", in_channels)
-        if len(channels) != 4:
-            raise ValueError(f"ResNet12: channels must list 4 widths, got {list(channels)}")
+        if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence) or len(channels) != 4 or not all(
+                isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels):
+            raise ValueError(f"ResNet12: channels must list 4 positive int widths, got {channels!r}")
+        check_float("ResNet12", "dropout", dropout, lo=0.0, hi=1.0)
         self.in_channels, self.channels = in_channels, tuple(channels)
         widths = (in_channels, *channels)
         self.blocks = nn.Sequential(*(_ResBlock(widths[i], widths[i + 1], dropout) for i in range(4)))

@@ -22,7 +22,8 @@ from torch import nn
 
 from adaptmem.data.fewshot.episodes import Episode
 from adaptmem.layers import FastWeightStack, layer_kinds, repeat_rows
-from adaptmem.utils.checks import check_choice, check_positive_int, fmt_shape
+from adaptmem.utils.checks import (check_choice, check_float, check_floating, check_positive_int, check_tensor,
+                                   fmt_shape)
 
 MODELS = layer_kinds()  # the kinds registered at import; the constructor checks the current ones
 PROTOCOLS = ("sync", "delayed")
@@ -116,6 +117,12 @@ class SequentialFewShotLearner(nn.Module):
         if not isinstance(x, torch.Tensor) or x.dim() != 5 or not x.is_floating_point():
             raise ValueError(f"{fn}: images must be float [B, T, C, H, W], got "
                              f"{fmt_shape(x) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        param = next(self.parameters())
+        if x.device != param.device:
+            raise ValueError(f"{fn}: images are on {x.device} but the model is on {param.device}")
+        want = getattr(self.backbone, "in_channels", x.shape[2])
+        if x.shape[2] != want:
+            raise ValueError(f"{fn}: images have {x.shape[2]} channels, the backbone takes {want} (in_channels)")
         if y is not None:
             if not isinstance(y, torch.Tensor) or y.shape != x.shape[:2] or y.is_floating_point():
                 raise ValueError(f"{fn}: labels must be int [B, T] = {fmt_shape(x.shape[:2])}, got "
@@ -176,8 +183,15 @@ class SequentialFewShotLearner(nn.Module):
         return classify
 
 
+def _check_labels(fn: str, name: str, y: object) -> None:
+    check_tensor(fn, name, y)
+    if y.dim() != 2 or y.is_floating_point() or y.dtype == torch.bool:
+        raise ValueError(f"{fn}: {name} must be int labels [B, T], got shape {fmt_shape(y)} dtype {y.dtype}")
+
+
 def occurrence_index(y: torch.Tensor) -> torch.Tensor:
     """For labels ``[B, T]``: how many earlier steps of the row had the same label (0 = first)."""
+    _check_labels("occurrence_index", "y", y)
     same = y.unsqueeze(-1) == y.unsqueeze(-2)  # [B, T, T]
     earlier = torch.ones(y.shape[1], y.shape[1], dtype=torch.bool, device=y.device).tril(-1)
     return (same & earlier).sum(-1)
@@ -210,6 +224,13 @@ def episode_loss(model: nn.Module, ep: Episode, protocol: str = "sync", *,
 def accuracy_by_shot(logits: torch.Tensor, y: torch.Tensor, max_shot: int) -> torch.Tensor:
     """Delayed protocol: accuracy ``[max_shot + 1]`` at a class's 1st, 2nd, ... occurrence
     (index k = the class was seen k times before, i.e. k-shot). NaN where no step qualifies."""
+    _check_labels("accuracy_by_shot", "y", y)
+    check_floating("accuracy_by_shot", "logits", logits)
+    if logits.dim() != 3 or logits.shape[:2] != y.shape:
+        raise ValueError(f"accuracy_by_shot: logits must be [B, T, C] with [B, T] = y's {fmt_shape(y)}, "
+                         f"got {fmt_shape(logits)}")
+    if isinstance(max_shot, bool) or not isinstance(max_shot, int) or max_shot < 0:
+        raise ValueError(f"accuracy_by_shot: max_shot must be an int >= 0, got {max_shot!r}")
     occ = occurrence_index(y)
     hit = (logits.argmax(-1) == y).float()
     out = torch.full((max_shot + 1,), float("nan"))
@@ -226,7 +247,12 @@ def build_fewshot_learner(model: str = "srwm", *, num_classes: int, in_channels:
     """A :class:`SequentialFewShotLearner` on a Conv-4 (``conv_channels`` wide) or ResNet-12 stem."""
     from adaptmem.models.backbones import Conv4, ResNet12
 
-    check_choice("build_fewshot_learner", "backbone", backbone, ("conv4", "resnet12"))
+    fn = "build_fewshot_learner"
+    check_choice(fn, "backbone", backbone, ("conv4", "resnet12"))
+    for name, value in (("num_classes", num_classes), ("in_channels", in_channels), ("image_size", image_size),
+                        ("conv_channels", conv_channels)):
+        check_positive_int(fn, name, value)
+    check_float(fn, "vision_dropout", vision_dropout, lo=0.0, hi=1.0)
     net = Conv4(in_channels, conv_channels, vision_dropout) if backbone == "conv4" else \
         ResNet12(in_channels, dropout=vision_dropout)
     return SequentialFewShotLearner(net, net.out_features(image_size), num_classes, model=model, **seq_kwargs)
@@ -240,6 +266,7 @@ def evaluate_episodes(model: nn.Module, loader: Any, protocol: str = "sync", *,
     from adaptmem.data.fewshot.episodes import accuracy_ci
     from adaptmem.utils.amp import autocast
 
+    check_choice("evaluate_episodes", "protocol", protocol, PROTOCOLS)
     was_training = model.training
     model.eval()
     accs, by_shot = [], []
@@ -251,6 +278,8 @@ def evaluate_episodes(model: nn.Module, loader: Any, protocol: str = "sync", *,
             by_shot.append(accuracy_by_shot(logits, ep.support_y, int(occurrence_index(ep.support_y).max())))
         accs.append(acc.cpu())
     model.train(was_training)
+    if not accs:
+        raise ValueError("evaluate_episodes: the loader gave no episodes")
     mean, ci = accuracy_ci(torch.cat(accs))
     out: dict[str, Any] = {"acc": mean, "ci95": ci, "episodes": int(sum(len(a) for a in accs))}
     if by_shot:

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from adaptmem.layers import FastWeightStack, FeedForward, detach_state, layer_kinds
-from adaptmem.utils.checks import check_choice, check_positive_int, check_tensor, fmt_shape
+from adaptmem.utils.checks import (check_bool, check_choice, check_float, check_floating, check_positive_int, check_tensor,
+                                   fmt_shape)
 from adaptmem.utils.parameters import count_parameters
 
 # The LM is a stack of residual blocks, so it takes the fast-weight kinds (blocks=True): an LSTM
@@ -41,6 +42,10 @@ def _check_tokens(fn: str, idx: Any, vocab_size: int) -> torch.Tensor:
     if idx.dim() != 2 or idx.shape[1] == 0 or idx.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"{fn}: idx must be [B, T] int64 (or int32) token ids with T > 0, got shape "
                          f"{fmt_shape(idx)} dtype {idx.dtype}")
+    if idx.is_meta:
+        raise ValueError(f"{fn}: idx is a meta tensor; token ids must hold data")
+    if idx.numel() == 0:  # B = 0: nothing to check
+        return idx
     lo, hi = int(idx.min()), int(idx.max())
     if lo < 0 or hi >= vocab_size:
         raise ValueError(f"{fn}: idx must hold token ids in [0, {vocab_size}), got values in [{lo}, {hi}]")
@@ -86,6 +91,7 @@ class FastWeightLM(nn.Module):
         super().__init__()
         check_positive_int("FastWeightLM", "vocab_size", vocab_size)
         check_choice("FastWeightLM", "kind", kind, layer_kinds(blocks=True))
+        check_bool("FastWeightLM", "tie_weights", tie_weights)
         self.vocab_size, self.kind = vocab_size, kind
         self.embed = nn.Embedding(vocab_size, d_model)
         self.drop = nn.Dropout(dropout)
@@ -176,13 +182,18 @@ class TransformerLM(nn.Module):
         check_positive_int("TransformerLM", "vocab_size", vocab_size)
         check_positive_int("TransformerLM", "num_layers", num_layers)
         check_positive_int("TransformerLM", "max_len", max_len)
+        check_bool("TransformerLM", "tie_weights", tie_weights)
+        check_positive_int("TransformerLM", "d_model", d_model)
+        check_float("TransformerLM", "dropout", dropout, lo=0.0, hi=1.0)
+        if d_ff is not None:
+            check_positive_int("TransformerLM", "d_ff", d_ff)  # 0 is an error, not "the default"
         self.vocab_size, self.max_len, self.kind = vocab_size, max_len, "transformer"
         self.embed = nn.Embedding(vocab_size, d_model)
         self.pos = nn.Embedding(max_len, d_model)
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
             nn.ModuleDict({"attn": CausalSelfAttention(d_model, num_heads, dropout),
-                           "ff": FeedForward(d_model, d_ff or 4 * d_model, dropout)})
+                           "ff": FeedForward(d_model, 4 * d_model if d_ff is None else d_ff, dropout)})
             for _ in range(num_layers))
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size, bias=False)
@@ -202,6 +213,8 @@ class TransformerLM(nn.Module):
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> torch.Tensor:
         """An empty context ``[batch_size, 0]``."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
+            raise ValueError(f"TransformerLM.init_state: batch_size must be an int >= 0, got {batch_size!r}")
         return torch.zeros(batch_size, 0, dtype=torch.int64, device=device or self.embed.weight.device)
 
     def forward(self, idx: torch.Tensor, state: torch.Tensor | None = None,
@@ -209,11 +222,14 @@ class TransformerLM(nn.Module):
         idx = _check_tokens("TransformerLM", idx, self.vocab_size)
         B = idx.shape[0]
         context = self.init_state(B) if state is None else state
+        if not isinstance(context, torch.Tensor):
+            raise TypeError(f"TransformerLM: state must be the previous tokens [B={B}, S] (a tensor), "
+                            f"got {type(context).__name__}")
         if context.dim() != 2 or context.shape[0] != B or context.dtype != idx.dtype:
             raise ValueError(f"TransformerLM: state must be the previous tokens [B={B}, S] {idx.dtype}, "
                              f"got shape {fmt_shape(context)} dtype {context.dtype}")
         if reset is not None:
-            if not isinstance(reset, torch.Tensor) or reset.dim() != 1 or reset.shape[0] != B:
+            if not isinstance(reset, torch.Tensor) or reset.dim() != 1 or reset.shape[0] != B or reset.dtype != torch.bool:
                 raise ValueError(f"TransformerLM: reset must be bool [B={B}] (a whole row's context), "
                                  f"got {fmt_shape(reset) if isinstance(reset, torch.Tensor) else type(reset).__name__}")
             context = torch.where(reset[:, None], NO_TOKEN, context)
@@ -257,6 +273,10 @@ def build_lm(kind: str, vocab_size: int, *, num_layers: int = 4, d_model: int = 
 def match_d_ff(target: int, build: Callable[[int], nn.Module], *, multiple: int = 8) -> int:
     """The feed-forward width (a multiple of ``multiple``) whose ``build(d_ff)`` has the parameter
     count closest to ``target``: sizes different sequence mixers to equal parameters."""
+    check_positive_int("match_d_ff", "target", target)
+    check_positive_int("match_d_ff", "multiple", multiple)
+    if not callable(build):
+        raise TypeError(f"match_d_ff: build must be callable, got {type(build).__name__}")
     lo = count_parameters(build(multiple))
     per_unit = (count_parameters(build(2 * multiple)) - lo) / multiple  # the count is linear in d_ff
     d_ff = multiple + round((target - lo) / per_unit / multiple) * multiple
@@ -295,6 +315,9 @@ class TokenStreams:
         self.batch_size = check_positive_int("TokenStreams", "batch_size", batch_size)
         self.seq_len = check_positive_int("TokenStreams", "seq_len", seq_len)
         self.period = _reset_period("TokenStreams", reset_every, seq_len)
+        _check_rank("TokenStreams", rank, world_size)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"TokenStreams: seed must be an int, got {type(seed).__name__}")
         self.tokens, self.seed, self.rank, self.world_size = tokens, seed, rank, world_size
         rows = batch_size * world_size
         usable = (tokens.numel() - seq_len) // rows  # stream length after the largest prefix drop
@@ -305,6 +328,8 @@ class TokenStreams:
         self._usable, self._epoch, self._streams = usable, -1, None
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ValueError(f"TokenStreams.batch: step must be an int >= 0, got {step!r}")
         epoch, i = divmod(step, self.segments_per_epoch)
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
@@ -318,6 +343,12 @@ class TokenStreams:
         first_row = self.rank * self.batch_size
         reset = stream_resets(i, self.batch_size, self.period, first_row)
         return self._streams[:, t0:t1], self._streams[:, t0 + 1:t1 + 1], reset
+
+
+def _check_rank(fn: str, rank: object, world_size: object) -> None:
+    check_positive_int(fn, "world_size", world_size)
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+        raise ValueError(f"{fn}: rank must be an int in [0, world_size={world_size}), got {rank!r}")
 
 
 def _reset_period(fn: str, reset_every: int | None, seq_len: int) -> int | None:
@@ -354,6 +385,10 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, state: Any, o
     """
     from adaptmem.utils.amp import autocast
 
+    check_choice("train_step", "amp_dtype", amp_dtype, (None, "bf16", "fp16", "fp32", torch.bfloat16, torch.float16,
+                                                        torch.float32))
+    if grad_clip is not None:
+        check_float("train_step", "grad_clip", grad_clip, lo=0.0)
     with autocast(x.device, amp_dtype):
         logits, state = model(x, state, reset=None if reset is None else reset.to(x.device))
         loss = lm_loss(logits, y)
@@ -375,6 +410,16 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, state: Any, o
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy in nats, computed in fp32."""
+    check_floating("lm_loss", "logits", logits)
+    check_tensor("lm_loss", "targets", targets)
+    if logits.dim() != 3 or targets.shape != logits.shape[:2]:
+        raise ValueError(f"lm_loss: logits must be [B, T, V] and targets [B, T], got shapes {fmt_shape(logits)} "
+                         f"and {fmt_shape(targets)}")
+    if targets.dtype not in (torch.int64, torch.int32) or (
+            targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= logits.shape[-1])):
+        raise ValueError(f"lm_loss: targets must be int64 token ids in [0, {logits.shape[-1]}), got dtype "
+                         f"{targets.dtype}" + (f" values in [{int(targets.min())}, {int(targets.max())}]"
+                                               if targets.numel() and not targets.is_floating_point() else ""))
     return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
 
 
@@ -390,6 +435,11 @@ def evaluate(model: nn.Module, tokens: torch.Tensor, *, batch_size: int, seq_len
     each stream read (for cheap evaluations during training)."""
     from adaptmem.data.text import batchify, bptt_batches
 
+    check_positive_int("evaluate", "batch_size", batch_size)
+    check_positive_int("evaluate", "seq_len", seq_len)
+    if max_tokens is not None:
+        check_positive_int("evaluate", "max_tokens", max_tokens)
+    _check_rank("evaluate", rank, world_size)
     net = getattr(model, "module", model)
     was_training = net.training
     net.eval()
@@ -426,11 +476,15 @@ def generate(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, *, tem
     for a 1-D prompt).
     """
     net = getattr(model, "module", model)
+    check_tensor("generate", "prompt", prompt)
     squeeze = prompt.dim() == 1
     idx = prompt.unsqueeze(0) if squeeze else prompt
+    if idx.dim() != 2 or idx.shape[1] == 0:
+        raise ValueError(f"generate: prompt must be [T0] or [B, T0] token ids with T0 > 0, got shape {fmt_shape(prompt)}")
     check_positive_int("generate", "max_new_tokens", max_new_tokens)
-    if temperature < 0:
-        raise ValueError(f"generate: temperature must be >= 0, got {temperature}")
+    check_float("generate", "temperature", temperature, lo=0.0)
+    if top_k is not None:
+        check_positive_int("generate", "top_k", top_k)
     was_training = net.training
     net.eval()
     logits, state = net(idx.to(net.head.weight.device), None)

@@ -46,9 +46,10 @@ def check_reset(fn: str, reset: torch.Tensor | None, B: int, T: int, device: tor
     return reset
 
 
-def check_qkv(fn: str, q, k, v, beta=None, initial_state=None) -> tuple[int, int, int, int, int]:
+def check_qkv(fn: str, q, k, v, beta=False, initial_state=None) -> tuple[int, int, int, int, int]:
     """q, k ``[B, T, H, Dk]``, v ``[B, T, H, Dv]``, beta ``[B, T, H]``, state ``[B, H, Dk, Dv]``.
 
+    ``beta=False``: the op has no beta (linear attention); ``None`` is then a missing beta.
     Returns ``(B, T, H, Dk, Dv)``.
     """
     B, T, H, Dk = check_sequence(fn, "q", q, "[B, T, H, Dk]")
@@ -57,11 +58,11 @@ def check_qkv(fn: str, q, k, v, beta=None, initial_state=None) -> tuple[int, int
     if v.dim() != 4 or v.shape[:3] != (B, T, H):
         raise ValueError(f"{fn}: v must be [B, T, H, Dv] = ({B}, {T}, {H}, *), got shape {fmt_shape(v)}")
     Dv = v.shape[-1]
-    if beta is not None:
+    if beta is not False:
         check_shape(fn, "beta", beta, (B, T, H), "[B, T, H]")
     if initial_state is not None:
         check_shape(fn, "initial_state", initial_state, (B, H, Dk, Dv), "[B, H, Dk, Dv]")
-    check_same_device(fn, q=q, k=k, v=v, beta=beta, initial_state=initial_state)
+    check_same_device(fn, q=q, k=k, v=v, beta=None if beta is False else beta, initial_state=initial_state)
     return B, T, H, Dk, Dv
 
 
@@ -70,17 +71,20 @@ def check_linear_state(fn: str, state, normalize: bool) -> tuple[torch.Tensor | 
 
     Returns ``(S, z)`` (``z`` is ``None`` without normalisation; both ``None`` for no state).
     """
+    if not isinstance(normalize, bool):
+        raise TypeError(f"{fn}: normalize must be a bool, got {type(normalize).__name__}")
     if state is None:
         return None, None
     if normalize:
         if not (isinstance(state, (tuple, list)) and len(state) == 2):
             raise TypeError(f"{fn}: with normalize=True, initial_state must be a tuple (S, z), got {type(state).__name__}")
         S, z = state
-        if not isinstance(z, torch.Tensor) or not isinstance(S, torch.Tensor) or z.shape != S.shape[:-1]:
-            raise ValueError(
-                f"{fn}: initial_state z must be [B, H, Dk] matching S [B, H, Dk, Dv], got "
-                f"{getattr(z, 'shape', None)} and {getattr(S, 'shape', None)}"
-            )
+        check_floating(fn, "initial_state S", S)
+        check_floating(fn, "initial_state z", z)
+        if z.shape != S.shape[:-1]:
+            raise ValueError(f"{fn}: initial_state z must be [B, H, Dk] matching S [B, H, Dk, Dv], got "
+                             f"shapes {fmt_shape(z)} and {fmt_shape(S)}")
+        check_same_device(fn, **{"initial_state S": S, "initial_state z": z})
         return S, z
     if isinstance(state, (tuple, list)):
         raise TypeError(f"{fn}: with normalize=False, initial_state must be a tensor S [B, H, Dk, Dv], got a tuple")
@@ -122,8 +126,13 @@ def check_recurrent_delta_inputs(fn: str, q, k, v, beta, R_q, R_k, R_v, r_b,
         check_shape(fn, name, t, (H, D, D), "[H, D, D]")
     check_shape(fn, "r_b", r_b, (H, D), "[H, D]")
     if initial_state is not None:
+        if not isinstance(initial_state, (tuple, list)) or len(initial_state) != 2:
+            got = (f"length {len(initial_state)}" if isinstance(initial_state, (tuple, list))
+                   else type(initial_state).__name__)
+            raise TypeError(f"{fn}: initial_state must be a RecurrentDeltaState (S, y) or a pair of tensors, got {got}")
         check_shape(fn, "initial_state.S", initial_state[0], (B, H, D, D), "[B, H, D, D]")
         check_shape(fn, "initial_state.y", initial_state[1], (B, H, D), "[B, H, D]")
+    S, y = (None, None) if initial_state is None else initial_state
     check_same_device(fn, q=q, k=k, v=v, beta=beta, R_q=R_q, R_k=R_k, R_v=R_v, r_b=r_b,
-                      S=None if initial_state is None else initial_state[0])
+                      **{"initial_state.S": S, "initial_state.y": y})
     return B, T, H, D

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from adaptmem.layers import LSTM, FastWeightStack, LSTMState, index_state, layer_kind, layer_kinds, map_state
-from adaptmem.utils.checks import check_choice, fmt_shape
+from adaptmem.utils.checks import check_choice, check_positive_int, check_tensor, fmt_shape
 
 # Every registered layer kind (at import; make_agent checks the current ones), and "ff": no memory.
 CORES = (*layer_kinds(), "ff")
@@ -59,6 +59,18 @@ class ImpalaCNN(nn.Module):
     def __init__(self, obs_shape: Sequence[int] = (3, 64, 64), channels: Sequence[int] = (16, 32, 32),
                  num_res_blocks: int = 2, out_dim: int = 256, downsample: int = 1) -> None:
         super().__init__()
+        fn = "ImpalaCNN"
+        if len(obs_shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in obs_shape):
+            raise ValueError(f"{fn}: obs_shape must be 3 positive ints (C, H, W), got {tuple(obs_shape)}")
+        if len(channels) == 0 or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels):
+            raise ValueError(f"{fn}: channels must be one or more positive ints, got {tuple(channels)}")
+        check_positive_int(fn, "out_dim", out_dim)
+        check_positive_int(fn, "downsample", downsample)
+        if isinstance(num_res_blocks, bool) or not isinstance(num_res_blocks, int) or num_res_blocks < 0:
+            raise ValueError(f"{fn}: num_res_blocks must be an int >= 0, got {num_res_blocks!r}")
+        if min(obs_shape[1:]) < downsample:
+            raise ValueError(f"{fn}: downsample ({downsample}) exceeds the image size {tuple(obs_shape[1:])}")
+        self.obs_shape = tuple(obs_shape)
         C, H, W = obs_shape
         self.pool = nn.AvgPool2d(downsample) if downsample > 1 else nn.Identity()
         H, W = H // downsample, W // downsample
@@ -72,6 +84,10 @@ class ImpalaCNN(nn.Module):
         self.out_dim = out_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_tensor("ImpalaCNN", "x", x)
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.obs_shape:
+            raise ValueError(f"ImpalaCNN: x must be [N, *obs_shape] = (*, {', '.join(map(str, self.obs_shape))}), "
+                             f"got shape {fmt_shape(x)}")
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         # channels-last convolutions are ~2x faster on CPU and no slower on GPU
         x = self.stages(self.pool(x).contiguous(memory_format=torch.channels_last))
@@ -83,10 +99,16 @@ class MLPTorso(nn.Module):
 
     def __init__(self, obs_dim: int, out_dim: int = 64) -> None:
         super().__init__()
+        check_positive_int("MLPTorso", "obs_dim", obs_dim)
+        check_positive_int("MLPTorso", "out_dim", out_dim)
+        self.obs_dim = obs_dim
         self.net = nn.Sequential(nn.Linear(obs_dim, out_dim), nn.ReLU(), nn.Linear(out_dim, out_dim), nn.ReLU())
         self.out_dim = out_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_tensor("MLPTorso", "x", x)
+        if x.dim() != 2 or x.shape[1] != self.obs_dim:
+            raise ValueError(f"MLPTorso: x must be [N, obs_dim] = (*, {self.obs_dim}), got shape {fmt_shape(x)}")
         return self.net(x.float())
 
 
@@ -95,7 +117,7 @@ class FFCore(nn.Module):
 
     def __init__(self, input_dim: int) -> None:
         super().__init__()
-        self.out_dim = input_dim
+        self.out_dim = check_positive_int("FFCore", "input_dim", input_dim)
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> tuple:
         return ()
@@ -134,6 +156,9 @@ class FastWeightCore(nn.Module):
                  d_ff: int = 512, dropout: float = 0.0, srwm_block: str = "rl", lstm_hidden: int = 256) -> None:
         super().__init__()
         check_choice("FastWeightCore", "srwm_block", srwm_block, SRWM_BLOCKS)
+        for name, v in (("input_dim", input_dim), ("num_layers", num_layers), ("num_heads", num_heads),
+                        ("head_dim", head_dim), ("d_ff", d_ff), ("lstm_hidden", lstm_hidden)):
+            check_positive_int("FastWeightCore", name, v)
         self.input_dim = input_dim
         if layer_kind(kind, "FastWeightCore").blocks:  # fast-weight layers work at width H * D
             d_model = num_heads * head_dim
@@ -196,6 +221,10 @@ class Agent(nn.Module):
 
     def __init__(self, torso: nn.Module, core: nn.Module, num_actions: int, obs_shape: Sequence[int]) -> None:
         super().__init__()
+        check_positive_int("Agent", "num_actions", num_actions)
+        for name, m in (("torso", torso), ("core", core)):
+            if not isinstance(m, nn.Module):
+                raise TypeError(f"Agent: {name} must be an nn.Module, got {type(m).__name__}")
         self.torso, self.core = torso, core
         self.num_actions, self.obs_shape = num_actions, tuple(obs_shape)
         self.policy = nn.Linear(core.out_dim, num_actions)
@@ -203,6 +232,8 @@ class Agent(nn.Module):
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None) -> Any:
         device = device if device is not None else self.policy.weight.device
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
+            raise ValueError(f"Agent.initial_state: batch_size must be an int >= 0, got {batch_size!r}")
         return self.core.init_state(batch_size, device)
 
     def _check(self, obs: Any, prev_reward: Any, first: Any) -> tuple[int, int]:
@@ -219,6 +250,10 @@ class Agent(nn.Module):
         if tuple(first.shape) != (B, T) or first.dtype != torch.bool:
             raise ValueError(f"Agent: first must be bool [B, T] = ({B}, {T}), got shape {fmt_shape(first)} "
                              f"dtype {first.dtype}")
+        device = self.policy.weight.device
+        for name, t in (("obs", obs), ("prev_reward", prev_reward), ("first", first)):
+            if t.device != device:
+                raise ValueError(f"Agent: {name} is on {t.device} but the agent is on {device}")
         return B, T
 
     def forward(self, obs: torch.Tensor, prev_reward: torch.Tensor, first: torch.Tensor,
@@ -260,7 +295,11 @@ def make_agent(obs_shape: Sequence[int], num_actions: int, core: str = "srwm", *
     """
     check_choice("make_agent", "core", core, (*layer_kinds(), "ff"))
     check_choice("make_agent", "torso", torso, ("auto", "impala", "mlp"))
+    check_positive_int("make_agent", "num_actions", num_actions)
+    check_positive_int("make_agent", "feature_dim", feature_dim)
     obs_shape = tuple(obs_shape)
+    if not obs_shape or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in obs_shape):
+        raise ValueError(f"make_agent: obs_shape must be positive ints, (D,) or (C, H, W), got {obs_shape}")
     if torso == "auto":
         torso = "impala" if len(obs_shape) == 3 else "mlp"
     if torso == "impala":

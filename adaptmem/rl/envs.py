@@ -64,6 +64,12 @@ class VecEnv:
         self.close()
 
 
+def _require(fn: str, state: Any, keys: Sequence[str]) -> None:
+    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{fn}: state lacks {missing} (from state_dict())")
+
+
 def check_actions(fn: str, actions: Any, num_envs: int, num_actions: int) -> np.ndarray:
     """Actions must be integers ``[num_envs]`` in ``[0, num_actions)``; returns them as int64."""
     a = np.asarray(actions)
@@ -79,6 +85,8 @@ class EpisodeTracker:
     """Running return and length per row; turns (reward, done) into finished-episode stats."""
 
     def __init__(self, num_envs: int) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs <= 0:
+            raise ValueError(f"EpisodeTracker: num_envs must be a positive int, got {num_envs!r}")
         self.returns = np.zeros(num_envs, np.float64)
         self.lengths = np.zeros(num_envs, np.int64)
 
@@ -87,6 +95,11 @@ class EpisodeTracker:
         self.lengths[:] = 0
 
     def update(self, reward: np.ndarray, done: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = len(self.returns)
+        reward, done = np.asarray(reward), np.asarray(done)
+        if reward.shape != (n,) or done.shape != (n,) or done.dtype != bool:
+            raise ValueError(f"EpisodeTracker.update: reward must be [{n}] and done bool [{n}], got shapes "
+                             f"{reward.shape} and {done.shape} (dtype {done.dtype})")
         self.returns += reward
         self.lengths += 1
         ep_return = np.where(done, self.returns, np.nan)
@@ -99,6 +112,7 @@ class EpisodeTracker:
         return {"returns": self.returns.copy(), "lengths": self.lengths.copy()}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        _require("EpisodeTracker.load_state_dict", state, ("returns", "lengths"))
         self.returns[:] = state["returns"]
         self.lengths[:] = state["lengths"]
 
@@ -121,6 +135,8 @@ class MultiTaskEnv(VecEnv):
     """
 
     def __init__(self, envs: Sequence[VecEnv], names: Sequence[str] | None = None) -> None:
+        if not isinstance(envs, Sequence) or not all(isinstance(e, VecEnv) for e in envs):
+            raise TypeError(f"MultiTaskEnv: envs must be a sequence of VecEnv, got {type(envs).__name__}")
         envs = list(envs)
         if not envs:
             raise ValueError("MultiTaskEnv: envs must contain at least one environment")
@@ -234,6 +250,7 @@ class RecallEnv(VecEnv):
                 "t": self.t.copy(), "tracker": self.tracker.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        _require("RecallEnv.load_state_dict", state, ("rng", "cue", "delay", "t", "tracker"))
         self.rng.bit_generator.state = state["rng"]
         self.cue[:], self.delay[:], self.t[:] = state["cue"], state["delay"], state["t"]
         self.tracker.load_state_dict(state["tracker"])

@@ -54,8 +54,16 @@ def evaluate(agent: Agent, env: VecEnv, episodes_per_env: int = 1, *, greedy: bo
     Returns:
         ``{task_id: returns}`` with ``returns`` a float array (raw, unclipped).
     """
-    if episodes_per_env < 1:
-        raise ValueError(f"evaluate: episodes_per_env must be >= 1, got {episodes_per_env}")
+    if isinstance(episodes_per_env, bool) or not isinstance(episodes_per_env, int) or episodes_per_env < 1:
+        raise ValueError(f"evaluate: episodes_per_env must be an int >= 1, got {episodes_per_env!r}")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"evaluate: max_steps must be an int >= 1, got {max_steps!r}")
+    if not isinstance(agent, Agent) or not isinstance(env, VecEnv):
+        raise TypeError(f"evaluate: agent must be an Agent and env a VecEnv, got {type(agent).__name__} and "
+                        f"{type(env).__name__}")
+    if agent.num_actions != env.num_actions or agent.obs_shape != tuple(env.obs_shape):
+        raise ValueError(f"evaluate: the agent expects {agent.obs_shape} observations and {agent.num_actions} "
+                         f"actions, env has {tuple(env.obs_shape)} and {env.num_actions}")
     device = torch.device(device) if device is not None else agent.policy.weight.device
     was_training = agent.training
     agent.eval()
@@ -85,7 +93,12 @@ def random_returns(env: VecEnv, episodes_per_env: int = 1, *, seed: int = 0,
 
 def format_table(rows: Sequence[dict[str, object]], columns: Sequence[str] | None = None) -> str:
     """A GitHub-markdown table of ``rows`` (floats with 2 decimals, NaN as ``-``)."""
+    if not rows:
+        raise ValueError("format_table: rows is empty")
     columns = list(columns or rows[0].keys())
+    unknown = [c for c in columns if not any(c in r for r in rows)]
+    if unknown:
+        raise ValueError(f"format_table: columns {unknown} are in no row (rows have {sorted(set().union(*rows))})")
 
     def fmt(v: object) -> str:
         if isinstance(v, float):

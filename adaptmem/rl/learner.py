@@ -35,7 +35,7 @@ from adaptmem.rl.agent import Agent, AgentOutput
 from adaptmem.rl.envs import VecEnv
 from adaptmem.rl.vtrace import vtrace
 from adaptmem.utils.checkpoint import load_checkpoint, save_checkpoint
-from adaptmem.utils.checks import check_choice
+from adaptmem.utils.checks import check_choice, check_float, check_positive_int
 from adaptmem.utils.distributed import (DistInfo, all_gather_objects, all_reduce_gradients, all_reduce_sum_, barrier,
                                         broadcast_module)
 from adaptmem.utils.schedules import linear_decay
@@ -67,6 +67,27 @@ class ImpalaConfig:
     clip_pg_rho: float | None = 1.0
     clip_c: float | None = 1.0
 
+    def __post_init__(self) -> None:
+        fn = "ImpalaConfig"
+        check_positive_int(fn, "unroll_length", self.unroll_length)
+        check_positive_int(fn, "total_frames", self.total_frames)
+        if self.batch_size is not None:
+            check_positive_int(fn, "batch_size", self.batch_size)
+        check_choice(fn, "optimizer", self.optimizer, ("rmsprop", "adam"))
+        check_float(fn, "discount", self.discount, lo=0.0, hi=1.0)
+        for name in ("baseline_cost", "entropy_cost"):
+            check_float(fn, name, getattr(self, name), lo=0.0)
+        for name in ("learning_rate", "rmsprop_eps", "adam_eps"):
+            check_float(fn, name, getattr(self, name), lo=0.0, lo_open=True)
+        check_float(fn, "rmsprop_alpha", self.rmsprop_alpha, lo=0.0, hi=1.0)
+        if len(self.adam_betas) != 2:
+            raise ValueError(f"{fn}: adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}")
+        for i, b in enumerate(self.adam_betas):
+            check_float(fn, f"adam_betas[{i}]", b, lo=0.0, hi=1.0, hi_open=True)
+        for name in ("reward_clip", "grad_clip", "clip_rho", "clip_pg_rho", "clip_c"):
+            if getattr(self, name) is not None:
+                check_float(fn, name, getattr(self, name), lo=0.0, lo_open=True)
+
 
 class Rollout(NamedTuple):
     """One unroll of every row (see the module docstring for the layout)."""
@@ -96,6 +117,10 @@ def impala_loss(output: AgentOutput, rollout: Rollout, config: ImpalaConfig) -> 
 
     ``pg + baseline_cost * 0.5 * (vs - V)^2 - entropy_cost * entropy``, summed over rows and steps.
     """
+    parts = (("output", output, AgentOutput), ("rollout", rollout, Rollout), ("config", config, ImpalaConfig))
+    for name, obj, cls in parts:
+        if not isinstance(obj, cls):
+            raise TypeError(f"impala_loss: {name} must be a {cls.__name__}, got {type(obj).__name__}")
     T = rollout.action.shape[1]
     logits, values, bootstrap = output.logits[:, :T], output.values[:, :T], output.values[:, T]
     rewards = rollout.prev_reward[:, 1:]
@@ -141,6 +166,9 @@ class ImpalaLearner:
 
     def __init__(self, agent: Agent, env: VecEnv, config: ImpalaConfig, device: torch.device | str = "cpu",
                  dist: DistInfo | None = None) -> None:
+        for name, obj, cls in (("agent", agent, Agent), ("env", env, VecEnv), ("config", config, ImpalaConfig)):
+            if not isinstance(obj, cls):
+                raise TypeError(f"ImpalaLearner: {name} must be a {cls.__name__}, got {type(obj).__name__}")
         check_choice("ImpalaLearner", "config.optimizer", config.optimizer, ("rmsprop", "adam"))
         if config.unroll_length < 1:
             raise ValueError(f"ImpalaLearner: config.unroll_length must be >= 1, got {config.unroll_length}")
@@ -268,6 +296,9 @@ class ImpalaLearner:
         own actor, env and RNG states back; one of another number (or of one process) keeps
         the learner's state only: the actors restart, each process seeded by its rank and the
         update count."""
+        missing = [k for k in ("frames", "updates", "env", "actor") if not isinstance(state, dict) or k not in state]
+        if missing:
+            raise ValueError(f"ImpalaLearner.load_state_dict: state lacks {missing} (from ImpalaLearner.state_dict)")
         self.frames, self.updates = state["frames"], state["updates"]
         own: dict[str, Any] | None = state
         if state.get("world_size", 1) != self.dist.world_size:

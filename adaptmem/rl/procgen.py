@@ -55,6 +55,13 @@ SCORE_RANGES: dict[str, dict[str, tuple[float, float]]] = {
 SCORE_RANGES["memory"] = SCORE_RANGES["hard"]
 
 
+def _check_pool(fn: str, num_envs: object, num_levels: object, start_level: object, envs_name: str = "num_envs") -> None:
+    """The sizes of a pool (the simulators assert, or crash, on bad ones)."""
+    for name, v, lo in ((envs_name, num_envs, 1), ("num_levels", num_levels, 0), ("start_level", start_level, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{fn}: {name} must be an int >= {lo}, got {v!r}")
+
+
 def _check_game(fn: str, game: str, distribution_mode: str) -> None:
     check_choice(fn, "game", game, PROCGEN_GAMES)
     check_choice(fn, "distribution_mode", distribution_mode, DISTRIBUTION_MODES)
@@ -101,6 +108,7 @@ class EnvpoolProcgen(VecEnv):
     def __init__(self, game: str, num_envs: int, *, num_levels: int = 200, start_level: int = 0,
                  distribution_mode: str = "easy", seed: int = 0, num_threads: int = 1, pool: Any = None) -> None:
         _check_game("EnvpoolProcgen", game, distribution_mode)
+        _check_pool("EnvpoolProcgen", num_envs, num_levels, start_level)
         self.game, self.distribution_mode = game, distribution_mode
         self.num_envs, self.num_actions = num_envs, NUM_ACTIONS
         self.obs_shape, self.obs_dtype = OBS_SHAPE, np.dtype(np.uint8)
@@ -163,6 +171,7 @@ class Gym3Procgen(VecEnv):
                  distribution_mode: str = "easy", seed: int = 0,
                  env_fn: Callable[[], Any] | None = None) -> None:
         _check_game("Gym3Procgen", game, distribution_mode)
+        _check_pool("Gym3Procgen", num_envs, num_levels, start_level)
         self.game, self.distribution_mode = game, distribution_mode
         self.num_envs, self.num_actions = num_envs, NUM_ACTIONS
         self.obs_shape, self.obs_dtype = OBS_SHAPE, np.dtype(np.uint8)
@@ -218,6 +227,7 @@ def make_procgen(games: Sequence[str], num_envs_per_game: int, *, num_levels: in
         raise ValueError(f"make_procgen: games must be a non-empty list of distinct games, got {games}")
     for g in games:
         _check_game("make_procgen", g, distribution_mode)
+    _check_pool("make_procgen", num_envs_per_game, num_levels, start_level, "num_envs_per_game")
     envs: list[VecEnv] = []
     for i, g in enumerate(games):
         kw = dict(num_levels=num_levels, start_level=start_level, distribution_mode=distribution_mode,

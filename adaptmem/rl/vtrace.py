@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import torch
 
-from adaptmem.utils.checks import check_shape
+from adaptmem.utils.checks import check_float, check_shape
 
 
 class VTraceReturns(NamedTuple):
@@ -46,6 +46,9 @@ def vtrace(log_rhos: torch.Tensor, discounts: torch.Tensor, rewards: torch.Tenso
     Returns:
         :class:`VTraceReturns` ``(vs, pg_advantages)``, both ``[B, T]``.
     """
+    for name, c in (("clip_rho", clip_rho), ("clip_pg_rho", clip_pg_rho), ("clip_c", clip_c)):
+        if c is not None:
+            check_float("vtrace", name, c, lo=0.0, lo_open=True)
     check_shape("vtrace", "log_rhos", log_rhos, (None, None), "[B, T]")
     B, T = log_rhos.shape
     for name, t in (("discounts", discounts), ("rewards", rewards), ("values", values)):

@@ -43,6 +43,8 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO[Any]], Any], *,
     path = Path(path)
     if not callable(write_fn):
         raise TypeError(f"atomic_write: write_fn must be callable, got {type(write_fn).__name__}")
+    if path.is_dir():
+        raise ValueError(f"atomic_write: {path} is a directory; give a file path")
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
     tmp: Path | None = None
@@ -64,6 +66,8 @@ def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO[Any]], Any], *,
 
 def atomic_write_text(path: str | os.PathLike, text: str, *, encoding: str = "utf-8") -> Path:
     """:func:`atomic_write` of a string."""
+    if not isinstance(text, str):
+        raise TypeError(f"atomic_write_text: text must be a str, got {type(text).__name__}")
     return atomic_write(path, lambda f: f.write(text), text=True, encoding=encoding)
 
 

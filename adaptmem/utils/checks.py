@@ -82,3 +82,26 @@ def check_choice(fn: str, name: str, value: object, choices: Sequence[str]) -> s
     if value not in choices:
         raise ValueError(f"{fn}: {name} must be one of {list(choices)}, got {value!r}")
     return value  # type: ignore[return-value]
+
+
+def check_float(fn: str, name: str, value: object, *, lo: float | None = None, hi: float | None = None,
+                lo_open: bool = False, hi_open: bool = False) -> float:
+    """A finite real number (``int`` or ``float``, not ``bool``) in ``[lo, hi]`` (open ends with
+    ``lo_open``/``hi_open``); returns it as a ``float``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{fn}: {name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    low_bad = lo is not None and (value <= lo if lo_open else value < lo)
+    high_bad = hi is not None and (value >= hi if hi_open else value > hi)
+    if value != value or value in (float("inf"), float("-inf")) or low_bad or high_bad:
+        lo_s = "-inf" if lo is None else f"{lo:g}"
+        hi_s = "inf" if hi is None else f"{hi:g}"
+        rng = f"{'(' if lo_open or lo is None else '['}{lo_s}, {hi_s}{')' if hi_open or hi is None else ']'}"
+        raise ValueError(f"{fn}: {name} must be a finite number in {rng}, got {value!r}")
+    return value
+
+
+def check_bool(fn: str, name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{fn}: {name} must be a bool, got {type(value).__name__} {value!r}")
+    return value

@@ -23,8 +23,10 @@ importing torch, so that ``--help`` answers at once; this module must stay torch
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +73,13 @@ def add_out(p: argparse.ArgumentParser, default: str, help: str = "output folder
 
 def add_data(p: argparse.ArgumentParser, help: str = "data folder") -> None:
     p.add_argument("--data", type=str, default=str(default_data_root()),
-                   help=f"{help} (default: $ADAPTMEM_DATA, else ../shared/data next to the checkout, else "
-                        f"~/.cache/adaptmem/data; here %(default)s)")
+                   help=f"{help} (default: $ADAPTMEM_DATA, else ~/.cache/adaptmem/data; here %(default)s)")
+
+
+def add_download(p: argparse.ArgumentParser, what: str) -> None:
+    """``--download``: fetch the public data sets ``what`` names into ``--data`` when missing."""
+    p.add_argument("--download", action="store_true",
+                   help=f"download missing public data ({what}) into its sub-folder of --data (default: off)")
 
 
 def add_threads(p: argparse.ArgumentParser) -> None:
@@ -91,6 +98,18 @@ def add_seed(p: argparse.ArgumentParser, default: int = 0, help: str = "random s
 
 def add_resume(p: argparse.ArgumentParser, help: str = "continue from the checkpoint in --out") -> None:
     p.add_argument("--resume", action="store_true", help=help + " (default: off)")
+
+
+def run(main: Callable[[Any], Any], args: Any) -> Any:
+    """``main(args)``, except that a missing data set or a failed download ends the script with
+    its message (which names ``--data`` and ``--download``) instead of a traceback."""
+    from adaptmem.data.download import DataNotFoundError, DownloadError  # torch-free, but only needed here
+
+    try:
+        return main(args)
+    except (DataNotFoundError, DownloadError) as e:
+        prog = Path(sys.argv[0]).name or "adaptmem"
+        raise SystemExit(f"{prog}: error: {e}") from None
 
 
 def positive_int(text: str) -> int:
@@ -200,3 +219,32 @@ def check_choice(flag: str, value: Any, choices: Sequence[Any]) -> None:
         prog = Path(sys.argv[0]).name or "adaptmem"
         raise SystemExit(f"{prog}: error: argument {flag}: invalid choice: {bad[0]!r} "
                          f"(choose from {', '.join(map(str, choices))})")
+
+
+def given_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> dict[str, str]:
+    """The options present on the command line ``argv`` (default ``sys.argv[1:]``): each
+    destination mapped to its long spelling, e.g. ``{"max_steps": "--max_steps"}``.
+
+    Found by parsing ``argv`` again with every default suppressed, so abbreviations, ``=``,
+    ``--no-x`` and old (aliased) spellings count as the parser counts them. For
+    :func:`adaptmem.utils.checkpoint.resolve_resume_args`: flags left out keep a checkpoint's value.
+    """
+    if not isinstance(parser, argparse.ArgumentParser):
+        raise TypeError(f"given_flags: parser must be an argparse.ArgumentParser, got {type(parser).__name__}")
+    actions = [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
+    kept = [(a, a.default) for a in actions], dict(parser._defaults)
+    try:
+        for a in actions:
+            a.default = argparse.SUPPRESS
+        parser._defaults.clear()
+        with contextlib.redirect_stderr(io.StringIO()):  # aliases already printed their notes once
+            found, _ = parser.parse_known_args(argv)
+    finally:
+        for a, default in kept[0]:
+            a.default = default
+        parser._defaults.update(kept[1])
+    long: dict[str, str] = {}
+    for a in actions:  # the first action of a destination is the flag itself; later ones are its aliases
+        long.setdefault(a.dest, next((o for o in a.option_strings if o.startswith("--")), a.dest))
+    return {dest: long.get(dest, dest) for dest in vars(found)}
+

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from adaptmem.utils.atomic import atomic_write
+from adaptmem.utils.extras import install_hint
 
 WANDB_ID_FILE = "wandb-run-id"  # in log_dir: a resumed run continues the same W&B run
-WANDB_HELP = ("also log to this Weights & Biases project (pip install 'adaptmem[wandb]'; "
+WANDB_HELP = ("also log to this Weights & Biases project (pip install wandb; "
               "WANDB_MODE=offline works without a network; default: off)")
 
 
@@ -37,7 +38,7 @@ class MetricLogger:
             CSV matches what the resumed run will log again (W&B keeps what it was sent: the
             resumed run logs those steps a second time).
         enabled: ``False`` makes every call a no-op (e.g. on non-zero distributed ranks).
-        wandb: a W&B project name to also log there (``pip install 'adaptmem[wandb]'``); each
+        wandb: a W&B project name to also log there (the ``wandb`` extra); each
             stream's metrics are ``<stream>/<name>`` plotted against ``<stream>/step``.
             ``WANDB_MODE=offline`` works without a network (sync later with ``wandb sync``).
         wandb_config: the run's settings, shown by W&B next to its curves.
@@ -59,8 +60,13 @@ class MetricLogger:
         self._wandb = None
         self._columns: dict[str, list[str]] = {}  # stream -> the CSV's header, once read
         self._wandb_streams: set[str] = set()  # streams whose W&B step axis is defined
+        if resume_step is not None and (isinstance(resume_step, bool) or not isinstance(resume_step, int)
+                                        or resume_step < 0):
+            raise ValueError(f"MetricLogger: resume_step must be an int >= 0 or None, got {resume_step!r}")
         if not enabled:
             return
+        if self.log_dir.exists() and not self.log_dir.is_dir():
+            raise ValueError(f"MetricLogger: log_dir {self.log_dir} exists and is not a folder")
         if wandb is not None and (not isinstance(wandb, str) or not wandb):
             raise ValueError(f"MetricLogger: wandb must be a W&B project name or None, got {wandb!r}")
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -83,7 +89,12 @@ class MetricLogger:
         """Append one row ``step, **metrics`` to ``stream``."""
         if not self.enabled:
             return
-        values = {k: _scalar(v) for k, v in metrics.items()}
+        if not isinstance(stream, str) or not stream or os.sep in stream or stream.startswith(".") or (
+                os.altsep and os.altsep in stream):
+            raise ValueError(f"MetricLogger.log: stream must be a plain file name, got {stream!r}")
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or step != step:
+            raise TypeError(f"MetricLogger.log: step must be a number, got {type(step).__name__} {step!r}")
+        values = {k: _scalar(k, v) for k, v in metrics.items()}
         row = {"step": step, **values}
         path = self.log_dir / f"{stream}.csv"
         columns = self._columns.get(stream)
@@ -130,7 +141,7 @@ def _start_wandb(log_dir: Path, project: str, config: dict[str, Any] | None, nam
     try:
         import wandb
     except ImportError:
-        raise ImportError("MetricLogger: wandb=PROJECT needs Weights & Biases: pip install 'adaptmem[wandb]'") from None
+        raise ImportError(f"MetricLogger: wandb=PROJECT needs Weights & Biases: {install_hint('wandb')}") from None
     id_file = log_dir / WANDB_ID_FILE
     run_id = id_file.read_text().strip() if resume and id_file.exists() else secrets.token_hex(4)
     run = wandb.init(project=project, id=run_id, resume="allow", dir=str(log_dir), config=config, name=name,
@@ -140,8 +151,13 @@ def _start_wandb(log_dir: Path, project: str, config: dict[str, Any] | None, nam
     return run
 
 
-def _scalar(v: Any) -> float:
-    return float(v.item()) if hasattr(v, "item") else float(v)
+def _scalar(name: str, v: Any) -> float:
+    if hasattr(v, "numel") and v.numel() != 1:
+        raise ValueError(f"MetricLogger.log: metric {name} must be a number, got a tensor of shape {tuple(v.shape)}")
+    try:
+        return float(v.item()) if hasattr(v, "item") else float(v)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"MetricLogger.log: metric {name} must be a number, got {type(v).__name__} {v!r}") from e
 
 
 def _header(path: Path) -> list[str]:
@@ -167,7 +183,9 @@ def _read(path: Path) -> list[dict[str, str]]:
     if not path.exists():
         return []
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        # Rows are appended (not rewritten) for speed; a row torn by a crash in the middle of
+        # an append has missing fields (None) and is skipped.
+        return [r for r in csv.DictReader(f) if None not in r.values() and None not in r]
 
 
 def _union(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -218,16 +236,20 @@ def plot_curves(
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda f: fig.savefig(f, format=path.suffix[1:] or "png", dpi=100))
     plt.close(fig)
     return path
 
 
 def markdown_table(header: Sequence[object], rows: Iterable[Sequence[object]]) -> str:
     """A GitHub-markdown table with padded columns; cells are printed with ``str``."""
+    if isinstance(header, (str, bytes)) or not isinstance(header, Sequence):
+        raise TypeError(f"markdown_table: header must be a sequence of column names, got {type(header).__name__}")
     cells = [[str(v) for v in row] for row in rows]
     head = [str(h) for h in header]
+    for i, row in enumerate(cells):
+        if len(row) != len(head):
+            raise ValueError(f"markdown_table: rows[{i}] has {len(row)} cells, the header {len(head)}")
     widths = [max(len(h), *(len(row[j]) for row in cells)) for j, h in enumerate(head)]
 
     def line(vals: Sequence[str]) -> str:

@@ -7,16 +7,14 @@ from pathlib import Path
 
 
 def default_data_root() -> Path:
-    """The folder examples read data sets from unless told otherwise.
+    """The folder examples read data sets from unless told otherwise (``--data``).
 
-    In order: ``$ADAPTMEM_DATA``; a ``shared/data`` folder next to the source checkout (the
-    project's development machines keep real data there); ``~/.cache/adaptmem/data``.
+    ``$ADAPTMEM_DATA`` when set, else ``~/.cache/adaptmem/data``. Each data set lives in a
+    sub-folder named after it (``mnist/``, ``omniglot/``, ``tinyshakespeare/``, ...), which an
+    example's ``--download`` fills. One rule on every machine: the location of the source
+    checkout plays no part (a wheel install has none).
     """
     env = os.environ.get("ADAPTMEM_DATA")
     if env:
         return Path(env).expanduser()
-    repo = Path(__file__).resolve().parents[2]
-    for cand in (repo.parent / "shared" / "data", repo / "shared" / "data"):
-        if cand.is_dir():
-            return cand
     return Path.home() / ".cache" / "adaptmem" / "data"

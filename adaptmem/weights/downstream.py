@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from adaptmem.utils.checks import check_choice, fmt_shape
+from adaptmem.utils.atomic import atomic_write
+from adaptmem.utils.checks import check_choice, check_floating, check_positive_int, fmt_shape
 
 KINDS = ("classification", "regression")
 
@@ -31,6 +32,9 @@ class DownstreamProbe(nn.Module):
     def __init__(self, z_dim: int, num_targets: int, kind: str, num_classes: int = 1, hidden: int = 64) -> None:
         super().__init__()
         self.kind = check_choice("DownstreamProbe", "kind", kind, KINDS)
+        for name, v in (("z_dim", z_dim), ("num_targets", num_targets), ("num_classes", num_classes), ("hidden", hidden)):
+            check_positive_int("DownstreamProbe", name, v)
+        self.z_dim = z_dim
         self.num_targets, self.num_classes = num_targets, num_classes
         out = num_targets * (num_classes if kind == "classification" else 1)
         self.net = nn.Sequential(nn.Linear(z_dim, hidden), nn.ReLU(), nn.Linear(hidden, out))
@@ -57,6 +61,9 @@ class DownstreamProbe(nn.Module):
         return probe.eval()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        check_floating("DownstreamProbe", "z", z)
+        if z.dim() != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"DownstreamProbe: z must be [N, z_dim] = (*, {self.z_dim}), got shape {fmt_shape(z)}")
         out = self.net(z)
         if self.kind == "classification":
             return out.view(len(z), self.num_targets, self.num_classes)
@@ -102,6 +109,12 @@ def downstream_targets(kind: str, labels: dict[str, np.ndarray]) -> dict[str, tu
     Sequential MNIST: ``angle`` (regression on (cos, sin)), ``accuracy``,
     ``generalisation_gap`` (regression) and ``checkpoint``.
     """
+    check_choice("downstream_targets", "kind", kind, ("formal_language", "smnist"))
+    need = ("task", "accuracy", "checkpoint") if kind == "formal_language" else (
+        "angle", "accuracy", "generalisation_gap", "checkpoint")
+    missing = [n for n in need if not isinstance(labels, dict) or n not in labels]
+    if missing:
+        raise ValueError(f"downstream_targets: labels lacks {missing} for a {kind} zoo (from ZooDataset.labels)")
     if kind == "formal_language":
         return {"task": (labels["task"] + 3, "classification"), "accuracy": (labels["accuracy"], "regression"),
                 "checkpoint": (labels["checkpoint"], "classification")}
@@ -114,6 +127,13 @@ def downstream_targets(kind: str, labels: dict[str, np.ndarray]) -> dict[str, tu
 
 def pca(z: torch.Tensor, k: int = 2) -> torch.Tensor:
     """Project ``z [N, d]`` on its top-``k`` principal components, ``[N, k]``."""
+    check_floating("pca", "z", z)
+    if z.dim() != 2 or z.shape[0] < 2:
+        raise ValueError(f"pca: z must be [N, d] with N >= 2, got shape {fmt_shape(z)}")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(z.shape):
+        raise ValueError(f"pca: k must be an int in [1, min(N, d) = {min(z.shape)}], got {k!r}")
+    if not bool(torch.isfinite(z).all()):
+        raise ValueError("pca: z contains NaN or infinite entries")
     zc = z - z.mean(0)
     _, _, vh = torch.linalg.svd(zc, full_matrices=False)
     return zc @ vh[:k].T
@@ -123,6 +143,12 @@ def plot_pca(points: dict[str, tuple[torch.Tensor, np.ndarray]], path: str | os.
              color_label: str = "") -> Path | None:
     """One PCA scatter panel per name: ``{name: (z [N, d], colour values [N])}``; ``None``
     when matplotlib is missing."""
+    if not isinstance(points, dict) or not points:
+        raise ValueError(f"plot_pca: points must be a non-empty dict {{name: (z, colours)}}, got {points!r:.60}")
+    for name, pair in points.items():
+        if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], torch.Tensor)
+                and len(pair[1]) == len(pair[0])):
+            raise ValueError(f"plot_pca: points[{name!r}] must be (z [N, d], colour values [N]) with one colour per row")
     try:
         import matplotlib
 
@@ -139,7 +165,6 @@ def plot_pca(points: dict[str, tuple[torch.Tensor, np.ndarray]], path: str | os.
         ax.set_yticks([])
     fig.colorbar(sc, ax=axes[0].tolist(), label=color_label)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, format=path.suffix[1:] or "png", dpi=110))
     plt.close(fig)
     return path

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from adaptmem.utils.checks import check_choice, check_floating, fmt_shape
+from adaptmem.utils.checks import check_choice, check_floating, check_positive_int, fmt_shape
 
 LOSSES = ("tv", "reverse_kl")
 
@@ -40,6 +40,9 @@ class Emulator(nn.Module):
     def __init__(self, in_features: int, out_features: int, z_dim: int = 16, *, hidden: int = 256,
                  num_layers: int = 2) -> None:
         super().__init__()
+        for name, v in (("in_features", in_features), ("out_features", out_features), ("z_dim", z_dim),
+                        ("hidden", hidden), ("num_layers", num_layers)):
+            check_positive_int("Emulator", name, v)
         self.inp = nn.Linear(in_features, hidden)
         self.cond = nn.Linear(z_dim, hidden)
         self.lstm = nn.LSTM(hidden, hidden, num_layers, batch_first=True)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from adaptmem.utils.checks import check_choice, check_floating, check_same_device, fmt_shape
-from adaptmem.weights.spec import WeightSpec, unflatten
+from adaptmem.weights.spec import WeightSpec, check_spec, unflatten
 
 BACKENDS = ("auto", "batched", "reference")
 
@@ -48,6 +48,7 @@ class BatchedRNN:
     """
 
     def __init__(self, spec: WeightSpec, vectors: torch.Tensor) -> None:
+        check_spec("BatchedRNN", spec)
         check_floating("BatchedRNN", "vectors", vectors)
         if vectors.dim() != 2 or vectors.shape[1] != spec.num_params:
             raise ValueError(f"BatchedRNN: vectors must be [N, P] = (*, {spec.num_params}), "
@@ -86,6 +87,8 @@ class BatchedRNN:
 
     # ---- state ---------------------------------------------------------------------------
     def initial_state(self, batch: int, like: torch.Tensor) -> State:
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 0:
+            raise ValueError(f"BatchedRNN.initial_state: batch must be an int >= 0, got {batch!r}")
         h = like.new_zeros(self.spec.num_layers, self.n, batch, self.spec.hidden_size)
         return (h, h.clone()) if self.spec.cell == "lstm" else h
 
@@ -100,6 +103,9 @@ class BatchedRNN:
             if not isinstance(t, torch.Tensor) or tuple(t.shape) != want:
                 got = fmt_shape(t) if isinstance(t, torch.Tensor) else type(t).__name__
                 raise ValueError(f"BatchedRNN: state tensors must be [num_layers, N, B, H] = {want}, got {got}")
+            if t.device != like.device or t.dtype != like.dtype:
+                raise ValueError(f"BatchedRNN: state tensors must be {like.dtype} on {like.device} like x, "
+                                 f"got {t.dtype} on {t.device}")
         return state
 
     # ---- one cell ------------------------------------------------------------------------
@@ -158,9 +164,9 @@ class BatchedRNN:
         squeeze = x.dim() == 3
         if squeeze:
             x = x.unsqueeze(1)
-        if x.dim() != 4 or x.shape[0] != self.n or x.shape[3] != self.spec.input_size:
+        if x.dim() != 4 or x.shape[0] != self.n or x.shape[3] != self.spec.input_size or x.shape[2] == 0:
             raise ValueError(f"BatchedRNN: x must be [N, B, T, input_size] or [N, T, input_size] with "
-                             f"N={self.n}, input_size={self.spec.input_size}, got shape {fmt_shape(x)}")
+                             f"N={self.n}, input_size={self.spec.input_size}, T > 0, got shape {fmt_shape(x)}")
         N, B, T, _ = x.shape
         state = self._check_state(state, B, x)
         lstm = self.spec.cell == "lstm"
@@ -210,6 +216,7 @@ def functional_rnn(spec: WeightSpec, vectors: torch.Tensor, inputs: torch.Tensor
         >>> spec = WeightSpec("lstm", 6, 32, num_layers=2, output_size=6)
         >>> y = functional_rnn(spec, spec.init_vectors(64), torch.randn(64, 41, 6))  # [64, 41, 6]
     """
+    check_spec("functional_rnn", spec)
     check_choice("functional_rnn", "backend", backend, BACKENDS)
     check_floating("functional_rnn", "vectors", vectors)
     check_floating("functional_rnn", "inputs", inputs)
@@ -217,9 +224,10 @@ def functional_rnn(spec: WeightSpec, vectors: torch.Tensor, inputs: torch.Tensor
     if vectors.dim() != 2 or vectors.shape[1] != spec.num_params:
         raise ValueError(f"functional_rnn: vectors must be [N, P] = (*, {spec.num_params}), "
                          f"got shape {fmt_shape(vectors)}")
-    if inputs.dim() not in (3, 4) or inputs.shape[0] != vectors.shape[0] or inputs.shape[-1] != spec.input_size:
+    if inputs.dim() not in (3, 4) or inputs.shape[0] != vectors.shape[0] or inputs.shape[-1] != spec.input_size or \
+            inputs.shape[-2] == 0:
         raise ValueError(f"functional_rnn: inputs must be [N, T, input_size] or [N, B, T, input_size] with "
-                         f"N={vectors.shape[0]} and input_size={spec.input_size}, got shape {fmt_shape(inputs)}")
+                         f"N={vectors.shape[0]}, input_size={spec.input_size} and T > 0, got shape {fmt_shape(inputs)}")
     if inputs.dtype != vectors.dtype:
         raise TypeError(f"functional_rnn: inputs and vectors must share a dtype, got {inputs.dtype} and {vectors.dtype}")
     if backend == "reference":

@@ -79,8 +79,11 @@ class WeightSpec:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"WeightSpec: {name} must be a positive int, got {v!r}")
-        if self.output_size is not None and (not isinstance(self.output_size, int) or self.output_size <= 0):
+        if self.output_size is not None and (isinstance(self.output_size, bool) or not isinstance(self.output_size, int)
+                                             or self.output_size <= 0):
             raise ValueError(f"WeightSpec: output_size must be a positive int or None, got {self.output_size!r}")
+        if not isinstance(self.bias, bool):
+            raise TypeError(f"WeightSpec: bias must be a bool, got {type(self.bias).__name__} {self.bias!r}")
 
     # ---- layout -------------------------------------------------------------------------
     @property
@@ -98,6 +101,8 @@ class WeightSpec:
         return self.output_size if self.output_size is not None else self.hidden_size
 
     def layer_input_size(self, layer: int) -> int:
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < self.num_layers:
+            raise ValueError(f"WeightSpec.layer_input_size: layer must be an int in [0, {self.num_layers}), got {layer!r}")
         return self.input_size if layer == 0 else self.hidden_size
 
     @cached_property
@@ -139,7 +144,7 @@ class WeightSpec:
         try:
             return self._by_name[name]
         except KeyError:
-            raise KeyError(f"WeightSpec: no tensor named {name!r}; have {list(self.names)}") from None
+            raise ValueError(f"WeightSpec: no tensor named {name!r}; have {list(self.names)}") from None
 
     def gate_slice(self, gate: str) -> slice:
         """Rows of a ``weight_*`` / ``bias_*`` tensor that belong to ``gate`` (e.g. ``"g"``)."""
@@ -155,7 +160,12 @@ class WeightSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> WeightSpec:
-        return cls(**d)
+        if not isinstance(d, dict):
+            raise TypeError(f"WeightSpec.from_dict: d must be a dict (from to_dict), got {type(d).__name__}")
+        try:
+            return cls(**d)
+        except TypeError as e:  # missing or unknown fields
+            raise TypeError(f"WeightSpec.from_dict: d must hold the fields of to_dict(), got {sorted(d)} ({e})") from e
 
     @classmethod
     def from_module(cls, module: nn.Module) -> WeightSpec:
@@ -185,6 +195,10 @@ class WeightSpec:
                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """``[n, P]`` vectors drawn like PyTorch's default initialisation of the modules:
         recurrent tensors ~ U(-1/sqrt(H), 1/sqrt(H)); Linear ~ U(-1/sqrt(H), 1/sqrt(H))."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"WeightSpec.init_vectors: n must be an int >= 0, got {n!r}")
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise TypeError(f"WeightSpec.init_vectors: dtype must be a floating-point torch.dtype, got {dtype!r}")
         bound = 1.0 / math.sqrt(self.hidden_size)  # the Linear's fan-in is also hidden_size
         u = torch.rand(n, self.num_params, generator=generator, dtype=dtype)
         return (2 * u - 1) * bound
@@ -248,12 +262,15 @@ def flatten(module: nn.Module) -> torch.Tensor:
 
     The result is a new tensor that stays connected to the parameters' autograd graph.
     """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"flatten: module must be an nn.Module, got {type(module).__name__}")
     spec = WeightSpec.from_module(module)
     return torch.cat([t.reshape(-1) for t in _module_tensors(module, spec)])
 
 
 def unflatten(vectors: torch.Tensor, spec: WeightSpec) -> dict[str, torch.Tensor]:
     """Views ``{name: [..., *shape]}`` into ``vectors [..., P]`` (any leading batch dims)."""
+    check_spec("unflatten", spec)
     check_floating("unflatten", "vectors", vectors)
     if vectors.dim() == 0 or vectors.shape[-1] != spec.num_params:
         raise ValueError(f"unflatten: vectors must be [..., P] with P={spec.num_params} for this spec, "
@@ -277,3 +294,10 @@ def load_into(vector: torch.Tensor, module: nn.Module) -> nn.Module:
     else:
         _split_module(module)[0].flatten_parameters()
     return module
+
+
+def check_spec(fn: str, spec: object) -> WeightSpec:
+    """``spec`` must be a :class:`WeightSpec`."""
+    if not isinstance(spec, WeightSpec):
+        raise TypeError(f"{fn}: spec must be a WeightSpec, got {type(spec).__name__}")
+    return spec

@@ -23,12 +23,13 @@ from collections.abc import Sequence
 import torch
 
 from adaptmem.utils.checks import check_floating, check_tensor, fmt_shape
-from adaptmem.weights.spec import WeightSpec
+from adaptmem.weights.spec import WeightSpec, check_spec
 
 Perms = torch.Tensor | Sequence[torch.Tensor | None]
 
 
 def _check_vectors(fn: str, vectors: torch.Tensor, spec: WeightSpec) -> None:
+    check_spec(fn, spec)
     check_floating(fn, "vectors", vectors)
     if vectors.dim() not in (1, 2) or vectors.shape[-1] != spec.num_params:
         raise ValueError(f"{fn}: vectors must be [P] or [N, P] with P={spec.num_params}, got shape {fmt_shape(vectors)}")
@@ -47,6 +48,10 @@ def _per_layer(fn: str, name: str, value: Perms, spec: WeightSpec, layer: int | 
         out: list[torch.Tensor | None] = [None] * spec.num_layers
         out[layer] = value
         return out
+    if layer is not None:
+        raise ValueError(f"{fn}: layer= applies to a single {name} tensor, got a sequence with layer={layer}")
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise TypeError(f"{fn}: {name} must be a tensor or a sequence of tensors, got {type(value).__name__}")
     value = list(value)
     if len(value) != spec.num_layers:
         raise ValueError(f"{fn}: {name} must hold one entry per layer ({spec.num_layers}), got {len(value)}")
@@ -125,6 +130,9 @@ def permute_hidden(vectors: torch.Tensor, spec: WeightSpec, perm: Perms, layer: 
 def random_permutations(spec: WeightSpec, n: int, generator: torch.Generator | None = None,
                         device: torch.device | str = "cpu") -> list[torch.Tensor]:
     """One independent random permutation ``[n, H]`` per layer (a fresh one per network)."""
+    check_spec("random_permutations", spec)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"random_permutations: n must be an int >= 0, got {n!r}")
     return [torch.rand(n, spec.hidden_size, generator=generator).argsort(dim=-1).to(device)
             for _ in range(spec.num_layers)]
 
@@ -199,6 +207,13 @@ def shift_biases(vectors: torch.Tensor, spec: WeightSpec, delta: torch.Tensor | 
     if not spec.bias:
         raise ValueError("shift_biases: the spec has no biases (bias=False)")
     deltas = [delta] * spec.num_layers if isinstance(delta, torch.Tensor) else list(delta)
+    gh = spec.gates * spec.hidden_size
+    if len(deltas) != spec.num_layers:
+        raise ValueError(f"shift_biases: delta must be one tensor or one per layer ({spec.num_layers}), got {len(deltas)}")
+    for k, d in enumerate(deltas):
+        check_floating("shift_biases", f"delta[{k}]", d)
+        if d.dim() == 0 or d.shape[-1] != gh:
+            raise ValueError(f"shift_biases: delta[{k}] must be [..., G*H] = [..., {gh}], got shape {fmt_shape(d)}")
     out = vectors.clone()
     rows = _mergeable_rows(spec)
     for k, d in enumerate(deltas):

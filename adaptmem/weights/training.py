@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from adaptmem.utils.checkpoint import load_checkpoint, save_checkpoint
-from adaptmem.utils.checks import check_choice
+from adaptmem.utils.checks import check_bool, check_choice, check_float, check_positive_int
 from adaptmem.utils.logging import MetricLogger
 from adaptmem.utils.parameters import count_parameters  # noqa: F401  (re-exported: its old home)
 from adaptmem.utils.progress import progress
@@ -53,7 +53,18 @@ class EmulationConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_choice("EmulationConfig", "loss", self.loss, LOSSES)
+        fn = "EmulationConfig"
+        check_choice(fn, "loss", self.loss, LOSSES)
+        for name in ("steps", "batch_size", "eval_every", "save_every"):
+            check_positive_int(fn, name, getattr(self, name))
+        if self.eval_rollouts is not None:
+            check_positive_int(fn, "eval_rollouts", self.eval_rollouts)
+        for name in ("lr", "weight_decay", "clip"):
+            check_float(fn, name, getattr(self, name), lo=0.0, lo_open=name == "lr")
+        if self.augment is not None:
+            check_bool(fn, "augment", self.augment)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TypeError(f"{fn}: seed must be an int, got {type(self.seed).__name__}")
 
 
 def train_emulation(encoder: WeightEncoder, emulator: Emulator, train: ZooDataset, cfg: EmulationConfig, *,
@@ -148,6 +159,9 @@ def evaluate_emulation(encoder: WeightEncoder, emulator: Emulator, data: ZooData
 @torch.no_grad()
 def encode(encoder: WeightEncoder, data: ZooDataset | torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """z for every entry of a zoo split (or for a ``[N, P]`` tensor of weights), ``[N, z_dim]``."""
+    check_positive_int("encode", "batch_size", batch_size)
+    if not isinstance(data, (ZooDataset, torch.Tensor)):
+        raise TypeError(f"encode: data must be a ZooDataset or a [N, P] tensor, got {type(data).__name__}")
     was = encoder.training
     encoder.eval()
     weights = data.weights() if isinstance(data, ZooDataset) else data

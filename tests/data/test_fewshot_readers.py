@@ -42,7 +42,7 @@ def test_omniglot_reader_reads_every_public_layout_alike(tmp_path, layout):
 
 
 def test_omniglot_missing_set_says_where_it_looked_and_download_is_used_when_asked(tmp_path, monkeypatch):
-    with pytest.raises(FileNotFoundError, match="images_evaluation.zip .* download_if_missing=True"):
+    with pytest.raises(FileNotFoundError, match=r"images_evaluation.zip .* --download \(download_if_missing=True"):
         load_omniglot(tmp_path, ["images_evaluation"])
     calls = []
 
@@ -293,7 +293,7 @@ def test_cub_reads_the_folder_or_the_archive_resized_to_rgb_squares(tmp_path, mo
     assert splits["train"].names == names[0::2] and splits["val"].names == [names[1], names[5]]
     assert splits["test"].names == [names[3], names[7]]
     assert splits["train"].images.shape == (12, 3, 84, 84)  # varied sizes and grayscale -> 3 x 84 x 84
-    with pytest.raises(FileNotFoundError, match="load_cub: neither .* download_if_missing=True"):
+    with pytest.raises(FileNotFoundError, match="load_cub: CUB-200-2011 .* not found in .* --download"):
         load_cub(tmp_path / "none", "train")
     archive = write_cub(tmp_path / "archive", as_tgz=True)
     fetched = []
@@ -307,3 +307,22 @@ def test_cub_reads_the_folder_or_the_archive_resized_to_rgb_squares(tmp_path, mo
     got = load_fewshot_splits("cub", tmp_path / "data", download=True, flips=True)
     assert fetched == [(cub.ARCHIVE_URLS[0], cub.ARCHIVE_MD5)]
     assert torch.equal(got["test"].images, splits["test"].images) and got["test"].num_classes == 4  # 2 + mirrored
+
+
+def test_downloads_land_in_the_sets_sub_folder_of_the_data_root(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    write_minimal_omniglot(src)
+    dests = []
+
+    def fake_download(urls, dest, md5=None):
+        dests.append(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        (src / dest.name).rename(dest)
+        return dest
+
+    monkeypatch.setattr(omniglot_module, "download", fake_download)
+    data = tmp_path / "data"
+    splits = load_fewshot_splits("omniglot-minimal", data, download=True)
+    assert dests == [data / "omniglot" / f"{s}.zip" for s in MINIMAL_SETS] and splits["train"].num_classes > 0
+    again = load_fewshot_splits("omniglot-minimal", data)  # found there without a download
+    assert again["test"].names == splits["test"].names and len(dests) == 2

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from adaptmem.utils.checkpoint import read_checkpoint
 from tests.data.fewshot_fakes import one_thread, write_minimal_omniglot  # noqa: F401
 from tests.data.test_fewshot_readers import write_lake_runs
 from tests.examples import load_example, run_torchrun
@@ -48,8 +49,8 @@ def test_resume_continues_bit_exactly(example, data_root, tmp_path):
     run(example, data_root, tmp_path / "full", "--steps", "4")
     run(example, data_root, tmp_path / "cut", "--steps", "2")
     run(example, data_root, tmp_path / "cut", "--steps", "4", "--resume")
-    full = torch.load(tmp_path / "full" / "last.pt", weights_only=False)
-    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)
+    full = read_checkpoint(tmp_path / "full" / "last.pt")
+    cut = read_checkpoint(tmp_path / "cut" / "last.pt")
     assert full["step"] == cut["step"] == 4
     for k, v in full["model"].items():
         assert torch.equal(v, cut["model"][k]), k
@@ -57,10 +58,20 @@ def test_resume_continues_bit_exactly(example, data_root, tmp_path):
     assert rows(tmp_path / "full") == rows(tmp_path / "cut")
 
 
+def test_resume_takes_a_new_step_count_and_refuses_a_new_architecture(example, data_root, tmp_path, capsys):
+    run(example, data_root, tmp_path, "--steps", "2", "--time-budget", "0")
+    capsys.readouterr()
+    run(example, data_root, tmp_path, "--steps", "4", "--resume")
+    assert "--resume takes --steps: 2 -> 4" in capsys.readouterr().out
+    assert read_checkpoint(tmp_path / "last.pt")["step"] == 4
+    with pytest.raises(ValueError, match=r"cannot change when resuming: --d-model 32 \(the checkpoint has 16\)"):
+        run(example, data_root, tmp_path, "--resume", "--d-model", "32")
+
+
 @pytest.mark.parametrize("clock", ["cpu", "wall"])
 def test_time_budget_stops_training_validates_and_tests(example, data_root, tmp_path, clock):
     res = run(example, data_root, tmp_path, "--steps", "1000", "--time-budget", "1e-9", "--clock", clock)
-    last = torch.load(tmp_path / "last.pt", weights_only=False)
+    last = read_checkpoint(tmp_path / "last.pt")
     assert last["step"] == 1 and last["extra"]["clock_used"] > 0  # spent after the first step
     assert (tmp_path / "logs" / "val.csv").read_text().splitlines()[1].startswith("1,")
     assert res["train_cpu_s"] > 0 and res["settings"][0]["episodes"] == 4

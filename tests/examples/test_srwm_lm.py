@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from adaptmem.utils.checkpoint import read_checkpoint
 from tests.examples import load_example, run_torchrun
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +39,7 @@ def run_example(monkeypatch, *args: str) -> None:
 
 
 def checkpoint(run_dir: Path) -> dict:
-    return torch.load(run_dir / "ckpt.pt", map_location="cpu", weights_only=False)
+    return read_checkpoint(run_dir / "ckpt.pt")
 
 
 def test_compare_mode_trains_every_kind_at_equal_parameters_and_prints_the_table(corpus, tmp_path, monkeypatch, capsys):
@@ -72,6 +73,20 @@ def test_interrupted_run_resumes_bit_for_bit(corpus, tmp_path, monkeypatch):
         assert all(torch.equal(x, y) for x, y in zip(s, t))
     rows = [(tmp_path / d / "srwm" / "train.csv").read_text().splitlines() for d in ("straight", "pieces")]
     assert [r.split(",")[:3] for r in rows[0]] == [r.split(",")[:3] for r in rows[1]]  # step, loss, lr
+
+
+def test_resume_takes_a_new_step_count_and_refuses_a_new_architecture(corpus, tmp_path, monkeypatch, capsys):
+    # The case: --resume --max-steps 40 kept the checkpoint's 20 without a word.
+    args = ["--kind", "deltanet", "--corpus", str(corpus), "--eval-interval", "2", "--out", str(tmp_path), *TINY]
+    run_example(monkeypatch, *args, "--max-steps", "2")
+    capsys.readouterr()
+    run_example(monkeypatch, *args, "--max-steps", "4", "--resume")
+    assert "resumed at step 2 of 4\n  --max-steps: 2 -> 4" in capsys.readouterr().out
+    assert checkpoint(tmp_path / "deltanet")["step"] == 4
+    run_example(monkeypatch, *args, "--resume")  # no flag: the checkpoint's 4 holds (done: no steps)
+    assert "resumed at step 4 of 4" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"cannot change when resuming: --d-model 32 \(the checkpoint has 16\)"):
+        run_example(monkeypatch, *args, "--resume", "--d-model", "32")
 
 
 def test_sample_mode_generates_from_the_trained_checkpoint(corpus, tmp_path, monkeypatch, capsys):
@@ -113,7 +128,7 @@ def test_data_naming_a_corpus_is_read_as_corpus_and_old_checkpoint_configs_load(
     assert (saved.action, saved.out, saved.corpus, saved.d_model) == ("train", "runs/x", None, 32)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="needs adaptmem[hf]")
+@pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="needs the hf extra (transformers)")
 def test_export_mode_writes_a_hugging_face_model_that_generates_like_the_checkpoint(corpus, tmp_path, monkeypatch):
     import transformers
 
@@ -137,7 +152,7 @@ def test_export_mode_writes_a_hugging_face_model_that_generates_like_the_checkpo
     assert torch.equal(got, generate(trained, prompt, 12, temperature=0)[0])
 
 
-@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="needs adaptmem[wandb]")
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="needs the wandb extra")
 def test_wandb_flag_logs_the_run_offline(corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     run_example(monkeypatch, "--kind", "deltanet", "--corpus", str(corpus), "--max-steps", "2", "--eval-interval", "2",

@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 
 import pytest
-import torch
 
 from adaptmem.rl import PAPER_GAMES, PAPER_MEMORY_GAMES, procgen_unavailable
+from adaptmem.utils.checkpoint import read_checkpoint
+from adaptmem.utils.integrity import save_verified
 from tests.examples import load_example
 
 TINY = ["--num-layers", "1", "--num-heads", "2", "--head-dim", "8", "--d-ff", "16", "--lstm-hidden", "8", "--threads", "1",
@@ -43,7 +44,7 @@ def test_example_trains_resumes_and_evaluates_on_the_recall_task(example, tmp_pa
     assert (tmp_path / "curves.png").exists()
 
     example.main(run + ["--total-frames", "200", "--resume"])
-    ckpt = torch.load(tmp_path / "last.pt", weights_only=False)
+    ckpt = read_checkpoint(tmp_path / "last.pt")
     assert ckpt["extra"]["frames"] == 200 and ckpt["step"] == 10
     with open(tmp_path / "returns.csv") as f:
         steps = [int(float(r["step"])) for r in csv.DictReader(f)]
@@ -58,7 +59,7 @@ def test_example_rejects_resuming_with_a_different_model(example, tmp_path):
     run = ["--env", "recall", "--envs-per-game", "2", "--batch-size", "2", "--unroll-length", "5",
            "--out", str(tmp_path), "--total-frames", "10", *TINY]
     example.main(run)
-    message = r"--resume: these flags differ from the checkpoint's: --kind lstm \(checkpoint: srwm\)"
+    message = r"cannot change when resuming: --kind 'lstm' \(the checkpoint has 'srwm'\)"
     with pytest.raises(ValueError, match=message):
         example.main(run + ["--resume", "--kind", "lstm"])
 
@@ -67,10 +68,10 @@ def test_checkpoints_with_the_older_argument_names_still_evaluate(example, tmp_p
     run = ["--env", "recall", "--envs-per-game", "2", "--batch-size", "2", "--unroll-length", "5",
            "--out", str(tmp_path), "--total-frames", "10", "--kind", "lstm", *TINY]
     example.main(run)
-    ckpt = torch.load(tmp_path / "last.pt", weights_only=False)
+    ckpt = read_checkpoint(tmp_path / "last.pt")
     renamed = {"kind": "core", "num_layers": "layers", "num_heads": "heads"}
     ckpt["extra"]["args"] = {renamed.get(k, k): v for k, v in ckpt["extra"]["args"].items()}
-    torch.save(ckpt, tmp_path / "old.pt")
+    save_verified(ckpt, tmp_path / "old.pt", format="adaptmem.checkpoint")
     capsys.readouterr()
     example.main(["--eval", str(tmp_path / "old.pt"), *TINY])
     assert "lstm agent, 10 training frames" in capsys.readouterr().out
@@ -104,7 +105,7 @@ def test_ctrl_c_saves_a_checkpoint_and_the_results_and_resume_completes(example,
     with pytest.raises(SystemExit) as exit_:
         example.main(run)
     assert exit_.value.code == 130  # the shell's code for a run stopped by SIGINT
-    assert torch.load(tmp_path / "last.pt", weights_only=False)["extra"]["frames"] == 20
+    assert read_checkpoint(tmp_path / "last.pt")["extra"]["frames"] == 20
     results = (tmp_path / "results.md").read_text()
     assert "Interrupted" in results and "20 of 100 frames" in results and "| recall" in results
     assert (tmp_path / "curves.png").exists() or pytest.importorskip("matplotlib") is None
@@ -112,7 +113,7 @@ def test_ctrl_c_saves_a_checkpoint_and_the_results_and_resume_completes(example,
 
     monkeypatch.setattr(example.ImpalaLearner, "train_step", train_step)
     assert "| recall" in example.main(run + ["--resume"])
-    assert torch.load(tmp_path / "last.pt", weights_only=False)["extra"]["frames"] == 100
+    assert read_checkpoint(tmp_path / "last.pt")["extra"]["frames"] == 100
 
 
 def test_a_crash_leaves_the_curves_and_results_up_to_the_last_logged_update(example, tmp_path, monkeypatch):
@@ -140,7 +141,7 @@ def test_compare_trains_each_kind_on_the_same_frames_and_draws_one_figure(exampl
     text = example.main(run)
     assert "# srwm vs lstm" in text and "| game   | random policy | srwm" in text and "lstm agent, evaluation" in text
     for kind in ("srwm", "lstm"):
-        assert torch.load(tmp_path / kind / "last.pt", weights_only=False)["extra"]["frames"] == 60
+        assert read_checkpoint(tmp_path / kind / "last.pt")["extra"]["frames"] == 60
     assert (tmp_path / "results.md").read_text() == text
     pytest.importorskip("matplotlib")
     assert (tmp_path / "compare.png").exists()

@@ -100,3 +100,17 @@ def test_bad_multiplier_and_beta_init_raise_value_error():
             SRWM(32, num_heads=2, w0_multiplier=bad)
     with pytest.raises(ValueError, match="beta_init"):
         SRWM(32, num_heads=2, beta_init=float("nan"))
+
+
+def test_save_load_round_trip_is_bit_exact_for_a_multiplier_float32_cannot_hold():
+    src = SRWM(64, num_heads=2)  # m = 32 / sqrt(32), not a float32 number
+    dst = SRWM(64, num_heads=2)
+    dst.load_state_dict(src.state_dict())
+    for name in ("W_y", "W_q", "W_k", "w_b"):
+        assert torch.equal(getattr(src, name), getattr(dst, name))
+
+
+def test_layer_builds_on_the_meta_device():
+    with torch.device("meta"):
+        layer = SRWM(32, num_heads=2)
+    assert layer.W_y.is_meta and "w0_multiplier=8" in repr(layer)

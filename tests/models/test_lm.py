@@ -224,7 +224,7 @@ def test_bad_inputs_raise_errors_naming_the_function():
         tiny("transformer")(torch.zeros(2, 3, dtype=torch.long), torch.zeros(3, 1, dtype=torch.long))
     with pytest.raises(ValueError, match="TokenStreams: 12 tokens are too few"):
         TokenStreams(torch.arange(12), batch_size=8, seq_len=4)
-    with pytest.raises(ValueError, match="generate: temperature must be >= 0"):
+    with pytest.raises(ValueError, match=r"generate: temperature must be a finite number in \[0, inf\), got -1.0"):
         generate(lm, torch.zeros(3, dtype=torch.long), 2, temperature=-1.0)
     with pytest.raises(ValueError, match="SRWM: state.dW_y must have shape"):
         lm(torch.zeros(2, 3, dtype=torch.long), lm.init_state(3))

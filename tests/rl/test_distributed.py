@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from adaptmem.utils.checkpoint import read_checkpoint
 from tests.examples import load_example, run_torchrun
 from tests.rl.ddp_worker import ROWS, UNROLL, flat_params, learner
 
@@ -62,9 +63,9 @@ def test_the_example_under_torchrun_then_resumed_in_one_process(ddp):
     out, _, stdout = ddp
     run = [*TINY, "--out", str(out / "example")]
     assert "4 envs per game in 2 process(es)" in stdout and "| recall" in stdout
-    ckpt = torch.load(out / "example" / "last.pt", weights_only=False)
+    ckpt = read_checkpoint(out / "example" / "last.pt")
     assert ckpt["extra"]["frames"] == 80 and ckpt["extra"]["learner"]["world_size"] == 2
     assert ckpt["step"] == 4  # 4 updates of 2 processes x 2 rows x 5 steps
     load_example("srwm_procgen").main(run + ["--total-frames", "120", "--resume"])  # 1 process takes all 4 rows
-    ckpt = torch.load(out / "example" / "last.pt", weights_only=False)
+    ckpt = read_checkpoint(out / "example" / "last.pt")
     assert ckpt["extra"]["frames"] == 120 and ckpt["step"] == 6

@@ -89,3 +89,35 @@ def test_the_cli_helpers_import_without_torch_and_utils_loads_the_rest_on_use():
         import adaptmem.utils
 
         adaptmem.utils.nope  # noqa: B018
+
+
+def test_download_flag_names_what_it_fetches_and_defaults_to_off():
+    p = cli.parser("test", prog="prog")
+    cli.add_download(p, "MNIST")
+    assert p.parse_args([]).download is False and p.parse_args(["--download"]).download is True
+    assert "download missing public data (MNIST) into its sub-folder of --data (default: off)" in " ".join(
+        p.format_help().split())
+
+
+def test_run_turns_a_missing_data_set_or_a_failed_download_into_a_message(monkeypatch):
+    from adaptmem.data.download import DataNotFoundError, DownloadError, missing_data_message
+
+    monkeypatch.setattr(sys, "argv", ["example.py"])
+    assert cli.run(lambda args: args + 1, 1) == 2
+
+    def missing(args):
+        raise DataNotFoundError(missing_data_message("load_x", "X", "/d"))
+
+    with pytest.raises(SystemExit, match=r"^example.py: error: load_x: X not found in /d\. Fetch it with --download"):
+        cli.run(missing, None)
+    with pytest.raises(SystemExit, match="could not download"):
+        cli.run(lambda args: (_ for _ in ()).throw(DownloadError("could not download f")), None)
+    with pytest.raises(KeyError):  # other errors keep their traceback
+        cli.run(lambda args: {}["x"], None)
+
+
+def test_data_help_does_not_mention_a_folder_users_do_not_have():
+    p = cli.parser("test", prog="prog")
+    cli.add_data(p)
+    text = " ".join(p.format_help().split())
+    assert "$ADAPTMEM_DATA, else ~/.cache/adaptmem/data" in text and "shared" not in text

@@ -95,7 +95,7 @@ def test_wandb_sink_gets_each_stream_against_its_own_step(tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="wandb is not installed (adaptmem[wandb])")
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="wandb is not installed (the wandb extra)")
 def test_wandb_offline_mode_writes_the_run_without_a_network(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     log = MetricLogger(tmp_path, tensorboard=False, wandb="adaptmem-test", wandb_config={"seed": 3})
@@ -117,7 +117,7 @@ def test_bad_wandb_arguments_and_a_missing_wandb_say_what_to_do(tmp_path, monkey
     with pytest.raises(ValueError, match="wandb must be a W&B project name or None, got ''"):
         MetricLogger(tmp_path, wandb="")
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb -> ImportError
-    with pytest.raises(ImportError, match=r"pip install 'adaptmem\[wandb\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'wandb>=0.17' \(the 'wandb' extra"):
         MetricLogger(tmp_path, tensorboard=False, wandb="proj")
     MetricLogger(tmp_path, wandb="proj", enabled=False).log("train", 0, loss=1.0)  # a disabled logger needs nothing
     assert not (tmp_path / "train.csv").exists()

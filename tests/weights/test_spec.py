@@ -81,7 +81,7 @@ def test_bad_inputs_raise_clear_errors():
         WeightSpec.from_module(nn.LSTM(3, 4, bidirectional=True))
     with pytest.raises(TypeError, match="at most one nn.Linear"):
         WeightSpec.from_module(nn.Sequential(nn.Linear(2, 2)))
-    with pytest.raises(KeyError, match="no tensor named"):
+    with pytest.raises(ValueError, match="no tensor named"):
         spec.entry("linear.weight")
 
 

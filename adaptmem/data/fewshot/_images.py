@@ -10,17 +10,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from adaptmem.utils.extras import install_hint
+
 if TYPE_CHECKING:
     from adaptmem.data.fewshot.episodes import ClassImages
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+from adaptmem.utils.atomic import atomic_write
 
 
 def _pil():
     try:
         from PIL import Image
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("reading image files needs Pillow: pip install 'adaptmem[fewshot]'") from e
+        raise ImportError(f"reading image files needs Pillow: {install_hint('fewshot', 'pillow')}") from e
     return Image
 
 
@@ -55,8 +59,7 @@ def encode_png(array: np.ndarray, path: str | os.PathLike | None = None) -> byte
     Image.fromarray(np.asarray(array, dtype=np.uint8)).save(buf, format="PNG")
     data = buf.getvalue()
     if path is not None:
-        with open(path, "wb") as f:
-            f.write(data)
+        atomic_write(path, lambda f: f.write(data))
     return data
 
 

@@ -13,16 +13,17 @@ unpacked or straight from ``cifar-100-python.tar.gz``; downloads the archive whe
 from __future__ import annotations
 
 import os
-import pickle
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from adaptmem.data.download import download
+from adaptmem.data.download import DataNotFoundError, download, missing_data_message
 from adaptmem.data.fewshot.episodes import ClassImages
 from adaptmem.utils.checks import check_choice
+from adaptmem.utils.integrity import CorruptFileError, load_data_pickle
 
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
@@ -35,8 +36,10 @@ CIFAR_FS_TEST = ("baby", "bed", "bicycle", "chimpanzee", "fox", "leopard", "man"
 FC100_SUPERCLASSES = {"train": (1, 2, 3, 4, 5, 6, 9, 10, 15, 17, 18, 19), "val": (8, 11, 13, 16), "test": (0, 7, 12, 14)}
 
 
-def _unpickle(data: bytes) -> dict:
-    d = pickle.loads(data, encoding="bytes")
+def _unpickle(data: bytes, path: Path) -> dict:
+    d = load_data_pickle(path, data, encoding="bytes")
+    if not isinstance(d, dict):
+        raise CorruptFileError(path, f"holds a {type(d).__name__}, not the CIFAR-100 dict")
     return {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
 
 
@@ -50,14 +53,21 @@ def read_cifar100(root: str | os.PathLike, *, download_if_missing: bool = False)
     else:
         if not archive.is_file():
             if not download_if_missing:
-                raise FileNotFoundError(
-                    f"read_cifar100: neither {root / 'cifar-100-python'}/{{train,test,meta}} nor {archive} found; "
-                    f"pass download_if_missing=True (or --download) to fetch it")
+                raise DataNotFoundError(missing_data_message(
+                    "read_cifar100", f"CIFAR-100 (cifar-100-python/{{train,test,meta}} or {archive.name})", root))
             download([CIFAR100_URL], archive, md5=CIFAR100_MD5)
-        with tarfile.open(archive, "r:gz") as tar:
-            blobs = {n: tar.extractfile(f"cifar-100-python/{n}").read() for n in ("train", "test", "meta")}
-    parts = [_unpickle(blobs[n]) for n in ("train", "test")]
-    meta = _unpickle(blobs["meta"])
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                blobs = {n: tar.extractfile(f"cifar-100-python/{n}").read() for n in ("train", "test", "meta")}
+        except (tarfile.TarError, EOFError, OSError, KeyError, zlib.error) as e:
+            raise CorruptFileError(archive, f"is not a readable CIFAR-100 archive ({type(e).__name__}: {e})") from e
+        folder = archive
+    parts = [_unpickle(blobs[n], folder / n) for n in ("train", "test")]
+    meta = _unpickle(blobs["meta"], folder / "meta")
+    try:
+        _ = meta["fine_label_names"], [(p["data"], p["fine_labels"], p["coarse_labels"]) for p in parts]
+    except KeyError as e:
+        raise CorruptFileError(folder, f"lacks the CIFAR-100 entry {e}") from e
     images = np.concatenate([p["data"] for p in parts]).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     info = {
         "fine": np.concatenate([p["fine_labels"] for p in parts]).astype(np.int64),

@@ -18,7 +18,7 @@ import os
 import tarfile
 from pathlib import Path
 
-from adaptmem.data.download import download
+from adaptmem.data.download import DataNotFoundError, download, missing_data_message
 from adaptmem.data.fewshot._images import IMAGE_EXTENSIONS, read_image_folder
 from adaptmem.data.fewshot.episodes import ClassImages
 from adaptmem.utils.checks import check_choice
@@ -54,8 +54,8 @@ def load_cub(root: str | os.PathLike, split: str = "train", *, image_size: int =
         archive = root / ARCHIVE
         if not archive.is_file():
             if not download_if_missing:
-                raise FileNotFoundError(f"{fn}: neither {root / 'CUB_200_2011' / 'images'} nor {archive} found; "
-                                        f"pass download_if_missing=True (or --download) to fetch it")
+                raise DataNotFoundError(missing_data_message(
+                    fn, f"CUB-200-2011 (CUB_200_2011/images/ or {archive.name})", root))
             root.mkdir(parents=True, exist_ok=True)
             download(ARCHIVE_URLS, archive, md5=ARCHIVE_MD5, timeout=120.0)
         with tarfile.open(archive, "r:gz") as tar:

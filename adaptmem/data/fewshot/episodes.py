@@ -71,7 +71,8 @@ class ClassImages:
             got = f"shape {fmt_shape(self.images)} dtype {self.images.dtype}" if isinstance(self.images, torch.Tensor) \
                 else type(self.images).__name__
             raise ValueError(f"{fn}: images must be uint8 [M, C, H, W], got {got}")
-        if not isinstance(self.labels, torch.Tensor) or self.labels.shape != (self.images.shape[0],):
+        if not isinstance(self.labels, torch.Tensor) or self.labels.shape != (self.images.shape[0],) or \
+                self.labels.is_floating_point() or self.labels.dtype == torch.bool:
             raise ValueError(f"{fn}: labels must be int64 [M] with M = {self.images.shape[0]}, got "
                              f"{fmt_shape(self.labels) if isinstance(self.labels, torch.Tensor) else type(self.labels).__name__}")
         self.labels = self.labels.long()
@@ -150,7 +151,12 @@ class ClassImages:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
+    def _check_class(self, fn: str, c: object) -> None:
+        if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < self.num_classes:
+            raise ValueError(f"ClassImages.{fn}: c must be a class in [0, {self.num_classes}), got {c!r}")
+
     def class_name(self, c: int) -> str:
+        self._check_class("class_name", c)
         base, v = divmod(c, self.variants)
         flip, r = divmod(v, len(self.rotations))
         return (self.names[base] + ("/flip" if flip else "")
@@ -161,9 +167,17 @@ class ClassImages:
 
     def images_of(self, c: int, which: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
         """``uint8 [n, C, H, W]``: images ``which`` (positions within the class) of class ``c``."""
+        self._check_class("images_of", c)
         base, v = divmod(c, self.variants)
         flip, r = divmod(v, len(self.rotations))
-        idx = self._members[base] if which is None else self._members[base][torch.as_tensor(which, dtype=torch.long)]
+        members = self._members[base]
+        if which is not None:
+            which = torch.as_tensor(which)
+            out_of_range = which.numel() and not (0 <= int(which.min()) and int(which.max()) < len(members))
+            if which.is_floating_point() or out_of_range:
+                raise ValueError(f"ClassImages.images_of: which must be integer positions in [0, {len(members)}) "
+                                 f"(the images of class {c}), got {which.tolist()[:5]}")
+        idx = members if which is None else members[which.long()]
         x = self.images[idx]
         if flip:
             x = torch.flip(x, dims=(-1,))
@@ -171,6 +185,7 @@ class ClassImages:
         return torch.rot90(x, k, dims=(-2, -1)) if k else x
 
     def class_size(self, c: int) -> int:
+        self._check_class("class_size", c)
         return len(self._members[c // self.variants])
 
     def select(self, keep: Callable[[str], bool] | Sequence[str]) -> ClassImages:
@@ -276,8 +291,14 @@ class EpisodeDataset(Dataset):
                  num_episodes: int = 10_000, seed: int = 0, label_slots: int | None = None,
                  transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         fn = "EpisodeDataset"
+        if not isinstance(classes, ClassImages):
+            raise TypeError(f"{fn}: classes must be a ClassImages, got {type(classes).__name__}")
         for name, v in (("n_way", n_way), ("k_shot", k_shot), ("num_episodes", num_episodes)):
             check_positive_int(fn, name, v)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"{fn}: seed must be an int, got {type(seed).__name__} {seed!r}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"{fn}: transform must be callable or None, got {type(transform).__name__}")
         if isinstance(n_query, bool) or not isinstance(n_query, int) or n_query < 0:
             raise ValueError(f"{fn}: n_query must be an int >= 0, got {n_query!r}")
         if n_way > classes.num_classes:
@@ -297,6 +318,10 @@ class EpisodeDataset(Dataset):
         return self.num_episodes
 
     def __getitem__(self, index: int) -> Episode:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"EpisodeDataset: index must be an int, got {type(index).__name__}")
+        if not 0 <= index < self.num_episodes:  # IndexError: what ends iteration over a sequence
+            raise IndexError(f"EpisodeDataset: index {index} is outside [0, num_episodes={self.num_episodes})")
         rng = np.random.default_rng([self.seed, int(index)])
         N, K, Q = self.n_way, self.k_shot, self.n_query
         picked = rng.choice(self.classes.num_classes, N, replace=False)
@@ -325,6 +350,14 @@ class EpisodeBatchSampler(Sampler[list[int]]):
 
     def __init__(self, batch_size: int, num_batches: int, *, start: int = 0, rank: int = 0,
                  world_size: int = 1, total: int | None = None) -> None:
+        fn = "EpisodeBatchSampler"
+        check_positive_int(fn, "batch_size", batch_size)
+        check_positive_int(fn, "world_size", world_size)
+        for name, v in (("num_batches", num_batches), ("start", start), ("total", 0 if total is None else total)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{fn}: {name} must be an int >= 0, got {v!r}")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+            raise ValueError(f"{fn}: rank must be an int in [0, world_size={world_size}), got {rank!r}")
         self.batch_size, self.num_batches, self.start = batch_size, num_batches, start
         self.rank, self.world_size, self.total = rank, world_size, total
 

@@ -105,7 +105,11 @@ def evaluate_lake_runs(root: str | os.PathLike | list[LakeRun], classify: Classi
     ``classify`` gets one run at a time: ``support_x [n, 1, S, S]`` with labels ``arange(n)``
     (n = 20 in Lake's runs) and ``query_x [m, 1, S, S]``, and returns ``int [m]``.
     """
+    if not callable(classify):
+        raise TypeError(f"evaluate_lake_runs: classify must be callable, got {type(classify).__name__}")
     runs = root if isinstance(root, list) else read_lake_runs(root, image_size=image_size)
+    if not runs:
+        raise ValueError("evaluate_lake_runs: root holds no runs")
     errors = {}
     for run in runs:
         pred = torch.as_tensor(classify(run.support_x, run.support_y, run.query_x)).view(-1).cpu()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ import torch
 from adaptmem.data.fewshot._images import IMAGE_EXTENSIONS, decode_image, read_image_folder
 from adaptmem.data.fewshot.episodes import ClassImages
 from adaptmem.utils.checks import check_choice
+from adaptmem.utils.integrity import CorruptFileError, load_data_pickle
 
 SPLITS = ("train", "val", "test")
 
@@ -42,9 +42,21 @@ def _from_arrays(images: np.ndarray, labels: np.ndarray, names: list[str], sourc
     return ClassImages(torch.from_numpy(images).permute(0, 3, 1, 2), torch.as_tensor(labels, dtype=torch.long), names)
 
 
+def _structured(read):
+    """``read(path)`` with a missing or malformed entry reported as a CorruptFileError naming the file."""
+
+    def wrapped(path: Path) -> ClassImages:
+        try:
+            return read(path)
+        except (KeyError, TypeError, AttributeError, IndexError) as e:
+            raise CorruptFileError(path, f"lacks the mini-ImageNet entries ({type(e).__name__}: {e})") from e
+
+    return wrapped
+
+
+@_structured
 def _read_cache_pickle(path: Path) -> ClassImages:
-    with open(path, "rb") as f:
-        d = pickle.load(f, encoding="latin1")
+    d = load_data_pickle(path)
     class_dict = _get(d, "class_dict")
     names = sorted(k.decode() if isinstance(k, bytes) else k for k in class_dict)
     by_name = {(k.decode() if isinstance(k, bytes) else k): v for k, v in class_dict.items()}
@@ -56,9 +68,9 @@ def _read_cache_pickle(path: Path) -> ClassImages:
     return _from_arrays(images[keep] if not keep.all() else images, labels[keep], names, path)
 
 
+@_structured
 def _read_category_pickle(path: Path) -> ClassImages:
-    with open(path, "rb") as f:
-        d = pickle.load(f, encoding="latin1")
+    d = load_data_pickle(path)
     raw = np.asarray(_get(d, "labels"), dtype=np.int64)
     ids, labels = np.unique(raw, return_inverse=True)
     names = [str(i) for i in ids]

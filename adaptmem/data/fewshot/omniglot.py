@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adaptmem.data.download import download
+from adaptmem.data.download import DataNotFoundError, download, missing_data_message
 from adaptmem.data.fewshot._images import decode_image
 from adaptmem.data.fewshot.episodes import ROTATIONS, ClassImages, merge_classes
 from adaptmem.utils.checks import check_choice
@@ -114,10 +114,9 @@ def load_omniglot(root: str | os.PathLike, sets: Sequence[str] = FULL_SETS, *, i
         path = locate_omniglot_set(root, name)
         if path is None:
             if not download_if_missing:
-                raise FileNotFoundError(
-                    f"load_omniglot: {name}.zip (or the unpacked folder {name}/) not found in {root}, "
-                    f"{Path(root) / 'omniglot-py'} or {Path(root) / 'omniglot'}; pass download_if_missing=True "
-                    f"(or --download) to fetch it")
+                raise DataNotFoundError(missing_data_message(
+                    "load_omniglot", f"Omniglot's {name}.zip (or the unpacked folder {name}/)",
+                    f"{root}, {Path(root) / 'omniglot-py'} or {Path(root) / 'omniglot'}"))
             path = download([p + f"{name}.zip" for p in _URL_PREFIXES], Path(root) / f"{name}.zip", md5=_MD5.get(name))
         out[name] = read_omniglot_set(path, image_size=image_size)
     return out

@@ -9,7 +9,7 @@ from adaptmem.data.fewshot.cifar import load_cifar_fewshot
 from adaptmem.data.fewshot.cub import load_cub
 from adaptmem.data.fewshot.episodes import ROTATIONS, ClassImages
 from adaptmem.data.fewshot.mini_imagenet import load_mini_imagenet
-from adaptmem.data.fewshot.omniglot import FULL_SETS, MINIMAL_SETS, load_omniglot, omniglot_splits
+from adaptmem.data.fewshot.omniglot import FULL_SETS, MINIMAL_SETS, load_omniglot, locate_omniglot_set, omniglot_splits
 from adaptmem.data.fewshot.tiered_imagenet import download_tiered_imagenet, load_tiered_imagenet
 from adaptmem.utils.checks import check_choice
 from adaptmem.utils.paths import default_data_root
@@ -18,8 +18,14 @@ DATASETS = ("omniglot-minimal", "omniglot", "omniglot-lake", "mini-imagenet", "t
             "cub")
 
 
-def _first_dir(root: Path, names: tuple[str, ...]) -> Path:
-    return next((root / n for n in names if (root / n).is_dir()), root)
+def _set_dir(root: Path, names: tuple[str, ...], markers: tuple[str, ...]) -> Path:
+    """A data set's folder under the data root: the first existing sub-folder of ``names``; else
+    ``root`` itself when it holds the set's files (glob ``markers``, the older layout); else
+    ``root / names[0]``, where a download goes (every set in its own sub-folder)."""
+    found = next((root / n for n in names if (root / n).is_dir()), None)
+    if found is not None:
+        return found
+    return root if any(any(root.glob(m)) for m in markers) else root / names[0]
 
 
 def load_fewshot_splits(name: str, root: str | os.PathLike | None = None, *, download: bool = False,
@@ -48,21 +54,25 @@ def _load_splits(name: str, root: str | os.PathLike | None, *, download: bool, r
     check_choice("load_fewshot_splits", "name", name, DATASETS)
     root = Path(root) if root is not None else default_data_root()
     if name.startswith("omniglot"):
-        sets = load_omniglot(root, MINIMAL_SETS if name == "omniglot-minimal" else FULL_SETS,
-                             download_if_missing=download)
+        wanted = MINIMAL_SETS if name == "omniglot-minimal" else FULL_SETS
+        # Lake's zips in the data root, its omniglot/ or torchvision's omniglot-py/; downloads go to omniglot/.
+        folder = root if all(locate_omniglot_set(root, s) for s in wanted) else root / "omniglot"
+        sets = load_omniglot(folder, wanted, download_if_missing=download)
         scheme = {"omniglot-minimal": "minimal", "omniglot": "vinyals", "omniglot-lake": "background_evaluation"}[name]
         return omniglot_splits(sets, scheme, rotations=ROTATIONS if rotations else (0,))
     if name == "mini-imagenet":
-        folder = _first_dir(root, ("mini-imagenet", "miniimagenet", "miniImageNet"))
+        folder = _set_dir(root, ("mini-imagenet", "miniimagenet", "miniImageNet"),
+                          ("mini-imagenet-cache-*.pkl", "miniImageNet_category_split_*.pickle"))
         return {s: load_mini_imagenet(folder, s) for s in ("train", "val", "test")}
     if name == "tiered-imagenet":
-        folder = _first_dir(root, ("tiered-imagenet", "tieredimagenet", "tieredImageNet"))
+        folder = _set_dir(root, ("tiered-imagenet", "tieredimagenet", "tieredImageNet"),
+                          ("*_labels.pkl", "tiered-imagenet.tar", "*.npz"))
         if download and not any(folder.glob("*_labels.pkl")) and not (folder / "train").is_dir():
             download_tiered_imagenet(folder)
         return {s: load_tiered_imagenet(folder, s) for s in ("train", "val", "test")}
     if name == "cub":
-        folder = _first_dir(root, ("cub", "CUB"))
+        folder = _set_dir(root, ("cub", "CUB"), ("CUB_200_2011*",))
         return {s: load_cub(folder, s, download_if_missing=download) for s in ("train", "val", "test")}
-    folder = _first_dir(root, ("cifar100", "cifar-100"))
+    folder = _set_dir(root, ("cifar100", "cifar-100"), ("cifar-100-python*",))
     return {s: load_cifar_fewshot(folder, name.replace("-", "_"), s, download_if_missing=download)
             for s in ("train", "val", "test")}

@@ -20,7 +20,7 @@ Decoded, the train split is about 9.5 GB of uint8 images (at 84x84x3 bytes per i
 from __future__ import annotations
 
 import os
-import pickle
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -30,7 +30,9 @@ import torch
 from adaptmem.data.download import download
 from adaptmem.data.fewshot._images import IMAGE_EXTENSIONS, decode_image, read_image_folder
 from adaptmem.data.fewshot.episodes import ClassImages
+from adaptmem.utils.atomic import atomic_write
 from adaptmem.utils.checks import check_choice
+from adaptmem.utils.integrity import CorruptFileError, load_data_pickle
 
 SPLITS = ("train", "val", "test")
 CLASSES = {"train": 351, "val": 97, "test": 160}  # the standard split's class counts
@@ -50,8 +52,9 @@ def _names(labels: dict, specific: np.ndarray) -> tuple[np.ndarray, list[str]]:
 
 
 def _read_labels(path: Path) -> tuple[dict, np.ndarray]:
-    with open(path, "rb") as f:
-        labels = pickle.load(f, encoding="latin1")
+    labels = load_data_pickle(path)
+    if not isinstance(labels, dict):
+        raise CorruptFileError(path, f"holds a {type(labels).__name__}, not the labels dict")
     labels = {(k.decode() if isinstance(k, bytes) else k): v for k, v in labels.items()}
     key = "label_specific" if "label_specific" in labels else "labels"
     if key not in labels:
@@ -70,8 +73,7 @@ def load_tiered_imagenet(root: str | os.PathLike, split: str = "train", *, image
     if labels_file.is_file() and (png_file.is_file() or npz_file.is_file()):
         labels, specific = _read_labels(labels_file)
         if png_file.is_file():
-            with open(png_file, "rb") as f:
-                encoded = pickle.load(f, encoding="latin1")
+            encoded = load_data_pickle(png_file)
             images = np.stack([decode_image(e if isinstance(e, bytes) else np.asarray(e, dtype=np.uint8).tobytes(),
                                             image_size, "RGB") for e in encoded])
         else:
@@ -108,8 +110,6 @@ def download_tiered_imagenet(root: str | os.PathLike) -> Path:
         for member in tar:
             name = Path(member.name).name
             if member.isfile() and name in wanted and not (root / name).is_file():
-                with tar.extractfile(member) as src, open(root / f".{name}.part", "wb") as dst:
-                    while chunk := src.read(1 << 24):
-                        dst.write(chunk)
-                os.replace(root / f".{name}.part", root / name)
+                with tar.extractfile(member) as src:
+                    atomic_write(root / name, lambda dst, src=src: shutil.copyfileobj(src, dst, 1 << 24))
     return root

@@ -9,15 +9,19 @@ Per chunk of C steps with incoming state ``S0``::
 
 Everything but the short scan over chunks runs batched over all chunks at once. The last
 chunk is padded with k = 0 and beta = 0, which touch neither A nor K^T U'. Resets zero the
-state inside a chunk through the masks of :func:`adaptmem.ops._chunk.reset_masks`.
+state inside a chunk through the masks of :func:`adaptmem.ops._chunk.reset_masks`; a NaN or
+overflow never crosses a reset or reaches an earlier step (:func:`adaptmem.ops._chunk.scan_chunks`
+reruns such chunks through the step loop).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from adaptmem.ops._chunk import chunk, reset_masks
+from adaptmem.ops._chunk import chunk, reset_masks, scan_chunks
 from adaptmem.ops._state import compute_dtype, to_heads
+from adaptmem.ops.delta_rule.reference import step_loop
 
 
 def delta_rule_chunk(q, k, v, beta, initial_state, reset, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,25 +30,36 @@ def delta_rule_chunk(q, k, v, beta, initial_state, reset, chunk_size: int) -> tu
     Dv = v.shape[-1]
     dtype = compute_dtype(q, k, v, beta, initial_state)
     C = min(chunk_size, T)
-    Q, K, V = (chunk(to_heads(t, dtype), C) for t in (q, k, v))  # [B, H, n, C, D]
-    b = chunk(beta.to(dtype).transpose(1, 2)[..., None], C)  # [B, H, n, C, 1]
-    A = (b * (K @ K.transpose(-1, -2))).tril(-1)
-    QK = (Q @ K.transpose(-1, -2)).tril()
-    bK = b * K
-    if reset is not None:
-        m = reset_masks(reset, C, dtype)
-        A, QK, Q, K_end, bK = A * m.same, QK * m.same, Q * m.carry, K * m.tail, bK * m.carry
-    else:
-        K_end = K
+    Q0, K0, V = (chunk(to_heads(t, dtype), C) for t in (q, k, v))  # [B, H, n, C, D]
+    b0 = chunk(beta.to(dtype).transpose(1, 2)[..., None], C)  # [B, H, n, C, 1]
+    m = reset_masks(reset, C, dtype) if reset is not None else None
     eye = torch.eye(C, dtype=dtype, device=q.device)
-    WU = torch.linalg.solve_triangular(A + eye, torch.cat((bK, b * V), -1), upper=False, unitriangular=True)
-    W, U = WU.split([Dk, Dv], dim=-1)
-    S = initial_state.to(dtype) if initial_state is not None else Q.new_zeros(B, H, Dk, Dv)
-    outs = []
-    for c in range(Q.shape[2]):
-        U_c = U[:, :, c] - W[:, :, c] @ S
-        outs.append(Q[:, :, c] @ S + QK[:, :, c] @ U_c)
-        S_in = S * m.carry_end[:, :, c] if reset is not None else S
-        S = S_in + K_end[:, :, c].transpose(-1, -2) @ U_c
-    O = torch.stack(outs, dim=2).flatten(2, 3)[:, :, :T]
+
+    def build(Q, K, V, b):
+        A = (b * (K @ K.transpose(-1, -2))).tril(-1)
+        QK = (Q @ K.transpose(-1, -2)).tril()
+        K_end, bK = K, b * K
+        if m is not None:
+            A, QK, Q, K_end, bK = A * m.same, QK * m.same, Q * m.carry, K * m.tail, bK * m.carry
+        WU = torch.linalg.solve_triangular(A + eye, torch.cat((bK, b * V), -1), upper=False, unitriangular=True)
+        W, U = WU.split([Dk, Dv], dim=-1)
+
+        def step(c, S):
+            U_c = U[:, :, c] - W[:, :, c] @ S
+            O_c = Q[:, :, c] @ S + QK[:, :, c] @ U_c
+            S_in = S * m.carry_end[:, :, c] if m is not None else S
+            return O_c, S_in + K_end[:, :, c].transpose(-1, -2) @ U_c
+
+        return step, (Q, QK, WU, K_end)
+
+    def loop(c, bi, hi, S):
+        L = min(C, T - c * C)  # the padded steps of the last chunk are left out
+        r = reset[bi, c * C : c * C + L] if reset is not None else None
+        o, S = step_loop(*(t[bi, hi, c, :L][:, None] for t in (Q0, K0, V)), b0[bi, hi, c, :L, 0][:, None],
+                         S[:, None], r)
+        return F.pad(o[:, 0], (0, 0, 0, C - L)), S[:, 0]
+
+    S = initial_state.to(dtype) if initial_state is not None else Q0.new_zeros(B, H, Dk, Dv)
+    O, S = scan_chunks(S, (Q0, K0, V, b0), build, loop, None if m is None else m.any)
+    O = O.flatten(2, 3)[:, :, :T]
     return O.transpose(1, 2).to(v.dtype), S

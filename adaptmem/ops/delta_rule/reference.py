@@ -37,14 +37,24 @@ def _reference_impl(q, k, v, beta, initial_state, reset) -> tuple[torch.Tensor, 
     Dv = v.shape[-1]
     dtype = compute_dtype(q, k, v, beta, initial_state)
     qh, kh, vh = to_heads(q, dtype), to_heads(k, dtype), to_heads(v, dtype)
-    bh = beta.to(dtype).transpose(1, 2)  # [B, H, T]
     S = initial_state.to(dtype) if initial_state is not None else qh.new_zeros(B, H, Dk, Dv)
+    o, S = step_loop(qh, kh, vh, beta.to(dtype).transpose(1, 2), S, reset)
+    return o.transpose(1, 2).to(v.dtype), S
+
+
+def step_loop(qh, kh, vh, bh, S, reset) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loop on head-first tensors: q, k ``[B, H, T, Dk]``, v ``[B, H, T, Dv]``, beta
+    ``[B, H, T]``, ``S`` ``[B, H, Dk, Dv]``, ``reset`` ``[B, T]`` bool or ``None``.
+
+    Returns ``(o [B, H, T, Dv], S_T)``. The chunk form reruns chunks through it where it must
+    match the loop's non-finite values exactly (:func:`adaptmem.ops._chunk.scan_chunks`).
+    """
     outs = []
-    for t in range(T):
-        if reset is not None:
+    for t in range(qh.shape[2]):
+        if reset is not None:  # selected, not multiplied: a NaN before the reset stays there
             S = torch.where(reset[:, t, None, None, None], 0.0, S)
         k_t = kh[:, :, t]
         u = bh[:, :, t, None] * (vh[:, :, t] - torch.einsum("bhk,bhkv->bhv", k_t, S))
         S = S + torch.einsum("bhk,bhv->bhkv", k_t, u)
         outs.append(torch.einsum("bhk,bhkv->bhv", qh[:, :, t], S))
-    return torch.stack(outs, dim=1).to(v.dtype), S
+    return torch.stack(outs, dim=2), S

@@ -21,7 +21,7 @@ import torch
 from adaptmem.ops import _checks, _dispatch
 from adaptmem.ops.linear_attention.chunk import linear_attention_chunk
 from adaptmem.ops.linear_attention.reference import _reference_impl, linear_attention_reference
-from adaptmem.utils.checks import check_positive_int
+from adaptmem.utils.checks import check_float, check_positive_int
 
 __all__ = ["linear_attention", "linear_attention_reference"]
 
@@ -72,8 +72,9 @@ def linear_attention(
     """
     mode, backend = _dispatch.check_mode_and_backend("linear_attention", mode, backend)
     check_positive_int("linear_attention", "chunk_size", chunk_size)
+    check_float("linear_attention", "eps", eps, lo=0.0)
     S0, z0 = _checks.check_linear_state("linear_attention", initial_state, normalize)
-    B, T, _, Dk, Dv = _checks.check_qkv("linear_attention", q, k, v, None, S0)
+    B, T, _, Dk, Dv = _checks.check_qkv("linear_attention", q, k, v, False, S0)
     reset = _checks.check_reset("linear_attention", reset, B, T, q.device)
     call = _dispatch.OpCall.of("linear_attention", mode, (q, k, v), (S0, z0), key_dim=Dk, value_dim=Dv,
                                reset=reset, normalize=normalize)

@@ -40,6 +40,11 @@ class WeightEncoder(nn.Module):
         check_floating(name, "vectors", vectors)
         if vectors.dim() != 2 or vectors.shape[1] != self.spec.num_params:
             raise ValueError(f"{name}: vectors must be [N, P] = (*, {self.spec.num_params}), got shape {fmt_shape(vectors)}")
+        param = next(self.parameters(), None)
+        if param is not None and vectors.device != param.device:
+            raise ValueError(f"{name}: vectors are on {vectors.device} but the encoder is on {param.device}")
+        if vectors.is_meta:
+            raise ValueError(f"{name}: vectors is a meta tensor (no data)")
         return F.normalize(self.embed(vectors), dim=-1)
 
     def extra_repr(self) -> str:

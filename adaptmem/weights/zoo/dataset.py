@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from adaptmem.utils.checks import check_choice
+from adaptmem.utils.integrity import CorruptFileError, check_sealed_json, file_sha256, read_json
 from adaptmem.weights.spec import WeightSpec
 from adaptmem.weights.zoo import formal_language as fl
 
@@ -32,6 +33,11 @@ def split_runs(kind: str, run_arrays: dict[str, np.ndarray], *, valid_frac: floa
     if not (0 <= valid_frac < 1 and 0 <= ood_frac < 1 and valid_frac + ood_frac < 1):
         raise ValueError(f"split_runs: valid_frac and ood_frac must be in [0, 1) with a sum < 1, "
                          f"got {valid_frac} and {ood_frac}")
+    check_choice("split_runs", "kind", kind, ("formal_language", "smnist"))
+    need = "task_id" if kind == "formal_language" else "angle"
+    if not isinstance(run_arrays, dict) or need not in run_arrays:
+        raise ValueError(f"split_runs: run_arrays must hold {need!r} for a {kind} zoo, got "
+                         f"{sorted(run_arrays) if isinstance(run_arrays, dict) else type(run_arrays).__name__}")
     rng = np.random.default_rng(seed)
     if kind == "formal_language":
         n = fl.num_tasks()
@@ -52,6 +58,67 @@ def split_runs(kind: str, run_arrays: dict[str, np.ndarray], *, valid_frac: floa
     return out.astype(str)
 
 
+_REQUIRED = ("weights", "log_probs", "run", "step", "checkpoint")
+
+
+def _read_meta(path: Path) -> dict:
+    """``meta.json``, its checksum and the fields every reader relies on checked."""
+    meta = read_json(path)
+    if not isinstance(meta, dict):
+        raise CorruptFileError(path, f"holds a JSON {type(meta).__name__}, not an object")
+    version = meta.get("format_version")
+    if version == 1:
+        warnings.warn(f"{path}: a zoo of format 1 has no checksums; only shapes and dtypes are checked "
+                      f"(rebuild it with generate_zoo to add them)", UserWarning, stacklevel=3)
+    elif version == 2:
+        check_sealed_json(path, meta)
+    else:
+        raise CorruptFileError(path, f"has zoo format_version {version!r}; this adaptmem reads 1 and 2")
+    arrays = meta.get("arrays")
+    problems = [k for k in ("kind", "spec", "num_runs", "num_entries") if k not in meta]
+    if not isinstance(arrays, dict):
+        problems.append("arrays")
+    else:
+        problems += [f"arrays.{name}" for name in _REQUIRED if name not in arrays]
+        for name, info in arrays.items():
+            if not (isinstance(info, dict) and info.get("axis") in ("entry", "run") and isinstance(info.get("shape"), list)
+                    and isinstance(info.get("dtype"), str)):
+                problems.append(f"arrays.{name} (axis, shape, dtype)")
+    if meta.get("kind") not in ("formal_language", "smnist"):
+        problems.append(f"kind {meta.get('kind')!r}")
+    if problems:
+        raise CorruptFileError(path, f"is not a valid zoo meta.json: missing or malformed {problems}")
+    return meta
+
+
+def _open_arrays(root: Path, meta: dict, spec: WeightSpec, *, verify: bool) -> dict[str, np.ndarray]:
+    """Memory-map every array, after checking it against ``meta.json`` (and its hash with ``verify``)."""
+    counts = {"entry": meta["num_entries"], "run": meta["num_runs"]}
+    out = {}
+    for name, info in meta["arrays"].items():
+        path = root / f"{name}.npy"
+        if not path.exists():
+            raise FileNotFoundError(f"ZooDataset: {path} not found (listed in {root / 'meta.json'})")
+        if verify and "sha256" in info and file_sha256(path) != info["sha256"]:
+            raise CorruptFileError(path, "fails its SHA-256 checksum in meta.json: the array changed after writing")
+        try:
+            arr = np.load(path, mmap_mode="r")
+        except (ValueError, OSError, EOFError) as e:
+            raise CorruptFileError(path, f"is not a readable .npy array ({type(e).__name__}: {e})") from e
+        want_shape = tuple(info["shape"])
+        if arr.shape != want_shape or str(arr.dtype) != info["dtype"]:
+            raise CorruptFileError(path, f"holds shape {arr.shape} dtype {arr.dtype}, but meta.json says "
+                                         f"shape {want_shape} dtype {info['dtype']}")
+        if not want_shape or want_shape[0] != counts[info["axis"]]:
+            raise CorruptFileError(path, f"has {want_shape[:1]} rows, but the zoo has {counts[info['axis']]} "
+                                         f"{info['axis']}s (meta.json)")
+        out[name] = arr
+    if out["weights"].ndim != 2 or out["weights"].shape[1] != spec.num_params:
+        raise CorruptFileError(root / "weights.npy", f"holds shape {out['weights'].shape}, but the spec in "
+                                                     f"meta.json has {spec.num_params} parameters")
+    return out
+
+
 class ZooDataset(torch.utils.data.Dataset):
     """The checkpoints ("entries") of one split of a zoo made by :func:`generate_zoo`.
 
@@ -62,6 +129,13 @@ class ZooDataset(torch.utils.data.Dataset):
         split: ``"train"``, ``"valid"``, ``"ood"`` or ``"all"``.
         valid_frac, ood_frac, seed: the task split (see :func:`split_runs`).
         steps: keep only checkpoints taken at these training steps (default: all).
+        verify: check every array file against the SHA-256 in ``meta.json`` (reads each file
+            once; ``False`` checks only shapes, dtypes and counts, which is always done).
+
+    Raises ``FileNotFoundError`` for a missing ``meta.json`` or array, and
+    :class:`~adaptmem.utils.integrity.CorruptFileError` naming the file when ``meta.json`` or
+    an array is damaged or disagrees with the other (zoos of format 1, before checksums, load
+    with a warning and the structural checks only).
 
     Items (``dataset[i]``) are dicts with ``weights [P]``, ``inputs [R, T, in]``,
     ``log_probs [R, T, out]`` and the entry's labels (``accuracy``, ``step``, ``checkpoint``,
@@ -77,18 +151,21 @@ class ZooDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, root: str | os.PathLike, split: str = "train", *, valid_frac: float = 0.15,
-                 ood_frac: float = 0.15, seed: int = 0, steps: list[int] | None = None) -> None:
+                 ood_frac: float = 0.15, seed: int = 0, steps: list[int] | None = None, verify: bool = True) -> None:
         check_choice("ZooDataset", "split", split, SPLITS)
         self.root = Path(root)
         meta_path = self.root / "meta.json"
         if not meta_path.exists():
             raise FileNotFoundError(f"ZooDataset: {meta_path} not found; build the zoo with "
                                     f"adaptmem.weights.zoo.generate_zoo (a partial zoo has no meta.json)")
-        self.meta = json.loads(meta_path.read_text())
+        self.meta = _read_meta(meta_path)
         self.kind: str = self.meta["kind"]
-        self.spec = WeightSpec.from_dict(self.meta["spec"])
+        try:
+            self.spec = WeightSpec.from_dict(self.meta["spec"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CorruptFileError(meta_path, f"holds an invalid weight spec ({type(e).__name__}: {e})") from e
         self.split = split
-        self.arrays = {name: np.load(self.root / f"{name}.npy", mmap_mode="r") for name in self.meta["arrays"]}
+        self.arrays = _open_arrays(self.root, self.meta, self.spec, verify=verify)
         self._axis = {name: info["axis"] for name, info in self.meta["arrays"].items()}
         runs = {k: np.asarray(v) for k, v in self.arrays.items() if self._axis[k] == "run" and k != "inputs"}
         self.run_split = split_runs(self.kind, runs, valid_frac=valid_frac, ood_frac=ood_frac, seed=seed)

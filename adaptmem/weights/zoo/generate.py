@@ -12,8 +12,9 @@ Crash safety: each unit saves an atomic checkpoint (weights, optimiser, RNG, rec
 finished units and resumes unfinished ones from their last checkpoint, bit for bit. Units run
 single-threaded in a process pool, so the zoo does not depend on ``workers``.
 
-On-disk layout (``root/``): ``meta.json`` (written last; its presence marks a complete zoo)
-and one ``.npy`` file per array, opened memory-mapped by :class:`ZooDataset`:
+On-disk layout (``root/``): ``meta.json`` (written last; its presence marks a complete zoo;
+it holds every array's shape, dtype and SHA-256, and a checksum of itself, all checked by
+:class:`ZooDataset`) and one ``.npy`` file per array, opened memory-mapped by :class:`ZooDataset`:
 
 * per checkpoint ("entry", ``E = num_runs * checkpoints``, entry ``e = run * C + c``):
   ``weights [E, P]``, ``log_probs [E, R, T, V]`` (the network's output log-distribution at
@@ -39,9 +40,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from adaptmem.utils.atomic import atomic_write_text
-from adaptmem.utils.checkpoint import atomic_save
-from adaptmem.utils.checks import check_choice
+from adaptmem.utils.atomic import atomic_write, atomic_write_text
+from adaptmem.utils.integrity import file_sha256, load_verified, save_verified, seal_json
+from adaptmem.utils.checks import check_choice, check_float, check_positive_int
 from adaptmem.utils.progress import progress
 from adaptmem.utils.schedules import piecewise_linear
 from adaptmem.weights.functional import BatchedRNN
@@ -50,7 +51,9 @@ from adaptmem.weights.zoo import formal_language as fl
 from adaptmem.weights.zoo import smnist as sm
 
 KINDS = ("formal_language", "smnist")
-FORMAT_VERSION = 1
+FORMAT = "adaptmem.zoo"
+FORMAT_VERSION = 2  # 2: meta.json holds every array's SHA-256 and its own checksum (1: neither)
+_UNIT_CKPT, _SHARD = "adaptmem.zoo.unit-checkpoint", "adaptmem.zoo.shard"  # work files, verified too
 EVAL_CHUNK = 250  # digits per evaluation forward pass (every chunk counts)
 
 
@@ -112,8 +115,13 @@ class ZooConfig:
             raise ValueError(f"ZooConfig: checkpoints must be an int >= 2 (step 0 and the last), got {self.checkpoints!r}")
         if self.kind == "formal_language":
             fl.valid_max_n(self.max_n)
-        else:
-            check_choice("ZooConfig", "mnist_split", self.mnist_split, ("train", "test"))
+        check_choice("ZooConfig", "mnist_split", self.mnist_split, ("train", "test"))
+        for name in ("lr", "weight_decay"):
+            check_float("ZooConfig", name, getattr(self, name), lo=0.0, lo_open=name == "lr")
+        if not isinstance(self.weight_decays, (tuple, list)) or not self.weight_decays:
+            raise ValueError(f"ZooConfig: weight_decays must be a non-empty tuple of numbers, got {self.weight_decays!r}")
+        for i, w in enumerate(self.weight_decays):
+            check_float("ZooConfig", f"weight_decays[{i}]", w, lo=0.0)
         object.__setattr__(self, "weight_decays", tuple(float(w) for w in self.weight_decays))
 
     @classmethod
@@ -179,10 +187,14 @@ class ZooConfig:
 
 
 def geometric_checkpoints(last: int, count: int = 9) -> list[int]:
-    """0, the largest ``count - 2`` numbers of the 1-2-5 series below ``last``, and ``last``.
+    """0, the largest ``count - 2`` numbers of the 1-2-5 series below ``last``, and ``last``
+    (fewer when the series has fewer below ``last``: ``geometric_checkpoints(2)`` is ``[0, 1, 2]``).
 
     ``geometric_checkpoints(20000)`` is ``[0, 100, 200, 500, 1000, 2000, 5000, 10000, 20000]``.
     """
+    check_positive_int("geometric_checkpoints", "last", last)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 2:
+        raise ValueError(f"geometric_checkpoints: count must be an int >= 2 (step 0 and last), got {count!r}")
     series = sorted({m * 10**e for e in range(12) for m in (1, 2, 5) if m * 10**e < last})
     middle = series[-(count - 2):] if count > 2 else []
     return [0, *middle, last]
@@ -307,6 +319,10 @@ def train_unit(cfg: ZooConfig, unit: int, root: str | os.PathLike, *, interrupt_
     ``interrupt_at``: raise :class:`ZooInterrupted` when reaching that step (a simulated crash
     that loses the work since the last checkpoint); for tests.
     """
+    if not isinstance(cfg, ZooConfig):
+        raise TypeError(f"train_unit: cfg must be a ZooConfig, got {type(cfg).__name__}")
+    if isinstance(unit, bool) or not isinstance(unit, int) or not 0 <= unit < cfg.num_units:
+        raise ValueError(f"train_unit: unit must be an int in [0, num_units={cfg.num_units}), got {unit!r}")
     root = Path(root)
     shard = root / "shards" / f"unit_{unit:05d}.pt"
     if shard.exists():
@@ -328,7 +344,7 @@ def train_unit(cfg: ZooConfig, unit: int, root: str | os.PathLike, *, interrupt_
         start = 0
         ckpt = root / "work" / f"unit_{unit:05d}.ckpt"
         if ckpt.exists():
-            state = torch.load(ckpt, weights_only=False)
+            state = load_verified(ckpt, format=_UNIT_CKPT)
             with torch.no_grad():
                 vectors.copy_(state["vectors"])
             opt.load_state_dict(state["optimizer"])
@@ -337,8 +353,8 @@ def train_unit(cfg: ZooConfig, unit: int, root: str | os.PathLike, *, interrupt_
         marks = set(cfg.checkpoint_steps)
         for step in range(start, cfg.steps + 1):
             if step > start and step % cfg.save_every == 0:
-                atomic_save({"vectors": vectors.detach().clone(), "optimizer": opt.state_dict(),
-                             "generator": gen.get_state(), "step": step, "records": records}, ckpt)
+                save_verified({"vectors": vectors.detach().clone(), "optimizer": opt.state_dict(),
+                               "generator": gen.get_state(), "step": step, "records": records}, ckpt, format=_UNIT_CKPT)
             if interrupt_at is not None and step == interrupt_at:
                 raise ZooInterrupted(f"simulated crash of unit {unit} at step {step}")
             if step in marks:
@@ -355,7 +371,7 @@ def train_unit(cfg: ZooConfig, unit: int, root: str | os.PathLike, *, interrupt_
             opt.step()
         out = {k: torch.stack([r[k] for r in records], dim=1) for k in records[0]}  # [K, C, ...]
         out.update({f"run:{k}": v for k, v in problem.run_arrays().items()})
-        atomic_save(out, shard)
+        save_verified(out, shard, format=_SHARD)
         ckpt.unlink(missing_ok=True)
         return shard
     finally:
@@ -381,7 +397,13 @@ def generate_zoo(root: str | os.PathLike, cfg: ZooConfig, *, workers: int = 1, s
         keep_work: keep the per-unit shards after assembling the memory-mapped arrays.
         _interrupt: ``(unit, step)``: simulate a crash there (tests only).
     """
+    if not isinstance(cfg, ZooConfig):
+        raise TypeError(f"generate_zoo: cfg must be a ZooConfig, got {type(cfg).__name__}")
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        raise TypeError(f"generate_zoo: workers must be an int, got {type(workers).__name__} {workers!r}")
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"generate_zoo: root {root} exists and is not a folder")
     root.mkdir(parents=True, exist_ok=True)
     plan_path = root / "plan.json"
     if plan_path.exists():
@@ -435,7 +457,7 @@ def _assemble(root: Path, cfg: ZooConfig) -> None:
     """Copy the unit shards into memory-mapped ``.npy`` arrays, then write ``meta.json``."""
     C, R = cfg.num_checkpoints, cfg.num_runs
     E = R * C
-    shards = [torch.load(root / "shards" / f"unit_{u:05d}.pt", weights_only=False) for u in range(cfg.num_units)]
+    shards = [load_verified(root / "shards" / f"unit_{u:05d}.pt", format=_SHARD) for u in range(cfg.num_units)]
     arrays: dict[str, dict[str, Any]] = {}
     for key, first in shards[0].items():
         per_run = key.startswith("run:")
@@ -456,12 +478,13 @@ def _assemble(root: Path, cfg: ZooConfig) -> None:
     steps = np.asarray(cfg.checkpoint_steps, dtype=np.int64)
     extra = {"run": np.repeat(np.arange(R, dtype=np.int64), C), "step": np.tile(steps, R),
              "checkpoint": np.tile(np.arange(C, dtype=np.int64), R)}
-    for name, arr in extra.items():
-        np.save(root / f"{name}.npy", arr)
-        arrays[name] = {"axis": "entry", "shape": list(arr.shape), "dtype": str(arr.dtype)}
-    for name, arr in plan_runs(cfg).items():
-        np.save(root / f"{name}.npy", arr)
-        arrays[name] = {"axis": "run", "shape": list(arr.shape), "dtype": str(arr.dtype)}
-    meta = {"format_version": FORMAT_VERSION, "kind": cfg.kind, "spec": cfg.spec.to_dict(), "config": cfg.to_dict(),
-            "num_runs": R, "num_entries": E, "checkpoint_steps": cfg.checkpoint_steps, "arrays": arrays}
-    atomic_write_text(root / "meta.json", json.dumps(meta, indent=1))
+    for axis, group in (("entry", extra), ("run", plan_runs(cfg))):
+        for name, arr in group.items():
+            atomic_write(root / f"{name}.npy", lambda f, arr=arr: np.save(f, arr))
+            arrays[name] = {"axis": axis, "shape": list(arr.shape), "dtype": str(arr.dtype)}
+    for name, info in arrays.items():  # meta.json is the commit marker: hash what it vouches for
+        info["sha256"] = file_sha256(root / f"{name}.npy")
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": cfg.kind, "spec": cfg.spec.to_dict(),
+            "config": cfg.to_dict(), "num_runs": R, "num_entries": E, "checkpoint_steps": cfg.checkpoint_steps,
+            "arrays": arrays}
+    atomic_write_text(root / "meta.json", json.dumps(seal_json(meta), indent=1))
