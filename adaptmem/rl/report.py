@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -103,8 +104,8 @@ def plot_learning_curves(runs: Mapping[str, Curve], games: Sequence[str], path: 
     for ax in list(axes.flat)[len(games):]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
+    if title:  # wrapped to the figure's width (one panel is narrower than a run's description)
+        fig.suptitle("\n".join(textwrap.wrap(title, width=int(11 * 4.5 * cols))), fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,16 @@ def test_iqm_by_hand_and_against_removing_extremes_one_by_one():
         iqm([])
 
 
+def test_iqm_equals_scipys_25_percent_trimmed_mean():
+    trim_mean = pytest.importorskip("scipy.stats").trim_mean
+    rng = np.random.default_rng(3)
+    for n in (3, 4, 7, 10, 33, 100):  # scipy trims int(0.25 * n) values from each end, as iqm does
+        x = rng.lognormal(size=n)
+        assert iqm(x) == pytest.approx(trim_mean(x, 0.25), rel=1e-12), n
+    scores = rng.normal(size=(4, 8))
+    assert iqm(scores, axis=-1) == pytest.approx(trim_mean(scores, 0.25, axis=-1), rel=1e-12)
+
+
 def test_bootstrap_interval_of_a_mean_covers_the_true_mean_95_percent_of_the_time():
     rng = np.random.default_rng(1)
     trials, hits = 300, 0
