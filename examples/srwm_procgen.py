@@ -290,7 +290,7 @@ def train(args: argparse.Namespace, out: Path, dist: DistInfo, stop: GracefulSto
         if main_rank:
             wall, cpu = spent or (time.time() - t0, time.process_time() - cpu0)
             status += (f" {learner.frames:,} of {args.total_frames:,} frames at {(learner.frames - frames0) / wall:.0f} "
-                       f"frames/s ({wall / 60:.1f} min wall, {cpu:.0f} CPU-s in process 0 of {dist.world_size})")
+                       f"frames/s ({wall / 60:.1f} min wall, {cpu:.1f} CPU-s in process 0 of {dist.world_size})")
             write_report(out, args, {args.kind: log.read("returns")}, random, status,
                          {args.kind: evaluation} if evaluation else None)
 
