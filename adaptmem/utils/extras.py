@@ -21,6 +21,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "gpu": ("faiss-gpu-cu12>=1.8",),
     "fla": ("fla-core[cuda]>=0.6.0",),
     "triton": ("triton>=3.0",),
+    "numba": ("numba>=0.60",),
     "plot": ("matplotlib>=3.6", "tensorboard>=2.12"),
     "fewshot": ("pillow>=9.0", "matplotlib>=3.6", "tensorboard>=2.12"),
     "rl": ("envpool>=0.8", "gymnasium>=0.29", "matplotlib>=3.6", "tensorboard>=2.12"),

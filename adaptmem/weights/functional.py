@@ -10,19 +10,27 @@ the leading dimension of ``bmm``/``baddbmm``. For an LSTM layer with gate pre-ac
 GRU (``r, z, n``) and plain RNN (tanh or relu) cells follow PyTorch's equations exactly.
 The input projections of a whole sequence are one ``bmm`` per layer; only the recurrent
 product runs step by step. Gradients flow to both the weight vectors and the inputs.
+
+Two forms of that step loop: ``"batched"`` runs it as torch ops (``baddbmm`` + fused gate
+math, ~7 ops per step and layer), ``"numba"`` runs an LSTM layer's whole loop, forward and
+backward, as one compiled call (:mod:`adaptmem.weights._lstm_numba`); see :func:`functional_rnn`.
 """
 
 from __future__ import annotations
 
+import importlib.util
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from adaptmem.utils.checks import check_choice, check_floating, check_same_device, fmt_shape
+from adaptmem.utils.extras import install_hint
 from adaptmem.weights.spec import WeightSpec, check_spec, unflatten
 
-BACKENDS = ("auto", "batched", "reference")
+BACKENDS = ("auto", "numba", "batched", "reference")
 
 State = Any  # LSTM: (h, c), each [num_layers, N, B, H]; GRU/RNN: h [num_layers, N, B, H]
 
@@ -32,6 +40,11 @@ class BatchedRNN:
 
     Use :meth:`forward` (or call the object) for whole sequences and :meth:`step` for one
     step at a time (e.g. when the next input depends on the last output).
+
+    Args:
+        spec, vectors: the networks' layout and their flat weights ``[N, P]``.
+        backend: how the step loop runs: ``"numba"``, ``"batched"`` or ``"auto"``, as in
+            :func:`functional_rnn`; the attribute ``backend`` holds the form chosen.
 
     Inputs:
         x: ``[N, B, T, input_size]`` (``B`` sequences per network) or ``[N, T, input_size]``.
@@ -47,12 +60,13 @@ class BatchedRNN:
         >>> y, state = nets(torch.randn(64, 10, 22, 6))   # 10 sequences per network
     """
 
-    def __init__(self, spec: WeightSpec, vectors: torch.Tensor) -> None:
+    def __init__(self, spec: WeightSpec, vectors: torch.Tensor, backend: str = "auto") -> None:
         check_spec("BatchedRNN", spec)
         check_floating("BatchedRNN", "vectors", vectors)
         if vectors.dim() != 2 or vectors.shape[1] != spec.num_params:
             raise ValueError(f"BatchedRNN: vectors must be [N, P] = (*, {spec.num_params}), "
                              f"got shape {fmt_shape(vectors)}")
+        self.backend = resolve_backend("BatchedRNN", spec, vectors, backend)
         self.spec = spec
         self.n = vectors.shape[0]
         p = unflatten(vectors, spec)
@@ -69,7 +83,9 @@ class BatchedRNN:
         else:
             self.b_x = [None if a is None else a + b for a, b in zip(b_ih, b_hh)]
             self.b_h = [None] * L
-        if spec.cell == "lstm":  # internal gate order i, f, o, g: one sigmoid over 3H, one tanh over H
+        if spec.cell == "lstm" and self.backend == "batched":
+            # gate order i, f, o, g for the torch ops: one sigmoid over 3H, one tanh over H (the
+            # numba kernel reads PyTorch's order i, f, g, o, which saves these copies)
             H = spec.hidden_size
             order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])
             order = order.to(vectors.device)
@@ -147,6 +163,9 @@ class BatchedRNN:
         if x.dim() != 3 or x.shape[0] != self.n or x.shape[2] != self.spec.input_size:
             raise ValueError(f"BatchedRNN.step: x must be [N, B, input_size] = ({self.n}, *, "
                              f"{self.spec.input_size}), got shape {fmt_shape(x)}")
+        if self.backend == "numba":  # a sequence of one step: the kernel is the only LSTM cell in this form
+            y, state = self.forward(x.unsqueeze(2), state)
+            return y.squeeze(2), state
         state = self._check_state(state, x.shape[1], x)
         lstm = self.spec.cell == "lstm"
         hs, cs = (state if lstm else (state, None))
@@ -175,16 +194,21 @@ class BatchedRNN:
         seq = x.transpose(1, 2).reshape(N, T * B, -1)
         last_h, last_c = [], []
         for k in range(self.spec.num_layers):
-            # unbind() rather than gx[:, t]: the backward of T selects would zero-fill T copies of gx
-            gxs = self._project(k, seq).view(N, T, B, -1).unbind(1)
+            gx = self._project(k, seq).view(N, T, B, -1)
             h, c = hs[k], (cs[k] if lstm else None)
-            outs = []
-            for t in range(T):
-                h, c = self._cell(k, gxs[t], h, c)
-                outs.append(h)
+            if self.backend == "numba":
+                out, c = _NumbaLSTM.apply(gx, self.w_hh_t[k], h.contiguous(), c.contiguous())
+                h = out[:, -1]
+            else:
+                # unbind() rather than gx[:, t]: the backward of T selects would zero-fill T copies of gx
+                outs = []
+                for gxt in gx.unbind(1):
+                    h, c = self._cell(k, gxt, h, c)
+                    outs.append(h)
+                out = torch.stack(outs, dim=1)
             last_h.append(h)
             last_c.append(c)
-            seq = torch.stack(outs, dim=1).view(N, T * B, -1)
+            seq = out.view(N, T * B, -1)
         y = self._readout(seq).view(N, T, B, -1).transpose(1, 2)
         h = torch.stack(last_h)
         new_state = (h, torch.stack(last_c)) if lstm else h
@@ -204,9 +228,13 @@ def functional_rnn(spec: WeightSpec, vectors: torch.Tensor, inputs: torch.Tensor
         state: optional initial state; LSTM ``(h, c)``, others ``h``, each ``[num_layers, N, B, H]``
             (``B = 1`` for 3-d inputs).
         return_state: also return the final state.
-        backend: ``"batched"`` (bmm over the N networks), ``"reference"`` (a Python loop of
-            ``torch.func.functional_call`` on one PyTorch module; the specification), or ``"auto"``
-            (= ``"batched"``).
+        backend: ``"numba"`` (LSTMs on the CPU in float32/float64, numba installed: each layer's
+            step loop, forward and backward, as one compiled call; the input projections and
+            the weight gradients stay batched torch GEMMs), ``"batched"`` (bmm over the N
+            networks, a few torch ops per step), ``"reference"`` (a Python loop of
+            ``torch.func.functional_call`` on one PyTorch module; the specification), or
+            ``"auto"`` (``"numba"`` where it can run, else ``"batched"``). ``"numba"`` gives no
+            second derivatives; use ``"batched"`` for double backward.
 
     Returns:
         outputs ``[N, (B,) T, out_features]``, or ``(outputs, state)`` with ``return_state``.
@@ -233,8 +261,86 @@ def functional_rnn(spec: WeightSpec, vectors: torch.Tensor, inputs: torch.Tensor
     if backend == "reference":
         y, new_state = _reference(spec, vectors, inputs, state)
     else:
-        y, new_state = BatchedRNN(spec, vectors)(inputs, state)
+        y, new_state = BatchedRNN(spec, vectors, resolve_backend("functional_rnn", spec, vectors, backend))(inputs, state)
     return (y, new_state) if return_state else y
+
+
+def numba_unavailable(spec: WeightSpec, vectors: torch.Tensor) -> str | None:
+    """Why ``backend="numba"`` cannot run these networks (``None`` when it can)."""
+    if spec.cell != "lstm":
+        return f"the numba kernel runs LSTMs, got cell {spec.cell!r}"
+    if vectors.device.type != "cpu":
+        return f"the numba kernel runs on CPU tensors, got device {vectors.device}"
+    if vectors.dtype not in (torch.float32, torch.float64):
+        return f"the numba kernel runs float32 and float64, got dtype {vectors.dtype}"
+    if importlib.util.find_spec("numba") is None:
+        return f"numba is not installed: {install_hint('numba')}"
+    return None
+
+
+def resolve_backend(fn: str, spec: WeightSpec, vectors: torch.Tensor, backend: str) -> str:
+    """The step-loop form that runs: ``"auto"`` is ``"numba"`` where it can run, else ``"batched"``;
+    an explicit ``"numba"`` that cannot run raises ``ValueError`` (``ImportError`` without numba)."""
+    check_choice(fn, "backend", backend, ("auto", "numba", "batched"))
+    if backend == "batched":
+        return backend
+    why = numba_unavailable(spec, vectors)
+    if why is None or backend == "auto":
+        return "batched" if why else "numba"
+    error = ImportError if importlib.util.find_spec("numba") is None else ValueError
+    raise error(f"{fn}: backend='numba' cannot run: {why}")
+
+
+class _NumbaLSTM(torch.autograd.Function):
+    """The recurrence of one LSTM layer of N networks by the compiled loops of ``_lstm_numba``.
+
+    ``(gx [N, T, B, 4H], w_hh_t [N, H, 4H], h0, c0 [N, B, H]) -> (hs [N, T, B, H], c_T [N, B, H])``,
+    gates in PyTorch's order ``i, f, g, o``.
+    The backward loop gives the gate gradients ``da`` (which are ``gx``'s gradient); the
+    recurrent weights' gradient ``sum_t h_{t-1}^T da_t`` is then one batched GEMM over all steps.
+    """
+
+    @staticmethod
+    def forward(ctx, gx, w_hh_t, h0, c0):
+        from adaptmem.weights import _lstm_numba
+
+        N, T, B, G = gx.shape
+        gx = gx.contiguous()
+        hs = gx.new_empty(N, T, B, G // 4)
+        cs, tcs, acts = torch.empty_like(hs), torch.empty_like(hs), torch.empty_like(gx)
+        _run_split(_lstm_numba.lstm_forward, gx, w_hh_t, h0, c0, hs, cs, acts, tcs)
+        ctx.save_for_backward(w_hh_t, h0, c0, hs, cs, acts, tcs)
+        return hs, cs[:, -1].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dhs, dcT):
+        from adaptmem.weights import _lstm_numba
+
+        w_hh_t, h0, c0, hs, cs, acts, tcs = ctx.saved_tensors
+        N, T, B, H = hs.shape
+        da, dh0, dc0 = torch.empty_like(acts), torch.empty_like(h0), torch.empty_like(c0)
+        _run_split(_lstm_numba.lstm_backward, dhs.contiguous(), dcT.contiguous(), w_hh_t, c0, cs, acts, tcs,
+                   da, dh0, dc0)
+        dw = None
+        if ctx.needs_input_grad[1]:
+            h_prev = torch.cat([h0.unsqueeze(1), hs[:, :-1]], dim=1).view(N, T * B, H)
+            dw = torch.bmm(h_prev.transpose(1, 2), da.view(N, T * B, 4 * H))
+        return da, dw, dh0, dc0
+
+
+def _run_split(kernel, *tensors: torch.Tensor) -> None:
+    """``kernel(*arrays)`` on the numpy views of ``tensors`` (all ``[N, ...]``), with N split
+    over torch's threads (the kernels release the GIL; threads made per call, so fork-safe)."""
+    arrays = [t.detach().numpy() for t in tensors]
+    n = arrays[0].shape[0]
+    workers = min(torch.get_num_threads(), n)
+    if workers <= 1:
+        kernel(*arrays)
+        return
+    bounds = [n * w // workers for w in range(workers + 1)]
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda lo, hi: kernel(*(a[lo:hi] for a in arrays)), bounds[:-1], bounds[1:]))
 
 
 def _reference(spec: WeightSpec, vectors: torch.Tensor, inputs: torch.Tensor, state: State):
