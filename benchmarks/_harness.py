@@ -40,9 +40,40 @@ def measure(build: Callable[[], Callable[[], Any]], *, repeats: int = 3, threads
 
     ``build`` must be a module-level function (it is pickled into the child).
     """
+    return _in_child(_child, build, repeats, threads)
+
+
+def _child_interleaved(builds, rounds: int, threads: int, q) -> None:
+    configure_threads(threads, verbose=False)
+    runs = [build() for build in builds]
+    for run in runs:  # warm-up: compilation, caches, allocator
+        run()
+    wall: list[list[float]] = [[] for _ in runs]
+    cpu: list[list[float]] = [[] for _ in runs]
+    for _ in range(rounds):
+        for i, run in enumerate(runs):
+            t0, c0 = time.perf_counter(), time.process_time()
+            run()
+            wall[i].append(time.perf_counter() - t0)
+            cpu[i].append(time.process_time() - c0)
+    q.put([(statistics.median(w), statistics.median(c)) for w, c in zip(wall, cpu)])
+
+
+def measure_interleaved(builds: list[Callable[[], Callable[[], Any]]], *, rounds: int = 5,
+                        threads: int = 2) -> list[tuple[float, float]]:
+    """Median wall and process-CPU seconds of each ``build()()``, all in one fresh process and
+    timed in interleaved rounds, so that a changing machine load hits them alike.
+
+    Each ``build`` must be a module-level function (it is pickled into the child).
+    """
+    return _in_child(_child_interleaved, builds, rounds, threads)
+
+
+def _in_child(target: Callable, *args: Any) -> Any:
+    """``target(*args, queue)`` in a fresh (spawned) process; returns what it puts on the queue."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_child, args=(build, repeats, threads, q))
+    p = ctx.Process(target=target, args=(*args, q))
     p.start()
     result = q.get()
     p.join()

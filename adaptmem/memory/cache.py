@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from adaptmem.utils.checks import check_positive_int, check_shape, check_tensor, fmt_shape
+from adaptmem.utils.checks import check_floating, check_positive_int, check_shape, check_tensor, fmt_shape
 
 
 class NeuralCache:
@@ -48,6 +48,8 @@ class NeuralCache:
         self.num_streams = check_positive_int(fn, "num_streams", num_streams)
         if not 0.0 <= lambda_ <= 1.0:
             raise ValueError(f"{fn}: lambda_ must lie in [0, 1], got {lambda_}")
+        if not math.isfinite(float(theta)):
+            raise ValueError(f"{fn}: theta must be a finite number, got {theta}")
         self.theta, self.lambda_ = float(theta), float(lambda_)
         self.device = torch.device(device)
         self._keys = torch.zeros(num_streams, size, key_dim, device=self.device)
@@ -64,6 +66,23 @@ class NeuralCache:
     def reset(self) -> None:
         self._count = 0
 
+    def state_dict(self) -> dict:
+        """The window and its position (CPU tensors), for resuming an evaluation exactly."""
+        n = len(self)
+        return {"size": self.size, "key_dim": self.key_dim, "num_streams": self.num_streams, "count": self._count,
+                "keys": self._keys[:, :n].cpu().clone(), "tokens": self._tokens[:, :n].cpu().clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`; ``size``, ``key_dim`` and ``num_streams`` must match."""
+        for key in ("size", "key_dim", "num_streams"):
+            if state[key] != getattr(self, key):
+                raise ValueError(f"NeuralCache.load_state_dict: {key} is {state[key]} in the state but "
+                                 f"{getattr(self, key)} in this cache")
+        n = state["keys"].shape[1]
+        self._keys[:, :n] = state["keys"].to(self.device)
+        self._tokens[:, :n] = state["tokens"].to(self.device)
+        self._count = int(state["count"])
+
     def write(self, h: torch.Tensor, tokens: torch.Tensor) -> None:
         """Append one step: ``h [B, D]`` and the token that followed it, ``tokens [B]``."""
         h = check_shape("NeuralCache.write", "h", h, (self.num_streams, self.key_dim), "[B, D]")
@@ -71,6 +90,10 @@ class NeuralCache:
         if tuple(tokens.shape) != (self.num_streams,) or tokens.dtype != torch.long:
             raise ValueError(f"NeuralCache.write: tokens must be int64 [B] = ({self.num_streams},), "
                              f"got shape {fmt_shape(tokens)} dtype {tokens.dtype}")
+        lo, hi = int(tokens.min()), int(tokens.max())
+        if lo < 0 or hi >= self.vocab_size:
+            raise ValueError(f"NeuralCache.write: tokens must be ids in [0, vocab_size = {self.vocab_size}), "
+                             f"got range [{lo}, {hi}]")
         slot = self._count % self.size
         self._keys[:, slot] = h.detach().to(self.device, torch.float32)
         self._tokens[:, slot] = tokens.to(self.device)
@@ -105,10 +128,13 @@ def mix_log_probs(
 
     All inputs are log-probabilities of one shape (a full ``[*, V]`` distribution or the
     ``[*]`` log-probabilities of the targets only). Terms with weight 0 are left out, so a
-    missing or ``-inf`` component with weight 0 never produces NaN.
+    missing or ``-inf`` component with weight 0 never produces NaN. An input with NaN or with
+    positive entries (e.g. probabilities passed by mistake) is rejected.
     """
     fn = "mix_log_probs"
-    check_tensor(fn, "log_p_model", log_p_model)
+    for name, comp in (("log_p_model", log_p_model), ("log_p_cache", log_p_cache), ("log_p_mbpa", log_p_mbpa)):
+        if comp is not None or name == "log_p_model":
+            _check_log_probs(fn, name, comp)
     for name, lam, comp in (("cache", lambda_cache, log_p_cache), ("mbpa", lambda_mbpa, log_p_mbpa)):
         if not 0.0 <= lam <= 1.0:
             raise ValueError(f"{fn}: lambda_{name} must lie in [0, 1], got {lam}")
@@ -123,3 +149,16 @@ def mix_log_probs(
     terms = [(lam_model, log_p_model), (lambda_cache, log_p_cache), (lambda_mbpa, log_p_mbpa)]
     parts = [math.log(lam) + lp for lam, lp in terms if lam > 1e-12]
     return torch.logsumexp(torch.stack(parts), dim=0)
+
+
+def _check_log_probs(fn: str, name: str, t: object) -> None:
+    t = check_floating(fn, name, t)
+    if t.numel() == 0:
+        return
+    if bool(torch.isnan(t).any()):
+        raise ValueError(f"{fn}: {name} contains NaN")
+    top = float(t.max())
+    # log-softmax and logsumexp results may exceed 0 by rounding only
+    if top > 8 * torch.finfo(t.dtype).eps:
+        raise ValueError(f"{fn}: {name} must hold log-probabilities (<= 0), got a maximum of {top:.4g}; "
+                         f"pass log-probabilities (e.g. .log_softmax(-1) or probs.log()), not probabilities")

@@ -10,7 +10,7 @@ deep copy of the model per query).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from adaptmem.memory.episodic import EpisodicMemory
+from adaptmem.memory.mbpa_linear import NeighbourTable, adapt_linear_softmax, neighbour_table, one_step_direction
 from adaptmem.utils.checks import check_choice, check_shape
 
 Params = dict[str, torch.Tensor]
@@ -52,9 +53,21 @@ class MbPA(nn.Module):
         kernel_eps: ε of the kernel.
         chunk_size: queries adapted together; peak memory is about
             ``chunk_size × (#head parameters + K × C)`` floats.
-        mode: ``"vmap"`` (``torch.func`` over the batch), ``"loop"`` (one query at a time with
-            ``torch.autograd``; for heads ``vmap`` cannot trace) or ``"auto"`` (``vmap``,
-            falling back to ``"loop"`` with a warning if the head cannot be vmapped).
+        mode: how the local steps are computed; every path gives the same result to rounding:
+
+            - ``"linear"``: the exact closed form for a head that is a plain ``nn.Linear``
+              (:mod:`adaptmem.memory.mbpa_linear`): no copy of the head, ``O(K V)`` per query for
+              one step and ``O(K^2 V)`` per further step;
+            - ``"vmap"``: ``torch.func`` over the queries (a copy of the head per query);
+            - ``"loop"``: one query at a time with ``torch.autograd`` (any head);
+            - ``"auto"``: ``"linear"`` for ``nn.Linear`` heads, else ``"vmap"`` if a probe call at
+              construction can vmap the head, else ``"loop"`` (with a warning). The choice is
+              made once, shown by :attr:`path` and ``print(mbpa)``, and no failing call changes it.
+        cache_logits: ``"linear"`` only: keep the unadapted head's softmax (log-softmax for
+            ``steps > 1``) on every memory slot, ``capacity x V`` values, recomputing a row when its
+            slot's key changes and all rows when the head's parameters change (exact; see
+            :class:`~adaptmem.memory.mbpa_linear.NeighbourTable`). ``False`` recomputes the rows of
+            each call's distinct neighbours in one GEMM.
 
     Inputs: ``h [B, D]`` query embeddings.
     Outputs: ``log_probs [B, C]`` under the adapted heads (no autograd graph).
@@ -77,9 +90,12 @@ class MbPA(nn.Module):
         kernel_eps: float = 1e-3,
         chunk_size: int = 128,
         mode: str = "auto",
+        cache_logits: bool = True,
     ) -> None:
         super().__init__()
         fn = "MbPA"
+        if not isinstance(head, nn.Module):
+            raise TypeError(f"{fn}: head must be an nn.Module, got {type(head).__name__}")
         if not isinstance(memory, EpisodicMemory):
             raise TypeError(f"{fn}: memory must be an EpisodicMemory, got {type(memory).__name__}")
         if memory.metric != "l2":
@@ -101,48 +117,142 @@ class MbPA(nn.Module):
         self.memory = memory
         self.k, self.steps, self.lr, self.l2 = k, steps, float(lr), float(l2)
         self.kernel_eps, self.chunk_size = float(kernel_eps), chunk_size
-        self.mode = check_choice(fn, "mode", mode, ("auto", "vmap", "loop"))
+        self.mode = check_choice(fn, "mode", mode, ("auto", "linear", "vmap", "loop"))
+        if not isinstance(cache_logits, bool):
+            raise TypeError(f"{fn}: cache_logits must be a bool, got {type(cache_logits).__name__}")
+        self.cache_logits = cache_logits
+        linear = _is_plain_linear(head)
+        if mode == "linear" and not linear:
+            raise ValueError(f"{fn}: mode='linear' needs a plain nn.Linear head (no subclass, no hooks), "
+                             f"got {type(head).__name__}; use mode='auto', 'vmap' or 'loop'")
+        if linear and head.in_features != memory.key_dim:
+            raise ValueError(f"{fn}: the head takes {head.in_features} features but the memory keys have "
+                             f"key_dim = {memory.key_dim}")
+        self.path, self.path_reason = self._choose_path(linear)
+        self._table = NeighbourTable()
+
+    @property
+    def _param(self) -> torch.Tensor | None:
+        return next(self.head.parameters(), None)
+
+    def _choose_path(self, linear: bool) -> tuple[str, str]:
+        """The implementation used by every call, decided once: (path, why)."""
+        if self.mode != "auto":
+            return self.mode, "chosen"
+        if linear:
+            return "linear", "nn.Linear head: exact closed form"
+        p = self._param
+        dtype, device = (p.dtype, p.device) if p is not None else (torch.float32, torch.device("cpu"))
+        d = self.memory.key_dim
+        probe = (torch.zeros(1, d, dtype=dtype, device=device), torch.zeros(1, 1, d, dtype=dtype, device=device),
+                 torch.zeros(1, 1, dtype=torch.long, device=device), torch.ones(1, 1, dtype=dtype, device=device))
+        theta = {n: p.detach() for n, p in self.head.named_parameters()}
+        buffers = {n: b.detach() for n, b in self.head.named_buffers()}
+        try:
+            with torch.no_grad():
+                vmap(self._adapt_one_func(theta, buffers, steps=1))(*probe)
+        except Exception as err:  # vmap cannot trace some heads (data-dependent flow, .item())
+            why = f"vmap probe failed: {type(err).__name__}: {err}"
+            warnings.warn(f"MbPA: the head cannot be vmapped ({why}); adapting one query at a time "
+                          f"(path='loop')", stacklevel=3)
+            return "loop", why
+        return "vmap", "vmap probe passed"
 
     def extra_repr(self) -> str:
+        cache = f", cache_logits={self.cache_logits}" if self.path == "linear" else ""
         return (f"k={self.k}, steps={self.steps}, lr={self.lr}, l2={self.l2}, "
-                f"kernel_eps={self.kernel_eps}, chunk_size={self.chunk_size}, mode={self.mode!r}")
+                f"kernel_eps={self.kernel_eps}, chunk_size={self.chunk_size}, mode={self.mode!r}, "
+                f"path={self.path!r} ({self.path_reason}){cache}")
 
     @torch.no_grad()
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        h = check_shape("MbPA", "h", h, (None, self.memory.key_dim), "[B, D]")
+        self._check_queries("MbPA", h)
         theta = {n: p.detach() for n, p in self.head.named_parameters()}
         buffers = {n: b.detach() for n, b in self.head.named_buffers()}
         k = min(self.k, len(self.memory))
         if k == 0 or self.steps == 0:
             return F.log_softmax(functional_call(self.head, (theta, buffers), (h,)), dim=-1)
         out = []
-        for h_c in h.split(self.chunk_size):
-            dist, labels, slots = self.memory.search(h_c, k)
-            keys, _ = self.memory.fetch(slots)
-            kappa = 1.0 / (self.kernel_eps + dist.to(h.dtype))
-            exact = torch.isinf(kappa)  # kernel_eps = 0 and a stored copy of the query
-            kappa = torch.where(exact.any(-1, keepdim=True), exact.to(kappa.dtype), kappa)
-            w = kappa / kappa.sum(-1, keepdim=True)
-            args = (h_c, keys.to(h.dtype), labels.long(), w)
-            out.append(self._adapt_chunk(theta, buffers, *args))
+        # One lock around search and fetch: a writer thread between them would hand back keys
+        # of other entries than the neighbours found (EpisodicMemory's lock is re-entrant).
+        with self.memory.lock:
+            for h_c in h.split(self.chunk_size):
+                labels, w, slots = self._neighbours(h_c, k)
+                if self.path == "linear":
+                    out.append(self._adapt_linear(h_c, labels, w, slots))
+                    continue
+                keys, _ = self.memory.fetch(slots)
+                out.append(self._adapt_chunk(theta, buffers, h_c, keys.to(h.dtype), labels, w))
         return torch.cat(out)
+
+    @torch.no_grad()
+    def sweep_lr(self, h: torch.Tensor, lrs: Sequence[float]) -> torch.Tensor:
+        """``log_probs [len(lrs), B, C]``: :meth:`forward` at each local learning rate in ``lrs``.
+
+        On the linear path with ``steps=1`` the step's direction does not depend on the learning
+        rate, so the whole sweep costs one adaptation plus one ``log_softmax`` per rate; otherwise
+        it runs one adaptation per rate.
+        """
+        lrs = [float(lr) for lr in lrs]
+        if not lrs or not all(lr >= 0 for lr in lrs):
+            raise ValueError(f"MbPA.sweep_lr: lrs must be a non-empty list of numbers >= 0, got {lrs!r}")
+        k = min(self.k, len(self.memory))
+        if self.path != "linear" or self.steps != 1 or k == 0:
+            twins = [MbPA(self.head, self.memory, k=self.k, steps=self.steps, lr=lr, l2=self.l2,
+                          kernel_eps=self.kernel_eps, chunk_size=self.chunk_size, mode=self.path,
+                          cache_logits=self.cache_logits) for lr in lrs]
+            return torch.stack([m(h) for m in twins])
+        self._check_queries("MbPA.sweep_lr", h)
+        with self.memory.lock:
+            out = [self._adapt_linear(h_c, *self._neighbours(h_c, k), lrs=lrs) for h_c in h.split(self.chunk_size)]
+        return torch.cat(out, dim=1)
+
+    def _check_queries(self, fn: str, h: object) -> None:
+        h = check_shape(fn, "h", h, (None, self.memory.key_dim), "[B, D]")
+        p = self._param
+        if p is not None and (h.dtype != p.dtype or h.device != p.device):
+            raise TypeError(f"{fn}: h must have the head's dtype {p.dtype} and device {p.device}, "
+                            f"got dtype {h.dtype} device {h.device}")
+        if h.device.type != "meta" and not bool(torch.isfinite(h).all()):
+            raise ValueError(f"{fn}: h contains NaN or infinite entries")
+
+    def _neighbours(self, q: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Labels ``[B, K]``, kernel weights ``[B, K]`` and slots ``[B, K]`` of the neighbours of ``q``."""
+        dist, labels, slots = self.memory.search(q, k)
+        kappa = 1.0 / (self.kernel_eps + dist.to(q.dtype))
+        exact = torch.isinf(kappa)  # kernel_eps = 0 and a stored copy of the query
+        kappa = torch.where(exact.any(-1, keepdim=True), exact.to(kappa.dtype), kappa)
+        return labels.long(), kappa / kappa.sum(-1, keepdim=True), slots
 
     def predict(self, h: torch.Tensor) -> torch.Tensor:
         """Class ids ``[B]`` under the adapted heads."""
         return self(h).argmax(-1)
 
     # ------------------------------------------------------------------ internals
+    def _adapt_linear(self, q: torch.Tensor, labels: torch.Tensor, w: torch.Tensor, slots: torch.Tensor,
+                      lrs: Sequence[float] | None = None) -> torch.Tensor:
+        weight = self.head.weight.detach()
+        bias = None if self.head.bias is None else self.head.bias.detach()
+        distinct, inverse = torch.unique(slots, return_inverse=True)
+        keys_u = self.memory.fetch(distinct)[0].to(q.dtype)
+        kind = "probs" if self.steps == 1 else "log_probs"
+        if self.cache_logits:
+            table = self._table.lookup(weight, bias, distinct, keys_u, capacity=self.memory.capacity, kind=kind)
+            index = slots
+        else:
+            table, index = neighbour_table(keys_u, weight, bias, kind), inverse
+        if lrs is None:
+            return adapt_linear_softmax(q, F.linear(q, weight, bias), keys_u[inverse], labels, w, table, index,
+                                        table_kind=kind, steps=self.steps, lr=self.lr, l2=self.l2,
+                                        bias=bias is not None)
+        a = torch.einsum("bkd,bd->bk", keys_u[inverse], q) + (0.0 if bias is None else 1.0)
+        d = one_step_direction(a, labels, w, table, index, table_kind=kind)
+        z = F.linear(q, weight, bias)
+        return torch.stack([F.log_softmax(z + (lr / (1 + 2 * lr * self.l2)) * d, -1) for lr in lrs])
+
     def _adapt_chunk(self, theta: Params, buffers: Params, q, keys, labels, w) -> torch.Tensor:
-        if self.mode in ("auto", "vmap"):
-            try:
-                per_query = vmap(self._adapt_one_func(theta, buffers))
-                return per_query(q, keys, labels, w)
-            except Exception as err:  # vmap cannot trace some heads (data-dependent flow, .item())
-                if self.mode == "vmap":
-                    raise
-                warnings.warn(f"MbPA: the head cannot be vmapped ({type(err).__name__}: {err}); "
-                              f"adapting one query at a time (mode='loop')", stacklevel=3)
-                self.mode = "loop"
+        if self.path == "vmap":
+            return vmap(self._adapt_one_func(theta, buffers))(q, keys, labels, w)
         return torch.stack([self._adapt_one_loop(theta, buffers, *a) for a in zip(q, keys, labels, w)])
 
     def _nll(self, buffers: Params) -> Callable[..., torch.Tensor]:
@@ -158,12 +268,13 @@ class MbPA(nn.Module):
     def _predict(self, params: Params, buffers: Params, q: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(functional_call(self.head, (params, buffers), (q[None],)), dim=-1)[0]
 
-    def _adapt_one_func(self, theta: Params, buffers: Params):
+    def _adapt_one_func(self, theta: Params, buffers: Params, steps: int | None = None):
         grad_nll = grad(self._nll(buffers))
+        steps = self.steps if steps is None else steps
 
         def adapt(q, keys, labels, w):
             params = theta
-            for _ in range(self.steps):
+            for _ in range(steps):
                 params = self._step(theta, params, grad_nll(params, keys, labels, w))
             return self._predict(params, buffers, q)
         return adapt
@@ -178,3 +289,8 @@ class MbPA(nn.Module):
             grads = {n: torch.zeros_like(p) if gi is None else gi for (n, p), gi in zip(leaves.items(), g)}
             params = self._step(theta, params, grads)
         return self._predict(params, buffers, q)
+
+
+def _is_plain_linear(head: nn.Module) -> bool:
+    """``nn.Linear`` itself (a subclass may change ``forward``), with no hooks that change its output."""
+    return type(head) is nn.Linear and not head._forward_hooks and not head._forward_pre_hooks

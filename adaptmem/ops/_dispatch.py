@@ -4,7 +4,7 @@ Two words name an implementation. ``mode`` is the algorithm form: ``"chunk"`` or
 ``"recurrent"`` for the delta rule and linear attention, ``"checkpointed"`` (memory-bounded
 backward) or ``"reference"`` (autograd through the step loop) for the strictly sequential SRWM
 and Recurrent Delta Net. ``backend`` is the device code: ``"auto"``, ``"torch"``, ``"triton"``,
-``"fla"``.
+``"fla"``, ``"numba"`` (compiled CPU kernels).
 
 The public ops validate their inputs, describe the call as an :class:`OpCall` and ask
 :func:`resolve_backend`. ``"auto"`` tries the op's backends in :data:`TABLE` order and takes the
@@ -171,21 +171,21 @@ FLA_RULES = (
 _MODE_CHECKPOINTED = Rule(lambda c: None if c.mode == "checkpointed" else
                           "the kernel implements mode='checkpointed' only", ValueError)
 
+# The fused CPU kernels (<op>/fused_cpu.py): float32 and float64 (half precision is computed in
+# float32 by the ops, as on torch).
+NUMBA_RULES = (
+    _installed("numba", "numba", "numba"),
+    _MODE_CHECKPOINTED,
+    Rule(lambda c: None if c.device_type == "cpu" else f"numba runs on CPU tensors, got a tensor on {c.device}",
+         ValueError),
+)
+
 # op -> backend -> rules, backends in the order "auto" tries them, rules in the order they are checked.
 TABLE: dict[str, dict[str, tuple[Rule, ...]]] = {
-    "srwm": {
-        # Slot for the compiled CPU kernel (adaptmem/ops/srwm/fused_cpu.py, the packed signature
-        # of srwm/checkpointed.py), first so that "auto" picks it on CPU when numba is installed;
-        # it joins with its line in PACKED_FORMS of adaptmem/ops/srwm/__init__.py:
-        # "numba": (_installed("numba", "numba", "numba"), _MODE_CHECKPOINTED,
-        #           Rule(lambda c: None if c.device_type == "cpu" else f"numba runs on CPU tensors, got {c.device}",
-        #                ValueError)),
-        "triton": _triton_rules("srwm", _MODE_CHECKPOINTED),
-        "torch": (),
-    },
+    "srwm": {"numba": NUMBA_RULES, "triton": _triton_rules("srwm", _MODE_CHECKPOINTED), "torch": ()},
     "delta_rule": {"fla": FLA_RULES, "triton": _triton_rules("delta_rule"), "torch": ()},
     "linear_attention": {"fla": FLA_RULES, "triton": _triton_rules("linear_attention"), "torch": ()},
-    "recurrent_delta_rule": {"torch": ()},
+    "recurrent_delta_rule": {"numba": NUMBA_RULES, "torch": ()},
 }
 
 

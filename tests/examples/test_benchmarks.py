@@ -14,10 +14,11 @@ def test_fewshot_benchmark_quick_prints_the_ratio_table(capsys):
     assert "| lstm |" in out and "1.00x / 1.00x |" in out
 
 
-def test_memory_benchmark_quick_mode_prints_both_tables(capsys):
+def test_memory_benchmark_quick_mode_prints_its_three_tables(capsys):
     load_benchmark("bench_memory").main(["--quick", "--threads", "1"])
     out = capsys.readouterr().out
-    assert "(a) kNN search" in out and "(b) MbPA" in out and "MISMATCH" not in out
+    assert "(a) kNN search" in out and "(b) MbPA" in out and "(c) MbPA, LM configuration" in out
+    assert "MISMATCH" not in out and "MbPA linear vs generic" in out
 
 
 def test_weights_benchmark_quick_mode_prints_both_tables(capsys):

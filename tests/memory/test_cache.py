@@ -63,3 +63,43 @@ def test_mixture_rejects_bad_weights_and_shapes():
         mix_log_probs(lp, log_p_cache=torch.zeros(3), lambda_cache=0.1)
     with pytest.raises(ValueError, match=r"tokens must be int64"):
         NeuralCache(2, 3).write(torch.zeros(1, 2), torch.zeros(1))
+    with pytest.raises(ValueError, match="theta must be a finite number"):
+        NeuralCache(2, 3, theta=math.nan)
+
+
+def test_cache_write_rejects_token_ids_outside_the_vocabulary():
+    cache = NeuralCache(key_dim=2, vocab_size=3)
+    for bad in (3, -1):
+        with pytest.raises(ValueError, match=r"tokens must be ids in \[0, vocab_size = 3\), got range"):
+            cache.write(torch.zeros(1, 2), torch.tensor([bad]))
+    assert len(cache) == 0  # nothing was written
+
+
+def test_mixture_rejects_probabilities_and_nan_in_place_of_log_probabilities():
+    lp = torch.log_softmax(torch.randn(2, 5), -1)
+    with pytest.raises(ValueError, match="log_p_cache must hold log-probabilities"):
+        mix_log_probs(lp, log_p_cache=lp.exp(), lambda_cache=0.1)
+    with pytest.raises(ValueError, match="log_p_model must hold log-probabilities"):
+        mix_log_probs(lp.exp(), log_p_mbpa=lp, lambda_mbpa=0.1)
+    with pytest.raises(ValueError, match="log_p_mbpa contains NaN"):
+        mix_log_probs(lp, log_p_mbpa=torch.full_like(lp, math.nan), lambda_mbpa=0.1)
+    with pytest.raises(TypeError, match="log_p_model must be a floating-point tensor"):
+        mix_log_probs(torch.zeros(2, 5, dtype=torch.long))
+    mixed = mix_log_probs(lp, log_p_cache=lp, lambda_cache=0.5)
+    assert torch.isfinite(mix_log_probs(mixed, log_p_cache=lp, lambda_cache=0.5)).all()  # a mixture mixes again
+
+
+def test_cache_state_round_trip_continues_exactly():
+    torch.manual_seed(2)
+    a, b = NeuralCache(key_dim=3, vocab_size=5, size=4), NeuralCache(key_dim=3, vocab_size=5, size=4)
+    steps = [(torch.randn(1, 3), torch.randint(0, 5, (1,))) for _ in range(9)]
+    for h, y in steps[:6]:
+        a.write(h, y)
+    b.load_state_dict(a.state_dict())
+    for h, y in steps[6:]:
+        a.write(h, y)
+        b.write(h, y)
+    q = torch.randn(1, 3)
+    assert torch.equal(a.log_probs(q), b.log_probs(q)) and len(b) == 4
+    with pytest.raises(ValueError, match="size is 4 in the state but 2"):
+        NeuralCache(key_dim=3, vocab_size=5, size=2).load_state_dict(a.state_dict())

@@ -1,6 +1,9 @@
+import threading
+
 import pytest
 import torch
 
+import adaptmem.memory.episodic as episodic
 from adaptmem.memory import EpisodicMemory, faiss_available
 
 needs_faiss = pytest.mark.skipif(not faiss_available(), reason="faiss not installed")
@@ -153,28 +156,171 @@ def test_fetch_returns_stored_keys_and_values():
         mem.fetch(torch.tensor([4]))
 
 
+# ---------------------------------------------------------------- blocked exact search at scale
+BLOCKED_N = 4 * episodic._BLOCK + 777  # the blocked scan with a partial last block
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+@pytest.mark.parametrize("layout", ["random", "nearer_each_block"])
+def test_blocked_scan_keeps_the_exact_top_m(metric, layout):
+    g = torch.Generator().manual_seed(4)
+    keys = torch.randn(BLOCKED_N, 8, generator=g)
+    if layout == "nearer_each_block":  # the running threshold is beaten in every block
+        keys = torch.linspace(6, 0, BLOCKED_N)[:, None] + 0.01 * keys
+    queries = torch.randn(70, 8, generator=g) if layout == "random" else torch.zeros(70, 8)
+    sq = keys.pow(2).sum(-1)
+    slots, last = episodic._blocked_top_m(queries, keys, sq, 50, metric)
+    full = torch.addmm(sq, queries, keys.T, alpha=-2.0) + queries.pow(2).sum(-1, keepdim=True) \
+        if metric == "l2" else -(queries @ keys.T)
+    want = full.topk(50, dim=1, largest=False).values
+    got = full.gather(1, slots).sort(dim=1).values
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert all(len(set(row)) == 50 for row in slots.tolist())
+    torch.testing.assert_close(last, want[:, -1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", EXACT)
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_blocked_search_equals_brute_force_with_ties(backend, metric):
+    g = torch.Generator().manual_seed(5)
+    keys = torch.randn(BLOCKED_N, 8, generator=g)
+    keys[3000:3100] = keys[11]  # 101 identical keys: more ties than the candidate list holds
+    keys[9000:9040] = keys[9000:9040].round()
+    queries = torch.cat([torch.randn(20, 8, generator=g), keys[11:12], keys[9000:9001]])
+    mem = EpisodicMemory(8, capacity=BLOCKED_N, metric=metric, backend=backend)
+    mem.write(keys, torch.arange(BLOCKED_N))
+    dist, values, slots = mem.search(queries, k=40)
+    assert torch.equal(slots, brute_force(keys, queries, 40, metric))
+    if metric == "l2":
+        assert slots[20].tolist() == [11] + list(range(3000, 3039))
+
+
 @needs_faiss
-def test_ivf_backend_finds_most_true_neighbours_and_skips_evicted_entries(tmp_path):
-    g = torch.Generator().manual_seed(3)
-    centers = torch.randn(20, 16, generator=g) * 4
-    keys = centers[torch.randint(0, 20, (6000,), generator=g)] + torch.randn(6000, 16, generator=g)
-    mem = EpisodicMemory(16, capacity=4000, backend="ivf", nlist=32, nprobe=8)
-    exact = EpisodicMemory(16, capacity=4000, backend="torch")
-    for m in (mem, exact):
-        m.write(keys[:3000], torch.arange(3000))
-    q = keys[:50] + 0.1 * torch.randn(50, 16, generator=g)
-    mem.search(q, 5)  # builds the index over the first 3000 entries
-    for m in (mem, exact):
-        m.write(keys[3000:], torch.arange(3000, 6000))  # evicts ids 0..1999 from the ring
-    got, want = mem.search(q, 10), exact.search(q, 10)
-    assert bool((got.values >= 2000).all())  # evicted entries never come back
-    recall = sum(len(set(a) & set(b)) for a, b in zip(got.slots.tolist(), want.slots.tolist())) / want.slots.numel()
-    assert recall > 0.8
-    for _ in range(2):  # eviction never calls remove_ids; stale entries are dropped by rebuilds
-        mem.write(keys[:2000], torch.arange(2000))
-        mem.search(q, 10)
-        assert mem._ivf.ntotal < 2 * mem.capacity + 2000
-    mem.save(tmp_path / "ivf.pt")
-    got = mem.search(q, 10)
-    again = EpisodicMemory.load(tmp_path / "ivf.pt")
-    assert again.backend == "ivf" and torch.equal(again.search(q, 10).slots, got.slots)
+def test_faiss_and_blocked_torch_agree_bitwise_after_wrapping():
+    g = torch.Generator().manual_seed(6)
+    keys = torch.randn(BLOCKED_N + 5000, 16, generator=g)
+    queries = torch.randn(300, 16, generator=g)  # more than one block of query rows
+    out = {}
+    for backend in ("torch", "faiss"):
+        mem = EpisodicMemory(16, capacity=BLOCKED_N, backend=backend)
+        mem.write(keys[:5000], torch.arange(5000))
+        mem.write(keys[5000:], torch.arange(5000, len(keys)))  # wraps: the oldest 5000 are gone
+        out[backend] = mem.search(queries, k=32)
+    for a, b in zip(out["torch"], out["faiss"]):
+        assert torch.equal(a, b)
+    assert bool((out["torch"].values >= 5000).all())
+
+
+# ---------------------------------------------------------------- concurrent use
+def key_of(values: torch.Tensor, dim: int = 8) -> torch.Tensor:
+    """The key each value is written with, so a (distance, value) pair can be checked."""
+    freq = torch.arange(1, dim + 1, dtype=torch.float64)
+    return torch.sin(values.double()[:, None] * 0.01 * freq + freq).float()
+
+
+@pytest.mark.parametrize("backend", EXACT)
+def test_searches_beside_a_writer_return_matching_pairs(tmp_path, backend):
+    n = 3000
+    mem = EpisodicMemory(8, capacity=n, backend=backend)
+    mem.write(key_of(torch.arange(n)), torch.arange(n))
+    queries = torch.randn(33, 8, generator=torch.Generator().manual_seed(7))
+    stop, failures, checked = threading.Event(), [], [0]
+
+    def writer():  # each write replaces a third of the ring
+        try:
+            for step in range(300):
+                v = torch.arange(n + 1000 * step, n + 1000 * (step + 1))
+                mem.write(key_of(v), v)
+        finally:
+            stop.set()
+
+    def searcher():
+        while not stop.is_set():
+            dist, values, _ = mem.search(queries, k=12)
+            want = ((queries[:, None] - key_of(values.flatten()).view(33, 12, 8)) ** 2).sum(-1)
+            if not torch.allclose(dist, want, rtol=1e-6, atol=1e-6) or not bool((dist.diff(dim=1) >= 0).all()):
+                failures.append("search")
+            checked[0] += 1
+
+    def saver():
+        i = 0
+        while not stop.is_set():
+            mem.save(tmp_path / f"m{i % 3}.pt")
+            loaded = EpisodicMemory.load(tmp_path / f"m{i % 3}.pt", backend=backend)
+            if not torch.equal(loaded.keys, key_of(loaded.values)) or len(set(loaded.values.tolist())) != n:
+                failures.append("save")
+            i += 1
+
+    threads = [threading.Thread(target=f) for f in (writer, searcher, searcher, saver)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert checked[0] > 0
+    assert failures == [], f"{failures.count('search')} of {checked[0]} searches, {failures.count('save')} saves inconsistent"
+    with mem.lock:  # several calls as one: the found slots still hold the found values
+        _, values, slots = mem.search(queries, k=3)
+        assert torch.equal(mem.fetch(slots)[1], values)
+
+
+def test_a_memory_can_be_deep_copied_and_pickled():
+    import copy
+    import pickle
+
+    mem = EpisodicMemory(3, 10, backend="torch")
+    mem.write(torch.randn(4, 3), torch.arange(4))
+    for other in (copy.deepcopy(mem), pickle.loads(pickle.dumps(mem))):
+        assert other.lock is not mem.lock and torch.equal(other.keys, mem.keys)
+        other.write(torch.randn(1, 3), torch.tensor([9]))
+        assert len(mem) == 4 and len(other) == 5
+
+
+# ---------------------------------------------------------------- load_state_dict validation
+def _valid_state():
+    mem = EpisodicMemory(4, capacity=10, backend="torch")
+    mem.write(torch.randn(13, 4), torch.arange(13))  # wrapped: total 13, all 10 slots filled
+    return mem.state_dict()
+
+
+def _with(state, **changes):
+    state = dict(state)
+    state.update(changes)
+    return state
+
+
+BAD_STATES = {
+    "negative total": (lambda s: _with(s, total=-3), "total"),
+    "total below the filled slots": (lambda s: _with(s, total=7), "total = 7"),
+    "total of another type": (lambda s: _with(s, total=13.0), "total"),
+    "nan keys": (lambda s: _with(s, keys=s["keys"].clone().index_fill_(0, torch.tensor([2]), float("nan"))), "NaN"),
+    "keys of another dtype": (lambda s: _with(s, keys=s["keys"].double()), "keys must be float32"),
+    "keys of another width": (lambda s: _with(s, keys=torch.zeros(10, 5)), r"keys must be float32 \[n, 4\]"),
+    "more keys than slots": (lambda s: _with(s, keys=torch.zeros(11, 4), values=torch.zeros(11, dtype=torch.long),
+                                             total=11), "capacity = 10"),
+    "values not one per key": (lambda s: _with(s, values=s["values"][:9]), "values must be"),
+    "values of another dtype": (lambda s: _with(s, values=s["values"].int()), "values must be torch.int64"),
+    "missing field": (lambda s: {k: v for k, v in s.items() if k != "total"}, "lacks"),
+    "index of another type": (lambda s: _with(s, ivf=[1, 2]), "ivf must be"),
+    "index built size out of range": (lambda s: _with(s, ivf=torch.zeros(3, dtype=torch.uint8), ivf_built_size=11),
+                                      "ivf_built_size"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_STATES))
+def test_load_state_dict_rejects_broken_states_and_changes_nothing(case):
+    corrupt, message = BAD_STATES[case]
+    mem = EpisodicMemory(4, capacity=10, backend="torch")
+    mem.write(torch.ones(2, 4), torch.tensor([7, 8]))
+    with pytest.raises(ValueError, match=message):
+        mem.load_state_dict(corrupt(_valid_state()))
+    assert len(mem) == 2 and mem.values.tolist() == [7, 8] and mem.write(torch.ones(1, 4), torch.tensor([9])).item() == 2
+
+
+def test_load_state_dict_accepts_a_partly_filled_ring_and_continues_it():
+    a = EpisodicMemory(4, capacity=10, backend="torch")
+    a.write(torch.randn(6, 4), torch.arange(6))
+    b = EpisodicMemory(4, capacity=10, backend="torch")
+    b.load_state_dict(a.state_dict())
+    assert len(b) == 6 and b.write(torch.randn(5, 4), torch.arange(5)).tolist() == [6, 7, 8, 9, 0]
+    with pytest.raises(TypeError, match="dict"):
+        b.load_state_dict([1, 2])

@@ -38,16 +38,17 @@ def test_hand_computed_two_dimensional_example():
     mem = EpisodicMemory(2, capacity=2, backend="torch")
     mem.write(torch.tensor([[1.0, 0.0], [0.0, 2.0]]), torch.tensor([0, 1]))
     head = zero_linear()
-    for mode in ("vmap", "loop"):
+    for mode in ("linear", "vmap", "loop"):
         out = MbPA(head, mem, k=2, steps=1, lr=1.0, kernel_eps=0.0, mode=mode)(torch.tensor([[1.0, 2.0]]))
         torch.testing.assert_close(out, F.log_softmax(torch.tensor([[-1.8, 1.8]]), -1))
 
 
-def test_zero_kernel_eps_with_an_exact_copy_of_the_query_stays_finite():
+@pytest.mark.parametrize("mode", ["linear", "vmap"])
+def test_zero_kernel_eps_with_an_exact_copy_of_the_query_stays_finite(mode):
     mem = EpisodicMemory(2, capacity=3, backend="torch")
     mem.write(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]), torch.tensor([0, 1, 1]))
     head = nn.Linear(2, 2)
-    out = MbPA(head, mem, k=3, steps=3, lr=1.0, kernel_eps=0.0)(torch.tensor([[1.0, 0.0]]))
+    out = MbPA(head, mem, k=3, steps=3, lr=1.0, kernel_eps=0.0, mode=mode)(torch.tensor([[1.0, 0.0]]))
     assert torch.isfinite(out).all() and out.argmax(-1).item() == 0  # all weight on the copy
 
 
@@ -128,15 +129,29 @@ class ItemHead(nn.Module):
         return self.lin(x) * (2.0 if x.sum().item() > 0 else 1.0)
 
 
-def test_auto_mode_falls_back_to_the_loop_for_heads_vmap_cannot_trace():
+def test_auto_mode_probes_once_and_falls_back_to_the_loop_for_heads_vmap_cannot_trace():
     mem = filled_memory()
     h = torch.randn(4, 8)
-    mbpa = MbPA(ItemHead(), mem, k=8, steps=2, lr=0.1)
     with pytest.warns(UserWarning, match="cannot be vmapped"):
-        out = mbpa(h)
-    assert mbpa.mode == "loop" and torch.isfinite(out).all()
-    with pytest.raises(Exception):
+        mbpa = MbPA(ItemHead(), mem, k=8, steps=2, lr=0.1)
+    assert mbpa.path == "loop" and "vmap probe failed" in repr(mbpa)
+    out = mbpa(h)
+    assert mbpa.mode == "auto" and torch.isfinite(out).all()
+    with pytest.raises(RuntimeError, match="vmap"):
         MbPA(ItemHead(), mem, k=8, steps=2, mode="vmap")(h)
+
+
+def test_a_failed_call_never_changes_the_path_of_later_calls():
+    head, mem = mlp_head(), filled_memory()
+    h = torch.randn(9, 8)
+    mbpa = MbPA(head, mem, k=8, steps=2, lr=0.3)
+    assert mbpa.path == "vmap" and "vmap probe passed" in repr(mbpa)
+    before = mbpa(h)
+    with pytest.raises(TypeError, match=r"MbPA: h must have the head's dtype torch.float32.*got dtype torch.float64"):
+        mbpa(h.double())
+    assert mbpa.path == "vmap"
+    torch.testing.assert_close(mbpa(h), before, rtol=0, atol=0)
+    torch.testing.assert_close(before, MbPA(head, mem, k=8, steps=2, lr=0.3, mode="loop")(h), **TOL)
 
 
 def test_language_model_head_over_a_vocabulary():
@@ -162,3 +177,26 @@ def test_bad_arguments_raise():
         MbPA(head, mem)(torch.randn(3, 7))
     with pytest.raises(ValueError, match="class ids"):
         MbPA(head, EpisodicMemory(8, 4, value_shape=(2,), backend="torch"))
+    with pytest.raises(ValueError, match="mode='linear' needs a plain nn.Linear head"):
+        MbPA(head, mem, mode="linear")
+    with pytest.raises(ValueError, match="takes 7 features but the memory keys have key_dim = 8"):
+        MbPA(nn.Linear(7, 5), mem)
+    with pytest.raises(TypeError, match="cache_logits must be a bool"):
+        MbPA(nn.Linear(8, 5), mem, cache_logits=1)
+    with pytest.raises(TypeError, match="head must be an nn.Module, got NoneType"):
+        MbPA(None, mem)
+    with pytest.raises(ValueError, match="MbPA: h contains NaN"):
+        MbPA(head, mem)(torch.full((2, 8), math.nan))
+
+
+@pytest.mark.parametrize("head_fn", [lambda: nn.Linear(8, 5), mlp_head])
+def test_search_and_fetch_run_under_one_hold_of_the_memory_lock(head_fn):
+    # A writer thread between search and fetch would hand back other entries' keys.
+    mem = filled_memory()
+    held = []
+    search, fetch = mem.search, mem.fetch
+    mem.search = lambda *a, **k: (held.append(("search", mem.lock._is_owned())), search(*a, **k))[1]
+    mem.fetch = lambda *a, **k: (held.append(("fetch", mem.lock._is_owned())), fetch(*a, **k))[1]
+    MbPA(head_fn(), mem, k=16, steps=2, lr=0.1)(torch.randn(3, 8))
+    assert held and {name for name, _ in held} == {"search", "fetch"}
+    assert all(owned for _, owned in held)

@@ -29,7 +29,7 @@ OPS = {"srwm": adaptmem.ops.srwm, "delta_rule": delta_rule, "linear_attention": 
 @pytest.fixture
 def world(monkeypatch):
     """Pretend fla and Triton are (not) installed and fla's check passes (fails)."""
-    state = SimpleNamespace(fla=True, triton=True, check=True, checked=[])
+    state = SimpleNamespace(fla=True, triton=True, numba=True, check=True, checked=[])
     monkeypatch.setattr(_dispatch, "installed", lambda package: getattr(state, package))
 
     def check(*key):
@@ -108,10 +108,10 @@ def test_cpu_default_results_are_unchanged_by_the_backend_argument():
 
 @pytest.mark.parametrize("op", list(TABLE))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-def test_auto_is_torch_for_every_op_on_cpu_whatever_is_installed(world, op, dtype):
+def test_auto_on_cpu_is_the_numba_kernel_where_there_is_one_else_torch(world, op, dtype):
     call = OpCall(op, _dispatch.MODES[op][0], dtypes=frozenset({dtype}), float64=dtype == torch.float64)
-    assert resolve_backend(call).backend == "torch"
-    world.fla = world.triton = False
+    assert resolve_backend(call).backend == ("numba" if "numba" in TABLE[op] else "torch")
+    world.fla = world.triton = world.numba = False
     assert resolve_backend(call).backend == "torch"
 
 
@@ -154,13 +154,14 @@ def test_explicit_fla_without_fla_names_the_fla_core_extra(world):
 
 
 def test_the_interpreter_lets_explicit_triton_run_on_cpu_but_not_auto(world):
+    world.numba = False
     for op in ("srwm", "delta_rule", "linear_attention"):
         call = OpCall(op, _dispatch.MODES[op][0], device="cpu", interpret=True)
         assert resolve_backend(call, "triton").backend == "triton"
         assert resolve_backend(call).backend == "torch"
 
 
-def test_recurrent_delta_rule_has_only_torch():
+def test_recurrent_delta_rule_runs_on_torch_off_the_cpu():
     call = OpCall("recurrent_delta_rule", "checkpointed", device="cuda", dtypes=frozenset({torch.bfloat16}))
     assert resolve_backend(call).backend == "torch"
     q = torch.rand(1, 2, 1, 2)

@@ -11,8 +11,11 @@ The delta rule whose queries, keys, values and rates also read the previous outp
 q and k depend on the previous output, so there is no chunk form.
 
 - ``reference.py``: the step loop, the specification (``mode="reference"``: autograd through it).
-- ``checkpointed.py``: ``mode="checkpointed"``: the same steps, recomputed span by span in the
-  backward.
+- ``checkpointed.py``: ``mode="checkpointed"`` on ``backend="torch"``: the same steps,
+  recomputed span by span in the backward.
+- ``fused_cpu.py`` (kernels in ``fused_cpu_kernels.py``): ``mode="checkpointed"`` on
+  ``backend="numba"``: one compiled loop over time per 8 sequences, states checkpointed every C
+  steps and recomputed forwards in the backward.
 
 Math: ``docs/reference.md``.
 """
@@ -66,7 +69,9 @@ def recurrent_delta_rule(
             backward: activation memory O(T/C*H*D^2 + C*H*D^2)) or ``"reference"`` (autograd
             through the whole loop). ``"checkpoint"`` and ``"recurrent"`` are the old
             spellings (deprecated).
-        backend: ``"auto"`` or ``"torch"``, the only one (any device and dtype).
+        backend: where ``mode="checkpointed"`` runs: ``"auto"`` (``"numba"`` on the CPU when numba
+            is installed, else ``"torch"``), ``"numba"`` (the fused CPU kernel, CPU tensors,
+            the ``numba`` extra) or ``"torch"`` (any device and dtype).
 
     Returns:
         ``(y [B, T, H, D], RecurrentDeltaState(S, y_T))``.
@@ -77,10 +82,12 @@ def recurrent_delta_rule(
     B, T, H, D = _checks.check_recurrent_delta_inputs(fn, q, k, v, beta, R_q, R_k, R_v, r_b, initial_state)
     reset = _checks.check_reset(fn, reset, B, T, q.device)
     state = tuple(initial_state) if initial_state is not None else ()
-    _dispatch.resolve_backend(_dispatch.OpCall.of(fn, mode, (q, k, v, beta), (R_q, R_k, R_v, r_b, *state),
-                                                  key_dim=D, value_dim=D, reset=reset), backend)
+    backend = _dispatch.resolve_backend(_dispatch.OpCall.of(fn, mode, (q, k, v, beta), (R_q, R_k, R_v, r_b, *state),
+                                                            key_dim=D, value_dim=D, reset=reset), backend).backend
     with torch.autocast(q.device.type, enabled=False):
         if mode == "reference":
             return _reference_impl(q, k, v, beta, R_q, R_k, R_v, r_b, initial_state, reset)
-        return recurrent_delta_rule_checkpointed(q, k, v, beta, R_q, R_k, R_v, r_b, initial_state, reset,
-                                                 checkpoint_every)
+        form = recurrent_delta_rule_checkpointed
+        if backend == "numba":
+            from adaptmem.ops.recurrent_delta_rule.fused_cpu import recurrent_delta_rule_fused_cpu as form
+        return form(q, k, v, beta, R_q, R_k, R_v, r_b, initial_state, reset, checkpoint_every)

@@ -14,6 +14,8 @@ q and k depend on the state, so there is no chunk form: every form loops over ti
   keeps the fast weights every C steps and recomputes each chunk forwards.
 - ``fused_recurrent.py``: ``mode="checkpointed"`` on ``backend="triton"``: the same strategy in
   fused Triton kernels.
+- ``fused_cpu.py`` (kernels in ``fused_cpu_kernels.py``): ``mode="checkpointed"`` on
+  ``backend="numba"``: the same strategy as one compiled loop over time per 8 sequences.
 
 The packed forms work on ``x [N, T, D]`` and ``M = [W_y | W_q | W_k | w_b]`` ``[N, D, 3D + 4]``
 with ``N = B * H``; :func:`srwm` packs, picks the form and unpacks. Math and backward strategy:
@@ -32,9 +34,9 @@ from adaptmem.ops.srwm.reference import _reference_impl, srwm_reference
 from adaptmem.utils.checks import check_positive_int
 
 # backend -> (module, function) of its packed form ``(x, M0, R, reset, C) -> (y, M_T)``, imported
-# when first used (CPU never imports Triton). A compiled CPU kernel joins as
-# "numba": ("fused_cpu", "srwm_fused_cpu"), with its rules in adaptmem.ops._dispatch.TABLE.
+# when first used (CPU never imports Triton; numba is imported by the kernels, on first call).
 PACKED_FORMS = {
+    "numba": ("fused_cpu", "srwm_fused_cpu"),
     "torch": ("checkpointed", "srwm_checkpointed"),
     "triton": ("fused_recurrent", "srwm_fused_recurrent"),
 }
@@ -74,7 +76,9 @@ def srwm(
             through the step loop, :func:`srwm_reference`; it stores every step's weights).
         backend: where ``mode="checkpointed"`` runs (the rules: :data:`adaptmem.ops._dispatch.TABLE`):
 
-            - ``"auto"``: ``"triton"`` on CUDA when Triton is installed, else ``"torch"``;
+            - ``"auto"``: ``"numba"`` on the CPU when numba is installed, ``"triton"`` on CUDA when
+              Triton is installed, else ``"torch"``;
+            - ``"numba"``: the fused CPU kernel (the ``numba`` extra), CPU tensors;
             - ``"torch"``: the PyTorch custom backward, any device and dtype;
             - ``"triton"``: fused kernels; CUDA tensors (or CPU ones under ``TRITON_INTERPRET=1``);
               float64 inputs and head dims above 128 fall back to ``"torch"``.
