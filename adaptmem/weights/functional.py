@@ -18,14 +18,13 @@ backward, as one compiled call (:mod:`adaptmem.weights._lstm_numba`); see :func:
 
 from __future__ import annotations
 
-import importlib.util
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from adaptmem.ops._fused_cpu import LANES, fused_cpu_available, run_in_threads
 from adaptmem.utils.checks import check_choice, check_floating, check_same_device, fmt_shape
 from adaptmem.utils.extras import install_hint
 from adaptmem.weights.spec import WeightSpec, check_spec, unflatten
@@ -197,7 +196,7 @@ class BatchedRNN:
             gx = self._project(k, seq).view(N, T, B, -1)
             h, c = hs[k], (cs[k] if lstm else None)
             if self.backend == "numba":
-                out, c = _NumbaLSTM.apply(gx, self.w_hh_t[k], h.contiguous(), c.contiguous())
+                out, c = _numba_lstm(gx, self.w_hh_t[k], h, c)
                 h = out[:, -1]
             else:
                 # unbind() rather than gx[:, t]: the backward of T selects would zero-fill T copies of gx
@@ -269,11 +268,13 @@ def numba_unavailable(spec: WeightSpec, vectors: torch.Tensor) -> str | None:
     """Why ``backend="numba"`` cannot run these networks (``None`` when it can)."""
     if spec.cell != "lstm":
         return f"the numba kernel runs LSTMs, got cell {spec.cell!r}"
+    if spec.hidden_size % LANES:
+        return f"the numba kernel runs hidden sizes that are multiples of {LANES}, got hidden_size {spec.hidden_size}"
     if vectors.device.type != "cpu":
         return f"the numba kernel runs on CPU tensors, got device {vectors.device}"
     if vectors.dtype not in (torch.float32, torch.float64):
         return f"the numba kernel runs float32 and float64, got dtype {vectors.dtype}"
-    if importlib.util.find_spec("numba") is None:
+    if not fused_cpu_available():
         return f"numba is not installed: {install_hint('numba')}"
     return None
 
@@ -287,29 +288,51 @@ def resolve_backend(fn: str, spec: WeightSpec, vectors: torch.Tensor, backend: s
     why = numba_unavailable(spec, vectors)
     if why is None or backend == "auto":
         return "batched" if why else "numba"
-    error = ImportError if importlib.util.find_spec("numba") is None else ValueError
-    raise error(f"{fn}: backend='numba' cannot run: {why}")
+    raise (ValueError if fused_cpu_available() else ImportError)(f"{fn}: backend='numba' cannot run: {why}")
+
+
+def _numba_lstm(gx: torch.Tensor, w_hh_t: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor):
+    """One LSTM layer of N networks by the compiled loop: ``(gx [N, T, B, 4H], w_hh_t [N, H, 4H],
+    h0, c0 [N, B, H]) -> (hs [N, T, B, H], c_T [N, B, H])``, gates in PyTorch's order ``i, f, g, o``.
+    Without a gradient to take, the loop keeps only the last two steps' gates (no [N, T, B, 4H]
+    buffer)."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (gx, w_hh_t, h0, c0)):
+        return _NumbaLSTM.apply(gx, w_hh_t, h0, c0)
+    hs, cs, _ = _numba_forward(gx.detach(), w_hh_t.detach(), h0.detach(), c0.detach(), slots=2)
+    return hs, cs[:, (gx.shape[1] - 1) % 2]
+
+
+def _numba_forward(gx, w_hh_t, h0, c0, slots: int | None = None):
+    """Run ``_lstm_numba.lstm_forward``; returns ``hs [N, T, B, H]`` and the saved ``cs``, ``acts``
+    (``slots`` steps of them, all T when ``None``)."""
+    from adaptmem.weights import _lstm_numba
+
+    N, T, B, G = gx.shape
+    S = T if slots is None else min(slots, T)
+    gx = gx.contiguous()
+    hs = gx.new_empty(N, T, B, G // 4)
+    cs, acts = gx.new_empty(N, S, B, G // 4), gx.new_empty(N, S, B, G)
+    run_in_threads(_lstm_numba.lstm_forward, N, T, *_numpy(gx, w_hh_t, h0.unsqueeze(1), c0.unsqueeze(1),
+                                                          hs, cs, acts))
+    return hs, cs, acts
+
+
+def _numpy(*tensors: torch.Tensor) -> list:
+    """The numpy views (no copy) of contiguous tensors, as the kernels take them."""
+    return [t.detach().contiguous().numpy() for t in tensors]
 
 
 class _NumbaLSTM(torch.autograd.Function):
-    """The recurrence of one LSTM layer of N networks by the compiled loops of ``_lstm_numba``.
+    """:func:`_numba_lstm` with a gradient.
 
-    ``(gx [N, T, B, 4H], w_hh_t [N, H, 4H], h0, c0 [N, B, H]) -> (hs [N, T, B, H], c_T [N, B, H])``,
-    gates in PyTorch's order ``i, f, g, o``.
     The backward loop gives the gate gradients ``da`` (which are ``gx``'s gradient); the
     recurrent weights' gradient ``sum_t h_{t-1}^T da_t`` is then one batched GEMM over all steps.
     """
 
     @staticmethod
     def forward(ctx, gx, w_hh_t, h0, c0):
-        from adaptmem.weights import _lstm_numba
-
-        N, T, B, G = gx.shape
-        gx = gx.contiguous()
-        hs = gx.new_empty(N, T, B, G // 4)
-        cs, tcs, acts = torch.empty_like(hs), torch.empty_like(hs), torch.empty_like(gx)
-        _run_split(_lstm_numba.lstm_forward, gx, w_hh_t, h0, c0, hs, cs, acts, tcs)
-        ctx.save_for_backward(w_hh_t, h0, c0, hs, cs, acts, tcs)
+        hs, cs, acts = _numba_forward(gx, w_hh_t, h0, c0)
+        ctx.save_for_backward(w_hh_t, h0, c0, hs, cs, acts)
         return hs, cs[:, -1].clone()
 
     @staticmethod
@@ -317,30 +340,18 @@ class _NumbaLSTM(torch.autograd.Function):
     def backward(ctx, dhs, dcT):
         from adaptmem.weights import _lstm_numba
 
-        w_hh_t, h0, c0, hs, cs, acts, tcs = ctx.saved_tensors
+        w_hh_t, h0, c0, hs, cs, acts = ctx.saved_tensors
         N, T, B, H = hs.shape
         da, dh0, dc0 = torch.empty_like(acts), torch.empty_like(h0), torch.empty_like(c0)
-        _run_split(_lstm_numba.lstm_backward, dhs.contiguous(), dcT.contiguous(), w_hh_t, c0, cs, acts, tcs,
-                   da, dh0, dc0)
+        # the kernel's dh_{t-1} = da W_hh reads W_hh untransposed: a row-vector product, like the forward's
+        run_in_threads(_lstm_numba.lstm_backward, N, T,
+                       *_numpy(dhs, dcT.unsqueeze(1), w_hh_t.transpose(1, 2), c0.unsqueeze(1), cs, acts, da,
+                               dh0.unsqueeze(1), dc0.unsqueeze(1)))
         dw = None
         if ctx.needs_input_grad[1]:
             h_prev = torch.cat([h0.unsqueeze(1), hs[:, :-1]], dim=1).view(N, T * B, H)
             dw = torch.bmm(h_prev.transpose(1, 2), da.view(N, T * B, 4 * H))
         return da, dw, dh0, dc0
-
-
-def _run_split(kernel, *tensors: torch.Tensor) -> None:
-    """``kernel(*arrays)`` on the numpy views of ``tensors`` (all ``[N, ...]``), with N split
-    over torch's threads (the kernels release the GIL; threads made per call, so fork-safe)."""
-    arrays = [t.detach().numpy() for t in tensors]
-    n = arrays[0].shape[0]
-    workers = min(torch.get_num_threads(), n)
-    if workers <= 1:
-        kernel(*arrays)
-        return
-    bounds = [n * w // workers for w in range(workers + 1)]
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda lo, hi: kernel(*(a[lo:hi] for a in arrays)), bounds[:-1], bounds[1:]))
 
 
 def _reference(spec: WeightSpec, vectors: torch.Tensor, inputs: torch.Tensor, state: State):
