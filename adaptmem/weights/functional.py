@@ -190,10 +190,11 @@ class BatchedRNN:
         lstm = self.spec.cell == "lstm"
         hs, cs = (state if lstm else (state, None))
         # time-major inside: [N, T, B, *] so that step t is a contiguous [N, B, *] block
-        seq = x.transpose(1, 2).reshape(N, T * B, -1)
+        seq = x.transpose(1, 2).reshape(N, T * B, x.shape[3])  # sizes spelled out: -1 is ambiguous when B = 0
         last_h, last_c = [], []
         for k in range(self.spec.num_layers):
-            gx = self._project(k, seq).view(N, T, B, -1)
+            gx = self._project(k, seq)
+            gx = gx.view(N, T, B, gx.shape[-1])
             h, c = hs[k], (cs[k] if lstm else None)
             if self.backend == "numba":
                 out, c = _numba_lstm(gx, self.w_hh_t[k], h, c)
@@ -207,8 +208,9 @@ class BatchedRNN:
                 out = torch.stack(outs, dim=1)
             last_h.append(h)
             last_c.append(c)
-            seq = out.view(N, T * B, -1)
-        y = self._readout(seq).view(N, T, B, -1).transpose(1, 2)
+            seq = out.reshape(N, T * B, out.shape[-1])
+        y = self._readout(seq)
+        y = y.view(N, T, B, y.shape[-1]).transpose(1, 2)
         h = torch.stack(last_h)
         new_state = (h, torch.stack(last_c)) if lstm else h
         return (y.squeeze(1) if squeeze else y), new_state
