@@ -5,8 +5,9 @@
    CPU, cuDNN's on CUDA), forward and forward+backward, for 1 and 8 sequences of 41 steps per
    network; both step-loop forms of ``functional_rnn`` (``batched`` torch ops, and the compiled
    ``numba`` loop on the CPU), all timed in interleaved rounds in one process. Beside them, a
-   square GEMM of the same total multiply-adds, timed in the same rounds: the rate it reaches
-   bounds what any form can gain over the loop (``GEMM floor``: the flops at that rate).
+   square GEMM of the same total multiply-adds and one step's recurrent product of all networks
+   as one ``bmm``, timed in the same rounds: the rates they reach bound what any form can gain
+   over the loop (``GEMM floor``, ``step floor``; see the note under the table).
 2. Zoo training throughput: networks trained for 1,000 steps per core-minute (process CPU
    time, one thread), for work units of 1 / 16 / 64 batched networks and for the plain loop
    (one ``nn.LSTM`` with its own AdamW per network). CPU only.
@@ -72,6 +73,7 @@ def bench_functional(n: int, T: int, repeats: int, device: torch.device) -> list
     vectors = spec.init_vectors(n, torch.Generator().manual_seed(0)).to(device)
     modules = [load_into(v, spec.build().to(device)) for v in vectors]
     cuda = device.type == "cuda"
+    H = spec.hidden_size
     backends = ["batched"] + ([] if numba_unavailable(spec, vectors) else ["numba"])
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     rows = []
@@ -113,11 +115,21 @@ def bench_functional(n: int, T: int, repeats: int, device: torch.device) -> list
                 a @ a
                 sync()
 
-            times = time_interleaved([loop] + [form(b) for b in backends] + [gemm], repeats)
+            # one step's recurrent product h_{t-1} W_hh^T of all n networks as one bmm: the work that
+            # must run step by step (once per layer and step forward, once more backward for dh)
+            hb, wb = torch.randn(n, batch, H, device=device), torch.randn(n, H, 4 * H, device=device)
+
+            def step_product():
+                torch.bmm(hb, wb)
+                sync()
+
+            times = time_interleaved([loop] + [form(b) for b in backends] + [gemm, step_product], repeats)
             t = [w if cuda else c for w, c in times]  # wall on CUDA (synchronised), CPU time on the CPU
-            gemm_rate = 2 * side**3 / t[-1]
-            rows.append(dict(batch=batch, mode=mode, loop=t[0], forms=dict(zip(backends, t[1:-1])), flops=flops,
-                             gemm_rate=gemm_rate, floor=flops / gemm_rate))
+            gemm_rate, step_rate = 2 * side**3 / t[-2], 2 * n * batch * H * 4 * H / t[-1]
+            sequential = (passes + 1) // 2 * 2 * spec.num_layers * n * batch * T * H * 4 * H
+            rows.append(dict(batch=batch, mode=mode, loop=t[0], forms=dict(zip(backends, t[1:-2])), flops=flops,
+                             gemm_rate=gemm_rate, floor=flops / gemm_rate, step_rate=step_rate,
+                             step_floor=sequential / step_rate + (flops - sequential) / gemm_rate))
     return rows
 
 
@@ -186,15 +198,21 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
     loop = "loop over nn.LSTM (cuDNN)" if device.type == "cuda" else "loop over nn.LSTM"
     print(f"| seqs/network | pass | {loop} | " + " | ".join(f"{f}" for f in forms) + " | "
           + " | ".join(f"{f} speed-up" for f in forms)
-          + " | MFLOP | GEMM GFLOP/s | GEMM floor | speed-up at the GEMM floor | best form's GFLOP/s |")
-    print("|---" * (8 + 2 * len(forms)) + "|")
+          + " | MFLOP | best form's GFLOP/s | GEMM GFLOP/s | GEMM floor | speed-up at the GEMM floor"
+          " | step bmm GFLOP/s | step floor | speed-up at the step floor |")
+    print("|---" * (11 + 2 * len(forms)) + "|")
     for r in rows:
         best = min(r["forms"].values())
         print(f"| {r['batch']} | {r['mode']} | {r['loop'] * 1e3:.2f} | "
               + " | ".join(f"{t * 1e3:.2f}" for t in r["forms"].values()) + " | "
               + " | ".join(f"{r['loop'] / t:.2f}x" for t in r["forms"].values())
-              + f" | {r['flops'] / 1e6:.0f} | {r['gemm_rate'] / 1e9:.1f} | {r['floor'] * 1e3:.2f} | "
-              f"{r['loop'] / r['floor']:.1f}x | {r['flops'] / best / 1e9:.1f} |")
+              + f" | {r['flops'] / 1e6:.0f} | {r['flops'] / best / 1e9:.1f} | {r['gemm_rate'] / 1e9:.1f} | "
+              f"{r['floor'] * 1e3:.2f} | {r['loop'] / r['floor']:.1f}x | {r['step_rate'] / 1e9:.1f} | "
+              f"{r['step_floor'] * 1e3:.2f} | {r['loop'] / r['step_floor']:.1f}x |")
+    print("\nGEMM floor: all the pass's multiply-adds at the rate of one square GEMM of as many flops. Step "
+          "floor: the products that must run step by step (h W_hh^T, and dh = da W_hh backward) at the rate "
+          "of one step's product for all networks as one bmm, the rest at the GEMM rate; gate "
+          "nonlinearities counted as free in both.")
     if device.type == "cuda":
         return
 
