@@ -54,6 +54,15 @@ def _add_vec_mat(acc, v, m, rows, cols):  # pragma: no cover - compiled
         j += 1
 
 
+@numba.njit(inline="always")
+def _store4(out, row, a, b, c, d):  # pragma: no cover - compiled
+    """Four vectors into rows ``row .. row + 3`` of ``out``."""
+    vstore(out, row, a)
+    vstore(out, row + 1, b)
+    vstore(out, row + 2, c)
+    vstore(out, row + 3, d)
+
+
 @kernel
 def _rows_mat4(out, ob, X, xb, V, vb, M, D, Er):  # pragma: no cover - compiled
     """``out[ob + s] = X[xb + s] + V[vb + s, :D] @ M`` for the 4 sequences ``s < 4``; ``M`` is one
@@ -84,22 +93,10 @@ def _rows_mat4(out, ob, X, xb, V, vb, M, D, Er):  # pragma: no cover - compiled
             c0, c1, c2, c3 = vfma(v, m0, c0), vfma(v, m1, c1), vfma(v, m2, c2), vfma(v, m3, c3)
             v = vfill(M, V[vb + 3, j])
             d0, d1, d2, d3 = vfma(v, m0, d0), vfma(v, m1, d1), vfma(v, m2, d2), vfma(v, m3, d3)
-        vstore(out, o0, a0)
-        vstore(out, o0 + 1, a1)
-        vstore(out, o0 + 2, a2)
-        vstore(out, o0 + 3, a3)
-        vstore(out, o1, b0)
-        vstore(out, o1 + 1, b1)
-        vstore(out, o1 + 2, b2)
-        vstore(out, o1 + 3, b3)
-        vstore(out, o2, c0)
-        vstore(out, o2 + 1, c1)
-        vstore(out, o2 + 2, c2)
-        vstore(out, o2 + 3, c3)
-        vstore(out, o3, d0)
-        vstore(out, o3 + 1, d1)
-        vstore(out, o3 + 2, d2)
-        vstore(out, o3 + 3, d3)
+        _store4(out, o0, a0, a1, a2, a3)
+        _store4(out, o1, b0, b1, b2, b3)
+        _store4(out, o2, c0, c1, c2, c3)
+        _store4(out, o3, d0, d1, d2, d3)
         e += 4
     while e < Er:  # the last columns, one vector at a time
         a0, b0 = vload(X, xb * Er + e), vload(X, (xb + 1) * Er + e)
