@@ -298,13 +298,15 @@ def _numba_lstm(gx: torch.Tensor, w_hh_t: torch.Tensor, h0: torch.Tensor, c0: to
     h0, c0 [N, B, H]) -> (hs [N, T, B, H], c_T [N, B, H])``, gates in PyTorch's order ``i, f, g, o``.
     Without a gradient to take, the loop keeps only the last two steps' gates (no [N, T, B, 4H]
     buffer)."""
+    h0, c0 = h0.contiguous(), c0.contiguous()  # a state may be any view; the kernels read C order
     if torch.is_grad_enabled() and any(t.requires_grad for t in (gx, w_hh_t, h0, c0)):
         return _NumbaLSTM.apply(gx, w_hh_t, h0, c0)
     hs, cs, _ = _numba_forward(gx.detach(), w_hh_t.detach(), h0.detach(), c0.detach(), slots=2)
     return hs, cs[:, (gx.shape[1] - 1) % 2]
 
 
-def _numba_forward(gx, w_hh_t, h0, c0, slots: int | None = None):
+def _numba_forward(gx: torch.Tensor, w_hh_t: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
+                   slots: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run ``_lstm_numba.lstm_forward``; returns ``hs [N, T, B, H]`` and the saved ``cs``, ``acts``
     (``slots`` steps of them, all T when ``None``)."""
     from adaptmem.weights import _lstm_numba
@@ -320,7 +322,8 @@ def _numba_forward(gx, w_hh_t, h0, c0, slots: int | None = None):
 
 
 def _numpy(*tensors: torch.Tensor) -> list:
-    """The numpy views (no copy) of contiguous tensors, as the kernels take them."""
+    """The C-ordered numpy views the kernels take: no copy for the contiguous tensors, which every
+    tensor the kernels write into is (a copy there would lose the results)."""
     return [t.detach().contiguous().numpy() for t in tensors]
 
 
@@ -344,7 +347,7 @@ class _NumbaLSTM(torch.autograd.Function):
 
         w_hh_t, h0, c0, hs, cs, acts = ctx.saved_tensors
         N, T, B, H = hs.shape
-        da, dh0, dc0 = torch.empty_like(acts), torch.empty_like(h0), torch.empty_like(c0)
+        da, dh0, dc0 = (torch.empty(t.shape, dtype=t.dtype) for t in (acts, h0, c0))  # C order: written by the kernel
         # the kernel's dh_{t-1} = da W_hh reads W_hh untransposed: a row-vector product, like the forward's
         run_in_threads(_lstm_numba.lstm_backward, N, T,
                        *_numpy(dhs, dcT.unsqueeze(1), w_hh_t.transpose(1, 2), c0.unsqueeze(1), cs, acts, da,

@@ -46,7 +46,8 @@ def test_numba_gradients_match_the_torch_form(batch):
     spec = WeightSpec("lstm", 5, 16, num_layers=2, output_size=3)
     _, v0 = _modules(spec, 3, scale=2.0)
     x0 = torch.randn(3, batch, 9, 5)
-    s0 = (torch.randn(2, 3, batch, 16), torch.randn(2, 3, batch, 16))
+    # states as transposed views: the kernels read (and write the gradients of) C-ordered copies
+    s0 = (torch.randn(3, 2, batch, 16).transpose(0, 1), torch.randn(2, 3, 16, batch).transpose(2, 3))
     wy, wh, wc = torch.randn(3, batch, 9, 3), torch.randn(2, 3, batch, 16), torch.randn(2, 3, batch, 16)
     grads = {}
     for backend in ("numba", "batched"):
