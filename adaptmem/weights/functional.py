@@ -268,29 +268,39 @@ def functional_rnn(spec: WeightSpec, vectors: torch.Tensor, inputs: torch.Tensor
 
 def numba_unavailable(spec: WeightSpec, vectors: torch.Tensor) -> str | None:
     """Why ``backend="numba"`` cannot run these networks (``None`` when it can)."""
+    blocker = _numba_blocker(spec, vectors)
+    return None if blocker is None else blocker[0]
+
+
+def _numba_blocker(spec: WeightSpec, vectors: torch.Tensor) -> tuple[str, type[Exception]] | None:
+    """The first reason the numba kernel cannot run, with the error an explicit request raises:
+    ``ValueError`` for the networks or tensors, ``ImportError`` only when numba alone is missing."""
     if spec.cell != "lstm":
-        return f"the numba kernel runs LSTMs, got cell {spec.cell!r}"
+        return f"the numba kernel runs LSTMs, got cell {spec.cell!r}", ValueError
     if spec.hidden_size % LANES:
-        return f"the numba kernel runs hidden sizes that are multiples of {LANES}, got hidden_size {spec.hidden_size}"
+        return (f"the numba kernel runs hidden sizes that are multiples of {LANES}, got hidden_size "
+                f"{spec.hidden_size}", ValueError)
     if vectors.device.type != "cpu":
-        return f"the numba kernel runs on CPU tensors, got device {vectors.device}"
+        return f"the numba kernel runs on CPU tensors, got device {vectors.device}", ValueError
     if vectors.dtype not in (torch.float32, torch.float64):
-        return f"the numba kernel runs float32 and float64, got dtype {vectors.dtype}"
+        return f"the numba kernel runs float32 and float64, got dtype {vectors.dtype}", ValueError
     if not fused_cpu_available():
-        return f"numba is not installed: {install_hint('numba')}"
+        return f"numba is not installed: {install_hint('numba')}", ImportError
     return None
 
 
 def resolve_backend(fn: str, spec: WeightSpec, vectors: torch.Tensor, backend: str) -> str:
     """The step-loop form that runs: ``"auto"`` is ``"numba"`` where it can run, else ``"batched"``;
-    an explicit ``"numba"`` that cannot run raises ``ValueError`` (``ImportError`` without numba)."""
+    an explicit ``"numba"`` that cannot run raises ``ValueError`` (``ImportError`` when only numba
+    is missing)."""
     check_choice(fn, "backend", backend, ("auto", "numba", "batched"))
     if backend == "batched":
         return backend
-    why = numba_unavailable(spec, vectors)
-    if why is None or backend == "auto":
-        return "batched" if why else "numba"
-    raise (ValueError if fused_cpu_available() else ImportError)(f"{fn}: backend='numba' cannot run: {why}")
+    blocker = _numba_blocker(spec, vectors)
+    if blocker is None or backend == "auto":
+        return "batched" if blocker else "numba"
+    why, error = blocker
+    raise error(f"{fn}: backend='numba' cannot run: {why}")
 
 
 def _numba_lstm(gx: torch.Tensor, w_hh_t: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor):

@@ -130,6 +130,8 @@ def test_explicit_numba_that_cannot_run_says_why(monkeypatch):
     monkeypatch.setattr(functional_module, "fused_cpu_available", lambda: False)
     with pytest.raises(ImportError, match="numba is not installed"):
         functional_rnn(lstm, lstm.init_vectors(2), torch.randn(2, 5, 4), backend="numba")
+    with pytest.raises(ValueError, match="got hidden_size 12"):  # bad networks stay a ValueError without numba
+        BatchedRNN(odd, odd.init_vectors(2), backend="numba")
     assert BatchedRNN(lstm, lstm.init_vectors(2)).backend == "batched"
 
 
