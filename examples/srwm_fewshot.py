@@ -169,7 +169,8 @@ def train(args, splits, model, dist, device) -> None:
     loader = episode_loader(train_set, args.batch_size, num_batches=args.steps, start=start, rank=dist.rank,
                             world_size=dist.world_size, num_workers=args.workers)
     val = eval_loader(splits["val"], args, args.ways, args.shots, args.val_episodes, seed=10_000 + args.seed)
-    bar = progress(total=args.steps, initial=start, desc=args.kind, disable=not dist.is_main)
+    bar = progress(total=args.steps, initial=start, desc=args.kind, disable=not dist.is_main,
+                   time_left=(lambda: args.time_budget - (clock() - c0)) if args.time_budget > 0 else None)
     t0, seen = time.time(), 0
     for step, ep in enumerate(loader, start=start + 1):
         ep = Episode(*(t.to(device, non_blocking=True) for t in ep))

@@ -37,6 +37,8 @@ class Progress:
         interval: seconds between plain lines (plain mode).
         file: the stream (default ``sys.stderr``).
         clock: seconds as a float (tests pass a fake one).
+        time_left: seconds until a time budget ends (a run that stops at its budget, not at
+            ``total``); the ETA is then the sooner of the two.
         **tqdm_kwargs: passed to tqdm (bar mode), e.g. ``leave=False``.
 
     The interface is tqdm's subset the examples use: iteration, ``update``, ``set_postfix``,
@@ -47,7 +49,8 @@ class Progress:
     def __init__(self, iterable: Iterable | None = None, *, total: int | None = None, initial: int = 0,
                  desc: str = "", unit: str = "it", disable: bool = False, tty: bool | None = None,
                  interval: float = DEFAULT_INTERVAL, file: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic, **tqdm_kwargs: Any) -> None:
+                 clock: Callable[[], float] = time.monotonic, time_left: Callable[[], float] | None = None,
+                 **tqdm_kwargs: Any) -> None:
         if interval <= 0:
             raise ValueError(f"Progress: interval must be > 0 seconds, got {interval}")
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
@@ -55,7 +58,7 @@ class Progress:
         self.iterable, self.total, self.n, self.initial = iterable, total, initial, initial
         self.desc, self.unit, self.disable, self.interval = desc, unit, disable, interval
         self.file = file if file is not None else sys.stderr
-        self.clock = clock
+        self.clock, self.time_left = clock, time_left
         self.postfix: dict[str, str] = {}
         self.start = self.last_line = clock()
         self.closed = False
@@ -127,8 +130,14 @@ class Progress:
         rate = (self.n - self.initial) / elapsed if elapsed > 0 else 0.0
         parts = [f"{self.n:,}/{self.total:,} ({100 * self.n / self.total:.0f}%)" if self.total else f"{self.n:,}",
                  f"{rate:.3g} {self.unit}/s", f"elapsed {_clock_text(elapsed)}"]
-        if self.total and rate > 0 and self.n < self.total:
-            parts.append(f"ETA {_clock_text((self.total - self.n) / rate)}")
+        eta = (self.total - self.n) / rate if self.total and rate > 0 and self.n < self.total else None
+        if self.time_left is not None:
+            left = max(0.0, self.time_left())
+            if eta is None or left < eta:
+                parts.append(f"ETA {_clock_text(left)} (time budget)")
+                eta = None
+        if eta is not None:
+            parts.append(f"ETA {_clock_text(eta)}")
         parts += [f"{k}={v}" for k, v in self.postfix.items()]
         return (f"{self.desc}: " if self.desc else "") + ", ".join(parts)
 
