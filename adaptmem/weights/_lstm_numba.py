@@ -10,7 +10,8 @@ Only the strictly sequential part is compiled: for every network n, step t and s
 ``a = gx[n, t, b] + h_{t-1} W_hh^T`` (a 1 x H by H x 4H product), the gate nonlinearities and the
 cell update. Everything that batches over time stays in torch as large GEMMs: the input
 projections ``gx`` before the loop (and their gradients), and the recurrent weight gradient
-``sum_t h_{t-1}^T da_t`` after the backward loop. Gates are in PyTorch's order ``i, f, g, o``.
+``sum_t h_{t-1}^T da_t`` after the backward loop. Gates are in the order ``i, f, o, g`` (the torch
+form's: one sigmoid over the first 3H, one tanh over the last H).
 
 Why a compiled loop: at the zoo sizes (H = 32, one sequence per network) a step is ~4k
 multiply-adds per network, so a loop of torch ops spends nearly all its time dispatching seven
@@ -141,16 +142,15 @@ def lstm_forward(n0, n1, gx, w, h0, c0, hs, cs, acts):  # pragma: no cover - com
                     acc[k] = x[k]
                 _add_vec_mat(acc, hp, w[n], H, G)
                 arow = ((n * S + s) * B + b) * 4 * R
-                sigmoid(acc, 0, 2 * R, acts, arow)  # i, f
-                tanh(acc, 2 * R, R, acts, arow + 2 * R)  # g
-                sigmoid(acc, 3 * R, R, acts, arow + 3 * R)  # o
+                sigmoid(acc, 0, 3 * R, acts, arow)  # i, f, o
+                tanh(acc, 3 * R, R, acts, arow + 3 * R)  # g
                 crow, hrow = ((n * S + s) * B + b) * R, ((n * T + t) * B + b) * R
                 for r in range(R):  # c = f c + i g
-                    ig = vload(acts, arow + r) * vload(acts, arow + 2 * R + r)
+                    ig = vload(acts, arow + r) * vload(acts, arow + 3 * R + r)
                     vstore(cs, crow + r, vfma(vload(acts, arow + R + r), vload(cp, cprow + r), ig))
                 tanh(cs, crow, R, hs, hrow)
                 for r in range(R):  # h = o tanh(c)
-                    vstore(hs, hrow + r, vload(acts, arow + 3 * R + r) * vload(hs, hrow + r))
+                    vstore(hs, hrow + r, vload(acts, arow + 2 * R + r) * vload(hs, hrow + r))
 
 
 @kernel
@@ -183,7 +183,7 @@ def lstm_backward(n0, n1, dhs, dcT, w_hh, c0, cs, acts, da, dh0, dc0):  # pragma
                 tanh(cs, row, R, tc, 0)
                 for r in range(R):
                     ar = 4 * row + r
-                    i, f, g, o = vload(acts, ar), vload(acts, ar + R), vload(acts, ar + 2 * R), vload(acts, ar + 3 * R)
+                    i, f, o, g = vload(acts, ar), vload(acts, ar + R), vload(acts, ar + 2 * R), vload(acts, ar + 3 * R)
                     tcr = vload(tc, r)
                     dhk = vload(dhs, row + r) + vload(dh, b * R + r)
                     dho = dhk * o
@@ -192,8 +192,8 @@ def lstm_backward(n0, n1, dhs, dcT, w_hh, c0, cs, acts, da, dh0, dc0):  # pragma
                     vstore(dc, b * R + r, dck * f)
                     vstore(da, ar, di * i - di * i * i)  # sigmoid' = s (1 - s); tanh' = 1 - g^2
                     vstore(da, ar + R, df * f - df * f * f)
-                    vstore(da, ar + 2 * R, dg - dg * g * g)
-                    vstore(da, ar + 3 * R, do * o - do * o * o)
+                    vstore(da, ar + 2 * R, do * o - do * o * o)
+                    vstore(da, ar + 3 * R, dg - dg * g * g)
             b = 0  # dh_{t-1} = da W_hh, for every sequence once all have read dh_t
             while b < B:
                 if b + 4 <= B:
