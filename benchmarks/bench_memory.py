@@ -154,7 +154,7 @@ def bench_approx(n: int, dim: int, queries: int, k: int, repeats: int, threads: 
     cpu, _ = interleaved({"exact": lambda: exact.search(q, k)}, repeats)["exact"]
     ring = exact.memory_usage()["ring"] / n
     rows = [["flat (exact)", threads, "-", f"{queries / cpu:,.0f}", "1.000", f"{ring:,.0f} + 0", f"{ring * 1e7 / 1e9:.1f}"]]
-    del exact
+    exact = None  # frees the flat index before the next one is built
     for kind, params, knob, settings in approx_configs(n, dim, quick):
         mem = EpisodicMemory(dim, n, index=kind, **params)
         mem.write(keys, torch.arange(n))
@@ -172,7 +172,7 @@ def bench_approx(n: int, dim: int, queries: int, k: int, repeats: int, threads: 
             rows.append([f"{kind} ({shown}, {knob}={value})", threads, f"{build:,.1f}", f"{queries / cpu:,.0f}",
                          f"{recall(mem.search(q, k).slots, want):.3f}",
                          f"{usage['ring'] / n:,.0f} + {usage['index'] / n:,.0f}", f"{per_entry * 1e7 / 1e9:.1f}"])
-        del mem
+        mem = None
     return rows
 
 
@@ -208,8 +208,10 @@ def bench_mbpa_lm(segment: int, slow_queries: int, k: int, steps: int, dim: int,
         segments = [(torch.randn(queries, dim, generator=g), torch.randint(0, vocab, (queries,), generator=g))
                      for _ in range(repeats + 1)]
 
-        def one_segment(it=iter(segments)):
-            h, y = next(it)
+        pending = iter(segments)
+
+        def one_segment():
+            h, y = next(pending)
             mbpa(h)
             mem.write(h, y)  # the next call meets `queries` new entries, as in the LM
 

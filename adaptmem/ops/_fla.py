@@ -105,7 +105,8 @@ def _check(op: str, mode: str, dtype: torch.dtype, K: int, V: int, device: str) 
     try:
         got = grads(lambda q, k, v, beta, h0: run_fla(op, mode, q, k, v, beta, h0), dtype)
     except Exception as err:  # an fla that fails to import or launch is simply not used
-        warnings.warn(f"adaptmem: flash-linear-attention {op} ({mode}) failed its check and is not used: {err!r}")
+        warnings.warn(f"adaptmem: flash-linear-attention {op} ({mode}) failed its check and is not used: {err!r}",
+                      stacklevel=2)
         return False
     want = grads(ref, torch.float32)
     errors = [_rel(a, b) for a, b in zip(got, want)]
@@ -114,7 +115,8 @@ def _check(op: str, mode: str, dtype: torch.dtype, K: int, V: int, device: str) 
         worst = max(zip(errors, names))
         warnings.warn(
             f"adaptmem: flash-linear-attention {op} ({mode}, {dtype}, Dk={K}, Dv={V}) disagrees with the "
-            f"reference (relative error {worst[0]:.2e} in {worst[1]}); using adaptmem's own kernel instead"
+            f"reference (relative error {worst[0]:.2e} in {worst[1]}); using adaptmem's own kernel instead",
+            stacklevel=2,
         )
         return False
     return True

@@ -10,9 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from adaptmem.utils.paths import default_data_root
-from adaptmem.utils.progress import Progress, progress
-from adaptmem.utils.threads import ThreadConfig, configure_threads
+# Re-exported (__all__ below is built from _LAZY, which ruff cannot read).
+from adaptmem.utils.paths import default_data_root  # noqa: F401
+from adaptmem.utils.progress import Progress, progress  # noqa: F401
+from adaptmem.utils.threads import ThreadConfig, configure_threads  # noqa: F401
 
 _LAZY = {  # name -> module that defines it (these import torch, or are rarely needed)
     "atomic_write": "atomic", "atomic_write_text": "atomic",

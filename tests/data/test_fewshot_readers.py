@@ -20,7 +20,7 @@ from adaptmem.data.fewshot import (
     read_omniglot_set,
 )
 from adaptmem.data.fewshot import omniglot as omniglot_module
-from tests.data.fewshot_fakes import encode_png, one_thread, glyph, write_cifar100, write_minimal_omniglot, write_omniglot
+from tests.data.fewshot_fakes import encode_png, one_thread, glyph, write_cifar100, write_minimal_omniglot, write_omniglot  # noqa: F401 (a fixture, used by name)
 
 pytest.importorskip("PIL")
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -23,7 +23,7 @@ def test_lm_example_runs_end_to_end_on_a_generated_corpus_in_each_layout(tmp_pat
     assert "| + cache + MbPA |" in out and (tmp_path / "out" / "ckpt.pt").exists()
     rows = result["rows"]
     assert list(rows) == ["LSTM", "+ cache", "+ MbPA", "+ cache + MbPA"]
-    for (lam_c, lam_m, cfg), ppl in rows.values():
+    for _, ppl in rows.values():
         assert set(ppl) == {"valid", "test"}
         assert all(math.isfinite(p) and p > 1 and tps > 0 for p, tps in ppl.values())
     (c, m, (k, t, a)), _ = rows["+ cache + MbPA"]

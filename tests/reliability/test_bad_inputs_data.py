@@ -7,7 +7,6 @@ import os
 import pickle
 
 import numpy as np
-import pytest
 import torch
 
 from adaptmem.data.download import download, file_md5

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adaptmem.data.fewshot._images import IMAGE_EXTENSIONS, decode_image, read_image_folder
+from adaptmem.data.fewshot._images import IMAGE_EXTENSIONS, read_image_folder
 from adaptmem.data.fewshot.episodes import ClassImages
 from adaptmem.utils.checks import check_choice
 from adaptmem.utils.integrity import CorruptFileError, load_data_pickle
