@@ -42,10 +42,9 @@ if __name__ == "__main__":  # answer --help and bad flags before the heavy impor
     ARGS = parse_args()
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import time_interleaved  # noqa: E402
-
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from _harness import time_interleaved  # noqa: E402
 
 from adaptmem.utils import configure_threads  # noqa: E402
 from adaptmem.weights import WeightSpec, functional_rnn, load_into  # noqa: E402
@@ -190,7 +189,8 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
 
     configure_threads(args.threads)
     unit = "wall ms, synchronised" if device.type == "cuda" else "CPU ms"
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} torch thread(s)"
+    threads = f"{torch.get_num_threads()} torch thread(s)"
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else threads
     print(f"\n## functional_rnn over {n} LSTMs (6 -> 2 x 32 -> 6), T={T}, {where}, median of {repeats} "
           f"interleaved rounds ({unit})")
     rows = bench_functional(n, T, repeats, device)

@@ -10,7 +10,8 @@ These are separate functions that LLVM inlines into the kernels (numba-level inl
 ``inline="always"``, measured no faster and compiled ~20% slower). numba's disk cache checks
 only each kernel's own file: after editing this module or :mod:`adaptmem.ops._numba_simd` in
 a checkout, touch the ``*fused_cpu_kernels.py`` files and ``adaptmem/weights/_lstm_numba.py``
-(or clear their ``__pycache__``) so the kernels recompile. (An install rewrites every file, which invalidates the cache.)
+(or clear their ``__pycache__``) so the kernels recompile. (An install rewrites every file,
+which invalidates the cache.)
 """
 
 from __future__ import annotations

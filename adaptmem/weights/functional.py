@@ -89,7 +89,8 @@ class BatchedRNN:
         if spec.cell == "lstm":
             # gate order i, f, o, g (for the torch ops and the numba kernel alike): one sigmoid over
             # 3H, one tanh over H. One cat of the transposed views reorders and makes them
-            # contiguous in one copy (measured as fast as .contiguous(); index_select then .contiguous() was 1.7x slower)
+            # contiguous in one copy (measured as fast as .contiguous(); index_select, then
+            # .contiguous(), was 1.7x slower)
             H = spec.hidden_size
 
             def ifog(t: torch.Tensor) -> torch.Tensor:
@@ -265,7 +266,8 @@ def functional_rnn(spec: WeightSpec, vectors: torch.Tensor, inputs: torch.Tensor
     if backend == "reference":
         y, new_state = _reference(spec, vectors, inputs, state)
     else:
-        y, new_state = BatchedRNN(spec, vectors, resolve_backend("functional_rnn", spec, vectors, backend))(inputs, state)
+        nets = BatchedRNN(spec, vectors, resolve_backend("functional_rnn", spec, vectors, backend))
+        y, new_state = nets(inputs, state)
     return (y, new_state) if return_state else y
 
 

@@ -26,7 +26,7 @@ def test_weights_benchmark_quick_mode_prints_both_tables(capsys):
     out = capsys.readouterr().out
     assert "functional_rnn over 8 LSTMs" in out and "speed-up" in out and "GEMM floor" in out
     assert "1 torch thread(s)" in out
-    rows = [line for line in out.splitlines() if line.startswith("| 1 | forward |") or line.startswith("| 8 | fwd+bwd |")]
+    rows = [line for line in out.splitlines() if line.startswith(("| 1 | forward |", "| 8 | fwd+bwd |"))]
     assert len(rows) == 2 and all(line.count("x |") >= 2 for line in rows)
     assert "batched unit of 16" in out
 
