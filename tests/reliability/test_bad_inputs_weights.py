@@ -17,6 +17,7 @@ SPEC = WeightSpec("lstm", 3, 4, output_size=2)
 V = SPEC.init_vectors(5, torch.Generator().manual_seed(0))
 X = torch.randn(5, 7, 3, generator=torch.Generator().manual_seed(1))
 PERM = torch.arange(4).repeat(5, 1)
+GRU = WeightSpec("gru", 3, 8)
 TINY_ZOO = dict(num_runs=4, group_size=4, steps=2, checkpoints=2)
 
 
@@ -55,6 +56,12 @@ def rnn_probes():
         Probe("functional_rnn state=5", lambda: functional_rnn(SPEC, V, X, state=5), "state"),
         Probe("functional_rnn state=meta", lambda: functional_rnn(
             SPEC, V, X, state=tuple(torch.zeros(1, 5, 1, 4).to("meta") for _ in range(2))), "state"),
+        # backend="numba" where it cannot run (the kernel needs hidden_size % 8 == 0; GRUs have none)
+        Probe("functional_rnn backend=numba hidden_size=4", lambda: functional_rnn(SPEC, V, X, backend="numba"),
+              "backend='numba'.*hidden_size 4"),
+        Probe("BatchedRNN backend=numba cell=gru", lambda: BatchedRNN(GRU, GRU.init_vectors(2), backend="numba"),
+              "backend='numba'.*cell 'gru'"),
+        Probe("BatchedRNN backend=reference", lambda: BatchedRNN(SPEC, V, backend="reference"), "backend"),
         Probe("BatchedRNN vectors=size", lambda: BatchedRNN(SPEC, V[:, :-1]), "vectors"),
         Probe("BatchedRNN.step x=width", lambda: BatchedRNN(SPEC, V).step(torch.randn(5, 1, 2)), r"\bx\b"),
         Probe("BatchedRNN.initial_state batch=-1", lambda: BatchedRNN(SPEC, V).initial_state(-1, V), "batch"),
