@@ -64,8 +64,9 @@ def _child_interleaved(builds, rounds: int, threads: int, q) -> None:
     q.put(time_interleaved([build() for build in builds], rounds))
 
 
-def measure_interleaved(builds: list[Callable[[], Callable[[], Any]]], *, rounds: int = 5,
-                        threads: int = 2) -> list[tuple[float, float]]:
+def measure_interleaved(
+    builds: list[Callable[[], Callable[[], Any]]], *, rounds: int = 5, threads: int = 2
+) -> list[tuple[float, float]]:
     """Median wall and process-CPU seconds of each ``build()()``, all in one fresh process and
     timed in interleaved rounds, so that a changing machine load hits them alike.
 

@@ -31,10 +31,16 @@ from adaptmem.utils import cli
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = cli.parser(__doc__)
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test that finishes in seconds")
-    p.add_argument("--threads", type=cli.positive_int, default=1, help="torch threads for part 1 (part 2 always uses 1)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="where part 1 runs: cpu (process CPU time) or cuda (wall time, synchronised; "
-                        "the loop runs cuDNN's LSTM); part 2 runs on the CPU only when this is cpu")
+    p.add_argument(
+        "--threads", type=cli.positive_int, default=1, help="torch threads for part 1 (part 2 always uses 1)"
+    )
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where part 1 runs: cpu (process CPU time) or cuda (wall time, synchronised; "
+        "the loop runs cuDNN's LSTM); part 2 runs on the CPU only when this is cpu",
+    )
     return cli.parse(p, argv)
 
 
@@ -84,6 +90,7 @@ def bench_functional(n: int, T: int, repeats: int, device: torch.device) -> list
                 with torch.no_grad():
                     functional_rnn(spec, vectors, x, backend=backend)
                 sync()
+
             return run
 
         def backward(backend):
@@ -91,6 +98,7 @@ def bench_functional(n: int, T: int, repeats: int, device: torch.device) -> list
                 v = vectors.clone().requires_grad_()
                 functional_rnn(spec, v, x, backend=backend).square().mean().backward()
                 sync()
+
             return run
 
         def loop_fwd():
@@ -126,9 +134,19 @@ def bench_functional(n: int, T: int, repeats: int, device: torch.device) -> list
             t = [w if cuda else c for w, c in times]  # wall on CUDA (synchronised), CPU time on the CPU
             gemm_rate, step_rate = 2 * side**3 / t[-2], 2 * n * batch * H * 4 * H / t[-1]
             sequential = (passes + 1) // 2 * 2 * spec.num_layers * n * batch * T * H * 4 * H
-            rows.append(dict(batch=batch, mode=mode, loop=t[0], forms=dict(zip(backends, t[1:-2])), flops=flops,
-                             gemm_rate=gemm_rate, floor=flops / gemm_rate, step_rate=step_rate,
-                             step_floor=sequential / step_rate + (flops - sequential) / gemm_rate))
+            rows.append(
+                dict(
+                    batch=batch,
+                    mode=mode,
+                    loop=t[0],
+                    forms=dict(zip(backends, t[1:-2])),
+                    flops=flops,
+                    gemm_rate=gemm_rate,
+                    floor=flops / gemm_rate,
+                    step_rate=step_rate,
+                    step_floor=sequential / step_rate + (flops - sequential) / gemm_rate,
+                )
+            )
     return rows
 
 
@@ -191,28 +209,39 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
     unit = "wall ms, synchronised" if device.type == "cuda" else "CPU ms"
     threads = f"{torch.get_num_threads()} torch thread(s)"
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else threads
-    print(f"\n## functional_rnn over {n} LSTMs (6 -> 2 x 32 -> 6), T={T}, {where}, median of {repeats} "
-          f"interleaved rounds ({unit})")
+    print(
+        f"\n## functional_rnn over {n} LSTMs (6 -> 2 x 32 -> 6), T={T}, {where}, median of {repeats} "
+        f"interleaved rounds ({unit})"
+    )
     rows = bench_functional(n, T, repeats, device)
     forms = list(rows[0]["forms"])
     loop = "loop over nn.LSTM (cuDNN)" if device.type == "cuda" else "loop over nn.LSTM"
-    print(f"| seqs/network | pass | {loop} | " + " | ".join(f"{f}" for f in forms) + " | "
-          + " | ".join(f"{f} speed-up" for f in forms)
-          + " | MFLOP | best form's GFLOP/s | GEMM GFLOP/s | GEMM floor | speed-up at the GEMM floor"
-          " | step bmm GFLOP/s | step floor | speed-up at the step floor |")
+    print(
+        f"| seqs/network | pass | {loop} | "
+        + " | ".join(f"{f}" for f in forms)
+        + " | "
+        + " | ".join(f"{f} speed-up" for f in forms)
+        + " | MFLOP | best form's GFLOP/s | GEMM GFLOP/s | GEMM floor | speed-up at the GEMM floor"
+        " | step bmm GFLOP/s | step floor | speed-up at the step floor |"
+    )
     print("|---" * (11 + 2 * len(forms)) + "|")
     for r in rows:
         best = min(r["forms"].values())
-        print(f"| {r['batch']} | {r['mode']} | {r['loop'] * 1e3:.2f} | "
-              + " | ".join(f"{t * 1e3:.2f}" for t in r["forms"].values()) + " | "
-              + " | ".join(f"{r['loop'] / t:.2f}x" for t in r["forms"].values())
-              + f" | {r['flops'] / 1e6:.0f} | {r['flops'] / best / 1e9:.1f} | {r['gemm_rate'] / 1e9:.1f} | "
-              f"{r['floor'] * 1e3:.2f} | {r['loop'] / r['floor']:.1f}x | {r['step_rate'] / 1e9:.1f} | "
-              f"{r['step_floor'] * 1e3:.2f} | {r['loop'] / r['step_floor']:.1f}x |")
-    print("\nGEMM floor: all the pass's multiply-adds at the rate of one square GEMM of as many flops. Step "
-          "floor: the products that must run step by step (h W_hh^T, and dh = da W_hh backward) at the rate "
-          "of one step's product for all networks as one bmm, the rest at the GEMM rate; gate "
-          "nonlinearities counted as free in both.")
+        print(
+            f"| {r['batch']} | {r['mode']} | {r['loop'] * 1e3:.2f} | "
+            + " | ".join(f"{t * 1e3:.2f}" for t in r["forms"].values())
+            + " | "
+            + " | ".join(f"{r['loop'] / t:.2f}x" for t in r["forms"].values())
+            + f" | {r['flops'] / 1e6:.0f} | {r['flops'] / best / 1e9:.1f} | {r['gemm_rate'] / 1e9:.1f} | "
+            f"{r['floor'] * 1e3:.2f} | {r['loop'] / r['floor']:.1f}x | {r['step_rate'] / 1e9:.1f} | "
+            f"{r['step_floor'] * 1e3:.2f} | {r['loop'] / r['step_floor']:.1f}x |"
+        )
+    print(
+        "\nGEMM floor: all the pass's multiply-adds at the rate of one square GEMM of as many flops. Step "
+        "floor: the products that must run step by step (h W_hh^T, and dh = da W_hh backward) at the rate "
+        "of one step's product for all networks as one bmm, the rest at the GEMM rate; gate "
+        "nonlinearities counted as free in both."
+    )
     if device.type == "cuda":
         return
 

@@ -41,7 +41,9 @@ def install_hint(extra: str, *packages: str) -> str:
     if packages:
         reqs = tuple(r for r in reqs if _name(r) in packages)
         if len(reqs) != len(packages):
-            raise ValueError(f"install_hint: packages {list(packages)} are not all in extra {extra!r} ({list(EXTRAS[extra])})")
+            raise ValueError(
+                f"install_hint: packages {list(packages)} are not all in extra {extra!r} ({list(EXTRAS[extra])})"
+            )
     return f"pip install {' '.join(shlex.quote(r) for r in reqs)} (the {extra!r} extra of {DISTRIBUTION})"
 
 

@@ -45,8 +45,9 @@ def _add_vec_mat(acc, v, m, rows, cols):  # pragma: no cover - compiled
         v0, v1, v2, v3, v4, v5, v6, v7 = v[j], v[j + 1], v[j + 2], v[j + 3], v[j + 4], v[j + 5], v[j + 6], v[j + 7]
         m0, m1, m2, m3, m4, m5, m6, m7 = m[j], m[j + 1], m[j + 2], m[j + 3], m[j + 4], m[j + 5], m[j + 6], m[j + 7]
         for k in range(cols):
-            acc[k] += (v0 * m0[k] + v1 * m1[k] + v2 * m2[k] + v3 * m3[k]) + (v4 * m4[k] + v5 * m5[k] + v6 * m6[k]
-                                                                           + v7 * m7[k])
+            acc[k] += (v0 * m0[k] + v1 * m1[k] + v2 * m2[k] + v3 * m3[k]) + (
+                v4 * m4[k] + v5 * m5[k] + v6 * m6[k] + v7 * m7[k]
+            )
         j += 8
     while j < rows:
         vj, mj = v[j], m[j]

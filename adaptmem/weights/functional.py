@@ -63,8 +63,9 @@ class BatchedRNN:
         check_spec("BatchedRNN", spec)
         check_floating("BatchedRNN", "vectors", vectors)
         if vectors.dim() != 2 or vectors.shape[1] != spec.num_params:
-            raise ValueError(f"BatchedRNN: vectors must be [N, P] = (*, {spec.num_params}), "
-                             f"got shape {fmt_shape(vectors)}")
+            raise ValueError(
+                f"BatchedRNN: vectors must be [N, P] = (*, {spec.num_params}), got shape {fmt_shape(vectors)}"
+            )
         self.backend = resolve_backend("BatchedRNN", spec, vectors, backend)
         self.spec = spec
         self.n = vectors.shape[0]
@@ -123,8 +124,10 @@ class BatchedRNN:
                 got = fmt_shape(t) if isinstance(t, torch.Tensor) else type(t).__name__
                 raise ValueError(f"BatchedRNN: state tensors must be [num_layers, N, B, H] = {want}, got {got}")
             if t.device != like.device or t.dtype != like.dtype:
-                raise ValueError(f"BatchedRNN: state tensors must be {like.dtype} on {like.device} like x, "
-                                 f"got {t.dtype} on {t.device}")
+                raise ValueError(
+                    f"BatchedRNN: state tensors must be {like.dtype} on {like.device} like x, "
+                    f"got {t.dtype} on {t.device}"
+                )
         return state
 
     # ---- one cell ------------------------------------------------------------------------
@@ -164,14 +167,16 @@ class BatchedRNN:
         """One time step: ``x [N, B, input_size] -> (y [N, B, out_features], state)``."""
         check_floating("BatchedRNN.step", "x", x)
         if x.dim() != 3 or x.shape[0] != self.n or x.shape[2] != self.spec.input_size:
-            raise ValueError(f"BatchedRNN.step: x must be [N, B, input_size] = ({self.n}, *, "
-                             f"{self.spec.input_size}), got shape {fmt_shape(x)}")
+            raise ValueError(
+                f"BatchedRNN.step: x must be [N, B, input_size] = ({self.n}, *, "
+                f"{self.spec.input_size}), got shape {fmt_shape(x)}"
+            )
         # one step runs as torch ops also where whole sequences run the numba kernel (same weights,
         # same gate order): a kernel call per step measured 1.3x (no grad) to 2x (with grad) slower
         # at one sequence per network
         state = self._check_state(state, x.shape[1], x)
         lstm = self.spec.cell == "lstm"
-        hs, cs = (state if lstm else (state, None))
+        hs, cs = state if lstm else (state, None)
         new_h, new_c = [], []
         for k in range(self.spec.num_layers):
             h, c = self._cell(k, self._project(k, x), hs[k], cs[k] if lstm else None)
@@ -187,12 +192,14 @@ class BatchedRNN:
         if squeeze:
             x = x.unsqueeze(1)
         if x.dim() != 4 or x.shape[0] != self.n or x.shape[3] != self.spec.input_size or x.shape[2] == 0:
-            raise ValueError(f"BatchedRNN: x must be [N, B, T, input_size] or [N, T, input_size] with "
-                             f"N={self.n}, input_size={self.spec.input_size}, T > 0, got shape {fmt_shape(x)}")
+            raise ValueError(
+                f"BatchedRNN: x must be [N, B, T, input_size] or [N, T, input_size] with "
+                f"N={self.n}, input_size={self.spec.input_size}, T > 0, got shape {fmt_shape(x)}"
+            )
         N, B, T, _ = x.shape
         state = self._check_state(state, B, x)
         lstm = self.spec.cell == "lstm"
-        hs, cs = (state if lstm else (state, None))
+        hs, cs = state if lstm else (state, None)
         # time-major inside: [N, T, B, *] so that step t is a contiguous [N, B, *] block
         seq = x.transpose(1, 2).reshape(N, T * B, x.shape[3])  # sizes spelled out: -1 is ambiguous when B = 0
         last_h, last_c = [], []
@@ -222,8 +229,15 @@ class BatchedRNN:
     __call__ = forward
 
 
-def functional_rnn(spec: WeightSpec, vectors: torch.Tensor, inputs: torch.Tensor, state: State = None, *,
-                   return_state: bool = False, backend: str = "auto"):
+def functional_rnn(
+    spec: WeightSpec,
+    vectors: torch.Tensor,
+    inputs: torch.Tensor,
+    state: State = None,
+    *,
+    return_state: bool = False,
+    backend: str = "auto",
+):
     """Run N networks, network n with weights ``vectors[n]`` on ``inputs[n]``.
 
     Args:
@@ -255,14 +269,23 @@ def functional_rnn(spec: WeightSpec, vectors: torch.Tensor, inputs: torch.Tensor
     check_floating("functional_rnn", "inputs", inputs)
     check_same_device("functional_rnn", vectors=vectors, inputs=inputs)
     if vectors.dim() != 2 or vectors.shape[1] != spec.num_params:
-        raise ValueError(f"functional_rnn: vectors must be [N, P] = (*, {spec.num_params}), "
-                         f"got shape {fmt_shape(vectors)}")
-    if inputs.dim() not in (3, 4) or inputs.shape[0] != vectors.shape[0] or inputs.shape[-1] != spec.input_size or \
-            inputs.shape[-2] == 0:
-        raise ValueError(f"functional_rnn: inputs must be [N, T, input_size] or [N, B, T, input_size] with "
-                         f"N={vectors.shape[0]}, input_size={spec.input_size} and T > 0, got shape {fmt_shape(inputs)}")
+        raise ValueError(
+            f"functional_rnn: vectors must be [N, P] = (*, {spec.num_params}), got shape {fmt_shape(vectors)}"
+        )
+    if (
+        inputs.dim() not in (3, 4)
+        or inputs.shape[0] != vectors.shape[0]
+        or inputs.shape[-1] != spec.input_size
+        or inputs.shape[-2] == 0
+    ):
+        raise ValueError(
+            f"functional_rnn: inputs must be [N, T, input_size] or [N, B, T, input_size] with "
+            f"N={vectors.shape[0]}, input_size={spec.input_size} and T > 0, got shape {fmt_shape(inputs)}"
+        )
     if inputs.dtype != vectors.dtype:
-        raise TypeError(f"functional_rnn: inputs and vectors must share a dtype, got {inputs.dtype} and {vectors.dtype}")
+        raise TypeError(
+            f"functional_rnn: inputs and vectors must share a dtype, got {inputs.dtype} and {vectors.dtype}"
+        )
     if backend == "reference":
         y, new_state = _reference(spec, vectors, inputs, state)
     else:
@@ -283,8 +306,10 @@ def _numba_blocker(spec: WeightSpec, vectors: torch.Tensor) -> tuple[str, type[E
     if spec.cell != "lstm":
         return f"the numba kernel runs LSTMs, got cell {spec.cell!r}", ValueError
     if spec.hidden_size % LANES:
-        return (f"the numba kernel runs hidden sizes that are multiples of {LANES}, got hidden_size "
-                f"{spec.hidden_size}", ValueError)
+        return (
+            f"the numba kernel runs hidden sizes that are multiples of {LANES}, got hidden_size {spec.hidden_size}",
+            ValueError,
+        )
     if vectors.device.type != "cpu":
         return f"the numba kernel runs on CPU tensors, got device {vectors.device}", ValueError
     if vectors.dtype not in (torch.float32, torch.float64):
@@ -320,8 +345,9 @@ def _numba_lstm(gx: torch.Tensor, w_hh_t: torch.Tensor, h0: torch.Tensor, c0: to
     return hs, cs[:, (gx.shape[1] - 1) % 2]
 
 
-def _numba_forward(gx: torch.Tensor, w_hh_t: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor,
-                   slots: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _numba_forward(
+    gx: torch.Tensor, w_hh_t: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, slots: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run ``_lstm_numba.lstm_forward``; returns ``hs [N, T, B, H]`` and the saved ``cs``, ``acts``
     (``slots`` steps of them, all T when ``None``)."""
     from adaptmem.weights import _lstm_numba
@@ -331,8 +357,7 @@ def _numba_forward(gx: torch.Tensor, w_hh_t: torch.Tensor, h0: torch.Tensor, c0:
     gx = gx.contiguous()
     hs = gx.new_empty(N, T, B, G // 4)
     cs, acts = gx.new_empty(N, S, B, G // 4), gx.new_empty(N, S, B, G)
-    run_in_threads(_lstm_numba.lstm_forward, N, T, *_numpy(gx, w_hh_t, h0.unsqueeze(1), c0.unsqueeze(1),
-                                                          hs, cs, acts))
+    run_in_threads(_lstm_numba.lstm_forward, N, T, *_numpy(gx, w_hh_t, h0.unsqueeze(1), c0.unsqueeze(1), hs, cs, acts))
     return hs, cs, acts
 
 
@@ -364,9 +389,22 @@ class _NumbaLSTM(torch.autograd.Function):
         N, T, B, H = hs.shape
         da, dh0, dc0 = (torch.empty(t.shape, dtype=t.dtype) for t in (acts, h0, c0))  # C order: written by the kernel
         # the kernel's dh_{t-1} = da W_hh reads W_hh untransposed: a row-vector product, like the forward's
-        run_in_threads(_lstm_numba.lstm_backward, N, T,
-                       *_numpy(dhs, dcT.unsqueeze(1), w_hh_t.transpose(1, 2), c0.unsqueeze(1), cs, acts, da,
-                               dh0.unsqueeze(1), dc0.unsqueeze(1)))
+        run_in_threads(
+            _lstm_numba.lstm_backward,
+            N,
+            T,
+            *_numpy(
+                dhs,
+                dcT.unsqueeze(1),
+                w_hh_t.transpose(1, 2),
+                c0.unsqueeze(1),
+                cs,
+                acts,
+                da,
+                dh0.unsqueeze(1),
+                dc0.unsqueeze(1),
+            ),
+        )
         dw = None
         if ctx.needs_input_grad[1]:
             h_prev = torch.cat([h0.unsqueeze(1), hs[:, :-1]], dim=1).view(N, T * B, H)
