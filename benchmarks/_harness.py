@@ -43,9 +43,9 @@ def measure(build: Callable[[], Callable[[], Any]], *, repeats: int = 3, threads
     return _in_child(_child, build, repeats, threads)
 
 
-def _child_interleaved(builds, rounds: int, threads: int, q) -> None:
-    configure_threads(threads, verbose=False)
-    runs = [build() for build in builds]
+def time_interleaved(runs: list[Callable[[], Any]], rounds: int) -> list[tuple[float, float]]:
+    """Median wall and process-CPU seconds of each ``run()`` in this process, after one warm-up
+    call each, timed in interleaved rounds so that a changing machine load hits them alike."""
     for run in runs:  # warm-up: compilation, caches, allocator
         run()
     wall: list[list[float]] = [[] for _ in runs]
@@ -56,11 +56,17 @@ def _child_interleaved(builds, rounds: int, threads: int, q) -> None:
             run()
             wall[i].append(time.perf_counter() - t0)
             cpu[i].append(time.process_time() - c0)
-    q.put([(statistics.median(w), statistics.median(c)) for w, c in zip(wall, cpu)])
+    return [(statistics.median(w), statistics.median(c)) for w, c in zip(wall, cpu)]
 
 
-def measure_interleaved(builds: list[Callable[[], Callable[[], Any]]], *, rounds: int = 5,
-                        threads: int = 2) -> list[tuple[float, float]]:
+def _child_interleaved(builds, rounds: int, threads: int, q) -> None:
+    configure_threads(threads, verbose=False)
+    q.put(time_interleaved([build() for build in builds], rounds))
+
+
+def measure_interleaved(
+    builds: list[Callable[[], Callable[[], Any]]], *, rounds: int = 5, threads: int = 2
+) -> list[tuple[float, float]]:
     """Median wall and process-CPU seconds of each ``build()()``, all in one fresh process and
     timed in interleaved rounds, so that a changing machine load hits them alike.
 

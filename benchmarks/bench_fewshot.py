@@ -56,14 +56,26 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
     threads = configure_threads(args.threads).intra_op
     N, K, Q, B = args.ways, args.shots, args.queries, args.batch_size
     g = torch.Generator().manual_seed(0)
-    ep = Episode(torch.rand(B, N * K, 1, 28, 28, generator=g), torch.stack([torch.randperm(N, generator=g).repeat(K) for _ in range(B)]),
-                 torch.rand(B, N * Q, 1, 28, 28, generator=g), torch.stack([torch.randperm(N, generator=g).repeat(Q) for _ in range(B)]))
+    ep = Episode(
+        torch.rand(B, N * K, 1, 28, 28, generator=g),
+        torch.stack([torch.randperm(N, generator=g).repeat(K) for _ in range(B)]),
+        torch.rand(B, N * Q, 1, 28, 28, generator=g),
+        torch.stack([torch.randperm(N, generator=g).repeat(Q) for _ in range(B)]),
+    )
     images = B * N * (K + Q)
     runs = {}
     for name in args.kinds:
         torch.manual_seed(0)
-        net = build_fewshot_learner(name, num_classes=N, in_channels=1, image_size=28, conv_channels=args.conv_channels,
-                                    d_model=args.d_model, num_heads=args.num_heads, num_layers=args.num_layers)
+        net = build_fewshot_learner(
+            name,
+            num_classes=N,
+            in_channels=1,
+            image_size=28,
+            conv_channels=args.conv_channels,
+            d_model=args.d_model,
+            num_heads=args.num_heads,
+            num_layers=args.num_layers,
+        )
         runs[name] = (net, torch.optim.Adam(net.parameters(), lr=1e-4), [], [])
 
     def step(net, opt):
@@ -82,13 +94,18 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
                 step(net, opt)
             wall.append((time.perf_counter() - t) / args.steps)
             cpu.append((time.process_time() - c) / args.steps)
-    print(f"{N}-way {K}-shot, {N * Q} queries, batch {B} episodes = {images} images/step; Conv-4 {args.conv_channels} ch, "
-          f"d_model {args.d_model}, {args.num_layers} layers; {threads} thread(s); load average {load:.1f} -> "
-          f"{os.getloadavg()[0]:.1f}\n")
+    print(
+        f"{N}-way {K}-shot, {N * Q} queries, batch {B} episodes = {images} images/step; "
+        f"Conv-4 {args.conv_channels} ch, "
+        f"d_model {args.d_model}, {args.num_layers} layers; {threads} thread(s); load average {load:.1f} -> "
+        f"{os.getloadavg()[0]:.1f}\n"
+    )
     rate = {k: images / statistics.median(v[2]) for k, v in runs.items()}
     cpu_rate = {k: images / statistics.median(v[3]) for k, v in runs.items()}
     refs = [r for r in ("lstm", "deltanet") if r in runs]
-    head = "| model | params | images/s (wall) | images/CPU-s | " + " | ".join(f"vs {r} (wall / CPU)" for r in refs) + " |"
+    head = (
+        "| model | params | images/s (wall) | images/CPU-s | " + " | ".join(f"vs {r} (wall / CPU)" for r in refs) + " |"
+    )
     print(head + "\n" + "|---" * (4 + len(refs)) + "|")
     for k, (net, *_rest) in runs.items():
         ratios = " | ".join(f"{rate[k] / rate[r]:.2f}x / {cpu_rate[k] / cpu_rate[r]:.2f}x" for r in refs)

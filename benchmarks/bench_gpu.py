@@ -35,11 +35,17 @@ class Config:
 
 def parse(argv: Sequence[str] | None = None) -> Config:
     p = cli.parser(__doc__)
-    p.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (a smoke run under TRITON_INTERPRET=1)")
+    p.add_argument(
+        "--device", default="cuda", help="cuda (the benchmark) or cpu (a smoke run under TRITON_INTERPRET=1)"
+    )
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that the script runs, measures nothing")
     p.add_argument("--repeats", type=int, default=5, help="timed repetitions per measurement (median reported)")
-    p.add_argument("--ref-steps", type=int, default=256,
-                   help="longest T for autograd through the step loop; longer runs are scaled from it")
+    p.add_argument(
+        "--ref-steps",
+        type=int,
+        default=256,
+        help="longest T for autograd through the step loop; longer runs are scaled from it",
+    )
     p.add_argument("--peak-tflops", type=float, default=None, help="FP32 peak of the GPU (default: looked up by name)")
     a = cli.parse(p, argv)
     return Config(a.device, a.quick, a.repeats, a.ref_steps, a.peak_tflops)
@@ -133,7 +139,10 @@ def srwm_step(inputs, backend):
 def bench_srwm(cfg: Config, peaks: tuple[float, float]) -> None:
     sizes = [(2, 2, 4, 9)] if cfg.quick else [(32, 8, 16, 512), (8, 16, 64, 4096)]
     print("\n## SRWM forward + backward (fp32 inputs)\n")
-    print("| B | H | D | T | backend | ms | vs reference loop | peak MiB | % of floor (compulsory / design) | us per step |")
+    print(
+        "| B | H | D | T | backend | ms | vs reference loop | peak MiB "
+        "| % of floor (compulsory / design) | us per step |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for B, H, D, T in sizes:
         inputs = srwm_inputs(B, T, H, D, cfg.device)
@@ -149,11 +158,15 @@ def bench_srwm(cfg: Config, peaks: tuple[float, float]) -> None:
                 mem = peak_memory(lambda: srwm_step(inputs, backend), cfg)
             floor = max(fl["flops"] / peaks[0], fl["bytes"] / peaks[1])
             floor_design = max(fl["flops"] / peaks[0], fl["bytes_design"] / peaks[1])
-            print(f"| {B} | {H} | {D} | {T} | {backend} | {mark}{t * 1e3:.2f} | {t_ref / t:.1f}x | "
-                  f"{mem:.0f}{' (T=' + str(T_ref) + ')' if mark else ''} | "
-                  f"{100 * floor / t:.1f} / {100 * floor_design / t:.1f} | {t / T * 1e6:.2f} |")
-        print(f"\nfloor: {fl['flops'] / 1e9:.2f} GFLOP, {fl['bytes'] / 1e9:.3f} GB compulsory, "
-              f"{fl['bytes_design'] / 1e9:.3f} GB with the backward's scratch")
+            print(
+                f"| {B} | {H} | {D} | {T} | {backend} | {mark}{t * 1e3:.2f} | {t_ref / t:.1f}x | "
+                f"{mem:.0f}{' (T=' + str(T_ref) + ')' if mark else ''} | "
+                f"{100 * floor / t:.1f} / {100 * floor_design / t:.1f} | {t / T * 1e6:.2f} |"
+            )
+        print(
+            f"\nfloor: {fl['flops'] / 1e9:.2f} GFLOP, {fl['bytes'] / 1e9:.3f} GB compulsory, "
+            f"{fl['bytes_design'] / 1e9:.3f} GB with the backward's scratch"
+        )
 
 
 def bench_delta(cfg: Config) -> None:
@@ -190,20 +203,27 @@ def bench_layers(cfg: Config) -> None:
     print("|---|---|---|---|---|---|---|---|")
     for B, T, H, D in sizes:
         x = torch.randn(B, T, H * D, device=cfg.device)
-        layers = {name: cls(d_model=H * D, num_heads=H).to(cfg.device) for name, cls in (("srwm", SRWM), ("delta", DeltaNet))}
+        layers = {
+            name: cls(d_model=H * D, num_heads=H).to(cfg.device) for name, cls in (("srwm", SRWM), ("delta", DeltaNet))
+        }
         rates = {}
         for name, layer in layers.items():
+
             def step():
                 with torch.autocast(cfg.device, dtype=torch.bfloat16, enabled=cfg.device == "cuda"):
                     y, _ = layer(x)
                 y.float().square().mean().backward()
 
             rates[name] = B * T / timed(step, cfg)
-        probe = torch.empty(B, T, H, D, device=cfg.device, dtype=torch.bfloat16 if cfg.device == "cuda" else torch.float32)
+        probe = torch.empty(
+            B, T, H, D, device=cfg.device, dtype=torch.bfloat16 if cfg.device == "cuda" else torch.float32
+        )
         call = OpCall.of("delta_rule", "chunk", (probe, probe, probe, probe[..., 0]), key_dim=D, value_dim=D)
         used = resolve_backend(call).backend
-        print(f"| {B} | {T} | {H} | {D} | {used} | {rates['srwm']:.0f} | {rates['delta']:.0f} | "
-              f"{rates['srwm'] / rates['delta']:.2f} |")
+        print(
+            f"| {B} | {T} | {H} | {D} | {used} | {rates['srwm']:.0f} | {rates['delta']:.0f} | "
+            f"{rates['srwm'] / rates['delta']:.2f} |"
+        )
 
 
 def main(cfg: Config | None = None) -> None:

@@ -23,8 +23,9 @@ from adaptmem.utils import cli
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = cli.parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (smoke test)")
-    parser.add_argument("--kinds", default=None,
-                        help="comma-separated layer kinds (default: transformer and every fast-weight kind)")
+    parser.add_argument(
+        "--kinds", default=None, help="comma-separated layer kinds (default: transformer and every fast-weight kind)"
+    )
     cli.add_threads(parser)
     return cli.parse(parser, argv)
 
@@ -102,8 +103,10 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
     threads = configure_threads(args.threads).intra_op
     kinds = args.kinds.split(",") if args.kinds else list(KINDS)
     cli.check_choice("--kinds", kinds, KINDS)
-    print(f"threads {threads}, load average {os.getloadavg()[0]:.2f}, model {args.num_layers} x {args.d_model}, "
-          f"train batch {args.batch_size} x {args.seq_len}, vocab {args.vocab}\n")
+    print(
+        f"threads {threads}, load average {os.getloadavg()[0]:.2f}, model {args.num_layers} x {args.d_model}, "
+        f"train batch {args.batch_size} x {args.seq_len}, vocab {args.vocab}\n"
+    )
 
     rows = []
     for kind in kinds:
@@ -114,15 +117,21 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
         print(f"  measured {kind} (load {os.getloadavg()[0]:.2f})", flush=True)
     base = next((r for r in rows if r[0] == "transformer"), rows[0])
 
-    print(f"\nThroughput (wall: as measured; cpu: per second of process CPU time). Generation after a "
-          f"context of {args.contexts[0]}; ratios are to {base[0]}.\n")
-    print("| kind | parameters | train tok/s wall | train tok/s cpu | ratio | generate tok/s wall | "
-          "generate tok/s cpu | ratio |")
+    print(
+        f"\nThroughput (wall: as measured; cpu: per second of process CPU time). Generation after a "
+        f"context of {args.contexts[0]}; ratios are to {base[0]}.\n"
+    )
+    print(
+        "| kind | parameters | train tok/s wall | train tok/s cpu | ratio | generate tok/s wall | "
+        "generate tok/s cpu | ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for kind, n, (tw, tc), ms in rows:
         gw, gc = 1000 / ms[0][0], 1000 / ms[0][1]
-        print(f"| {kind} | {n:,} | {tw:,.0f} | {tc:,.0f} | {tc / base[2][1]:.2f} | {gw:,.0f} | {gc:,.0f} | "
-              f"{gc * base[3][0][1] / 1000:.2f} |")
+        print(
+            f"| {kind} | {n:,} | {tw:,.0f} | {tc:,.0f} | {tc / base[2][1]:.2f} | {gw:,.0f} | {gc:,.0f} | "
+            f"{gc * base[3][0][1] / 1000:.2f} |"
+        )
 
     head = " | ".join(f"ctx {c}" for c in args.contexts)
     print("\nGeneration, CPU ms per token after a context of N tokens (ratio to the shortest context):\n")
@@ -130,6 +139,7 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
     for kind, _, _, ms in rows:
         print(f"| {kind} | " + " | ".join(f"{m[1]:.2f} ({m[1] / ms[0][1]:.1f}x)" for m in ms) + " |")
     print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
+
 
 if __name__ == "__main__":
     main(ARGS)

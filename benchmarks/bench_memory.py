@@ -39,14 +39,24 @@ from adaptmem.utils import cli
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = cli.parser(__doc__)
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
-    p.add_argument("--threads", type=cli.positive_int, nargs="+", default=[1, 2],
-                   help="thread counts to run (torch and FAISS alike)")
+    p.add_argument(
+        "--threads",
+        type=cli.positive_int,
+        nargs="+",
+        default=[1, 2],
+        help="thread counts to run (torch and FAISS alike)",
+    )
     p.add_argument("--repeats", type=int, default=5, help="timed rounds per measurement (median reported)")
-    p.add_argument("--approx-n", type=cli.positive_int, default=1_000_000,
-                   help="entries for the approximate indexes (a')")
+    p.add_argument(
+        "--approx-n", type=cli.positive_int, default=1_000_000, help="entries for the approximate indexes (a')"
+    )
     p.add_argument("--no-approx", action="store_true", help="skip the approximate indexes (a')")
-    p.add_argument("--slow-queries", type=cli.positive_int, default=16,
-                   help="(c): queries per timed call of the generic and loop paths (they take ~0.1-1 s each)")
+    p.add_argument(
+        "--slow-queries",
+        type=cli.positive_int,
+        default=16,
+        help="(c): queries per timed call of the generic and loop paths (they take ~0.1-1 s each)",
+    )
     return cli.parse(p, argv)
 
 
@@ -59,7 +69,6 @@ from torch import nn  # noqa: E402
 from adaptmem.memory import EpisodicMemory, MbPA, faiss_available  # noqa: E402
 from adaptmem.memory.episodic import _BLOCK  # noqa: E402
 from adaptmem.utils import configure_threads, markdown_table  # noqa: E402
-
 
 
 def timeit(fn, repeats: int) -> float:
@@ -121,8 +130,17 @@ def bench_exact(n: int, dim: int, queries: int, k: int, repeats: int, threads: i
     rows = []
     for name, (cpu, wall) in times.items():
         tag = same if name.startswith("EpisodicMemory") else ""
-        rows.append([name + tag, threads, f"{1e3 * cpu:,.0f}", f"{1e3 * wall:,.0f}", f"{queries / cpu:,.0f}",
-                     f"{cpu / blocked:.2f}x", f"{cpu / plain:.2f}x"])
+        rows.append(
+            [
+                name + tag,
+                threads,
+                f"{1e3 * cpu:,.0f}",
+                f"{1e3 * wall:,.0f}",
+                f"{queries / cpu:,.0f}",
+                f"{cpu / blocked:.2f}x",
+                f"{cpu / plain:.2f}x",
+            ]
+        )
     return rows
 
 
@@ -153,8 +171,10 @@ def bench_approx(n: int, dim: int, queries: int, k: int, repeats: int, threads: 
     want = exact.search(q, k).slots
     cpu, _ = interleaved({"exact": lambda: exact.search(q, k)}, repeats)["exact"]
     ring = exact.memory_usage()["ring"] / n
-    rows = [["flat (exact)", threads, "-", f"{queries / cpu:,.0f}", "1.000", f"{ring:,.0f} + 0", f"{ring * 1e7 / 1e9:.1f}"]]
-    del exact
+    rows = [
+        ["flat (exact)", threads, "-", f"{queries / cpu:,.0f}", "1.000", f"{ring:,.0f} + 0", f"{ring * 1e7 / 1e9:.1f}"]
+    ]
+    exact = None  # frees the flat index before the next one is built
     for kind, params, knob, settings in approx_configs(n, dim, quick):
         mem = EpisodicMemory(dim, n, index=kind, **params)
         mem.write(keys, torch.arange(n))
@@ -169,10 +189,18 @@ def bench_approx(n: int, dim: int, queries: int, k: int, repeats: int, threads: 
         for value in settings:
             mem.set_search_params(**{knob: value})
             cpu, _ = interleaved({"s": lambda: mem.search(q, k)}, repeats)["s"]
-            rows.append([f"{kind} ({shown}, {knob}={value})", threads, f"{build:,.1f}", f"{queries / cpu:,.0f}",
-                         f"{recall(mem.search(q, k).slots, want):.3f}",
-                         f"{usage['ring'] / n:,.0f} + {usage['index'] / n:,.0f}", f"{per_entry * 1e7 / 1e9:.1f}"])
-        del mem
+            rows.append(
+                [
+                    f"{kind} ({shown}, {knob}={value})",
+                    threads,
+                    f"{build:,.1f}",
+                    f"{queries / cpu:,.0f}",
+                    f"{recall(mem.search(q, k).slots, want):.3f}",
+                    f"{usage['ring'] / n:,.0f} + {usage['index'] / n:,.0f}",
+                    f"{per_entry * 1e7 / 1e9:.1f}",
+                ]
+            )
+        mem = None
     return rows
 
 
@@ -191,25 +219,32 @@ def bench_mbpa(batch: int, k: int, steps: int, dim: int, n: int, repeats: int, t
     return [(name, th, sec, qps, base / sec) for name, th, sec, qps in rows]
 
 
-def bench_mbpa_lm(segment: int, slow_queries: int, k: int, steps: int, dim: int, vocab: int, n: int,
-                  repeats: int, threads: int) -> list[tuple]:
+def bench_mbpa_lm(
+    segment: int, slow_queries: int, k: int, steps: int, dim: int, vocab: int, n: int, repeats: int, threads: int
+) -> list[tuple]:
     """Tokens/s of each MbPA path on LM-sized heads; the slow paths are timed on fewer queries."""
     g = torch.Generator().manual_seed(2)
     head = nn.Linear(dim, vocab)
     rows = []
-    paths = (("linear, neighbour table cached", dict(mode="linear"), segment),
-             ("linear, table recomputed per call", dict(mode="linear", cache_logits=False), segment),
-             ("generic torch.func (vmap)", dict(mode="vmap"), slow_queries),
-             ("per-query loop", dict(mode="loop"), slow_queries))
+    paths = (
+        ("linear, neighbour table cached", dict(mode="linear"), segment),
+        ("linear, table recomputed per call", dict(mode="linear", cache_logits=False), segment),
+        ("generic torch.func (vmap)", dict(mode="vmap"), slow_queries),
+        ("per-query loop", dict(mode="loop"), slow_queries),
+    )
     for name, kw, queries in paths:
         mem = EpisodicMemory(dim, n)
         mem.write(torch.randn(n, dim, generator=g), torch.randint(0, vocab, (n,), generator=g))
         mbpa = MbPA(head, mem, k=k, steps=steps, lr=0.15, chunk_size=queries, **kw)
-        segments = [(torch.randn(queries, dim, generator=g), torch.randint(0, vocab, (queries,), generator=g))
-                     for _ in range(repeats + 1)]
+        segments = [
+            (torch.randn(queries, dim, generator=g), torch.randint(0, vocab, (queries,), generator=g))
+            for _ in range(repeats + 1)
+        ]
 
-        def one_segment(it=iter(segments)):
-            h, y = next(it)
+        pending = iter(segments)
+
+        def one_segment():
+            h, y = next(pending)
             mbpa(h)
             mem.write(h, y)  # the next call meets `queries` new entries, as in the LM
 
@@ -222,8 +257,12 @@ def bench_mbpa_lm(segment: int, slow_queries: int, k: int, steps: int, dim: int,
 def print_speedups(title: str, columns: list[str], rows: list[tuple], what: str, target: float) -> None:
     """A (method, threads, seconds, rate, ratio) table and whether its best ratio meets ``target``."""
     print(f"\n{title}\n")
-    print(markdown_table(["method", "threads", *columns], [[name, th, f"{1e3 * sec:.1f}", f"{rate:,.0f}", f"{ratio:.1f}x"]
-                                                          for name, th, sec, rate, ratio in rows]))
+    print(
+        markdown_table(
+            ["method", "threads", *columns],
+            [[name, th, f"{1e3 * sec:.1f}", f"{rate:,.0f}", f"{ratio:.1f}x"] for name, th, sec, rate, ratio in rows],
+        )
+    )
     best = max(r[4] for r in rows)
     print(f"\n{what}: best {best:.1f}x (target >= {target:g}x: {'met' if best >= target else 'NOT met'})")
 
@@ -241,8 +280,10 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
         approx = dict(n=args.approx_n, dim=128, queries=256, k=32)
         mbpa = dict(batch=256, k=32, steps=5, dim=128, n=10_000)
         lm = dict(segment=64, slow_queries=args.slow_queries, k=256, steps=1, dim=256, vocab=10_000, n=5_000)
-    print(f"torch {torch.__version__}, faiss {'yes' if faiss_available() else 'no'}, "
-          f"{os.cpu_count()} cores, load average before: {os.getloadavg()[0]:.2f}")
+    print(
+        f"torch {torch.__version__}, faiss {'yes' if faiss_available() else 'no'}, "
+        f"{os.cpu_count()} cores, load average before: {os.getloadavg()[0]:.2f}"
+    )
     exact_rows, approx_rows, mbpa_rows, lm_rows = [], [], [], []
     for threads in args.threads:
         configure_threads(threads)  # torch and FAISS's OpenMP agree on one number
@@ -252,23 +293,53 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
         mbpa_rows += bench_mbpa(**mbpa, repeats=args.repeats, threads=threads)
         lm_rows += bench_mbpa_lm(**lm, repeats=args.repeats, threads=threads)
     s, a, m = search, approx, mbpa
-    print(f"\n(a) kNN search, exact: {s['n']:,} x {s['dim']} keys, {s['queries']:,} queries, k = {s['k']}; "
-          f"times are medians of {args.repeats}\n")
-    print(markdown_table(["method", "threads", "CPU ms", "wall ms", "queries per CPU-s", "x blocked GEMM",
-                          "x plain GEMM"], exact_rows))
+    print(
+        f"\n(a) kNN search, exact: {s['n']:,} x {s['dim']} keys, {s['queries']:,} queries, k = {s['k']}; "
+        f"times are medians of {args.repeats}\n"
+    )
+    print(
+        markdown_table(
+            ["method", "threads", "CPU ms", "wall ms", "queries per CPU-s", "x blocked GEMM", "x plain GEMM"],
+            exact_rows,
+        )
+    )
     if approx_rows:
-        print(f"\n(a') kNN search, approximate: {a['n']:,} x {a['dim']} clustered keys, {a['queries']:,} queries, "
-              f"k = {a['k']}; recall@{a['k']} against exact search of the same keys and queries\n")
-        print(markdown_table(["index", "threads", "build CPU s", "queries per CPU-s", f"recall@{a['k']}",
-                              "bytes per entry (ring + index)", "GB at 10^7 entries"], approx_rows))
-    print_speedups(f"(b) MbPA: B = {m['batch']}, K = {m['k']}, steps = {m['steps']}, Linear({m['dim']}, 10) head, "
-                   f"memory {m['n']:,}", ["time (ms)", "queries/s", "speed-up vs first row"], mbpa_rows,
-                   "MbPA batched vs loop", 10)
+        print(
+            f"\n(a') kNN search, approximate: {a['n']:,} x {a['dim']} clustered keys, {a['queries']:,} queries, "
+            f"k = {a['k']}; recall@{a['k']} against exact search of the same keys and queries\n"
+        )
+        print(
+            markdown_table(
+                [
+                    "index",
+                    "threads",
+                    "build CPU s",
+                    "queries per CPU-s",
+                    f"recall@{a['k']}",
+                    "bytes per entry (ring + index)",
+                    "GB at 10^7 entries",
+                ],
+                approx_rows,
+            )
+        )
+    print_speedups(
+        f"(b) MbPA: B = {m['batch']}, K = {m['k']}, steps = {m['steps']}, Linear({m['dim']}, 10) head, "
+        f"memory {m['n']:,}",
+        ["time (ms)", "queries/s", "speed-up vs first row"],
+        mbpa_rows,
+        "MbPA batched vs loop",
+        10,
+    )
     c = lm
-    print_speedups(f"(c) MbPA, LM configuration: Linear({c['dim']}, {c['vocab']:,}) head, N = {c['n']:,}, "
-                   f"K = {c['k']}, T = {c['steps']}, alpha = 0.15; {c['segment']}-token segments (generic and loop: "
-                   f"{c['slow_queries']} queries per call)", ["ms / token", "tokens/s", "speed-up vs generic"],
-                   lm_rows, "MbPA linear vs generic", 30)
+    print_speedups(
+        f"(c) MbPA, LM configuration: Linear({c['dim']}, {c['vocab']:,}) head, N = {c['n']:,}, "
+        f"K = {c['k']}, T = {c['steps']}, alpha = 0.15; {c['segment']}-token segments (generic and loop: "
+        f"{c['slow_queries']} queries per call)",
+        ["ms / token", "tokens/s", "speed-up vs generic"],
+        lm_rows,
+        "MbPA linear vs generic",
+        30,
+    )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

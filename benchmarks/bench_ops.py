@@ -41,9 +41,8 @@ if __name__ == "__main__":  # answer --help and bad flags before the heavy impor
     ARGS = parse_args()
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _harness import load_note, measure, measure_interleaved, table  # noqa: E402
-
 import torch  # noqa: E402
+from _harness import load_note, measure, measure_interleaved, table  # noqa: E402
 
 from adaptmem.utils import configure_threads  # noqa: E402
 
@@ -105,26 +104,52 @@ def srwm_fused_table(quick: bool, threads: int, rounds: int) -> str:
     if quick:
         cases = [(w, max(1, B // 4), max(1, T // 8), 2, b, r) for w, B, T, H, b, r in cases]
     gemm_n = 256 if quick else 1024
-    (gemm_wall, gemm_cpu), = measure_interleaved([functools.partial(gemm_case, gemm_n)], rounds=rounds, threads=threads)
+    ((gemm_wall, gemm_cpu),) = measure_interleaved(
+        [functools.partial(gemm_case, gemm_n)], rounds=rounds, threads=threads
+    )
     gemm_rate, gemm_cpu_rate = (4 * 2 * gemm_n**3 / t / 1e9 for t in (gemm_wall, gemm_cpu))
     rows = []
     for what, B, T, H, batched, reset_p in cases:
         calls = max(1, 4096 // (B * T))  # small calls are repeated to time ~10 ms or more
-        builds = [functools.partial(srwm_case, B, T, H, D, "checkpointed", backend, batched=batched, reset_p=reset_p,
-                                    calls=calls) for backend in ("torch", "numba")]
+        builds = [
+            functools.partial(
+                srwm_case, B, T, H, D, "checkpointed", backend, batched=batched, reset_p=reset_p, calls=calls
+            )
+            for backend in ("torch", "numba")
+        ]
         (t_torch, c_torch), (t_fused, c_fused) = measure_interleaved(builds, rounds=rounds, threads=threads)
         E = 3 * D + 4
         flops = B * H * T * 20 * D * E * calls  # 20 D E flops per head and step, fwd+bwd
         gflops, gflops_cpu = flops / t_fused / 1e9, flops / c_fused / 1e9
-        rows.append([what, f"B={B} T={T} H={H} D={D}", f"{t_torch / calls * 1e3:.2f}", f"{t_fused / calls * 1e3:.2f}",
-                     f"{t_torch / t_fused:.1f}x / {c_torch / c_fused:.1f}x", f"{gflops:.1f} / {gflops_cpu:.1f}",
-                     f"{100 * gflops / gemm_rate:.0f}% / {100 * gflops_cpu / gemm_cpu_rate:.0f}%"])
-    head = (f"SRWM fused CPU kernel (numba) vs the torch path, fp32 fwd+bwd, {threads} threads; fp32 GEMM "
-            f"{gemm_n}^3: {gemm_rate:.1f} GFLOP/s wall, {gemm_cpu_rate:.1f} per CPU-second; {load_note()}\n"
-            "targets: speed-up >= 4x, kernel rate >= 50% of the GEMM's (per CPU-second: what an idle core "
-            "would give, for one thread)\n")
-    return head + table(rows, ["case", "size", "torch ms", "numba ms", "speed-up (wall / CPU)",
-                               "numba GFLOP/s (wall / CPU)", "% of GEMM (wall / CPU)"])
+        rows.append(
+            [
+                what,
+                f"B={B} T={T} H={H} D={D}",
+                f"{t_torch / calls * 1e3:.2f}",
+                f"{t_fused / calls * 1e3:.2f}",
+                f"{t_torch / t_fused:.1f}x / {c_torch / c_fused:.1f}x",
+                f"{gflops:.1f} / {gflops_cpu:.1f}",
+                f"{100 * gflops / gemm_rate:.0f}% / {100 * gflops_cpu / gemm_cpu_rate:.0f}%",
+            ]
+        )
+    head = (
+        f"SRWM fused CPU kernel (numba) vs the torch path, fp32 fwd+bwd, {threads} threads; fp32 GEMM "
+        f"{gemm_n}^3: {gemm_rate:.1f} GFLOP/s wall, {gemm_cpu_rate:.1f} per CPU-second; {load_note()}\n"
+        "targets: speed-up >= 4x, kernel rate >= 50% of the GEMM's (per CPU-second: what an idle core "
+        "would give, for one thread)\n"
+    )
+    return head + table(
+        rows,
+        [
+            "case",
+            "size",
+            "torch ms",
+            "numba ms",
+            "speed-up (wall / CPU)",
+            "numba GFLOP/s (wall / CPU)",
+            "% of GEMM (wall / CPU)",
+        ],
+    )
 
 
 def qkv_case(B, T, H, D, op, mode, backend="torch"):
@@ -161,32 +186,72 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
     s = 8 if args.quick else 1  # size divisor
     srwm_size = (8 // min(s, 4), 512 // s, 8 // min(s, 4), 16)
     delta_size = (1, 2048 // s, 4, 64 // min(s, 4))
-    rdelta_size = (4 // min(s, 4), 1024 // s, 4, 64 // min(s, 4))  # large enough that the per-step state dominates memory
+    rdelta_size = (
+        4 // min(s, 4),
+        1024 // s,
+        4,
+        64 // min(s, 4),
+    )  # large enough that the per-step state dominates memory
     cases = [
         # (name, size, baseline build, fast build, target speed-up, target memory ratio)
-        ("srwm", srwm_size, functools.partial(srwm_case, *srwm_size, "reference"),
-         functools.partial(srwm_case, *srwm_size, "checkpointed"), 3.0, 0.25),
-        ("delta_rule", delta_size, functools.partial(qkv_case, *delta_size, "delta_rule", "recurrent"),
-         functools.partial(qkv_case, *delta_size, "delta_rule", "chunk"), 10.0, None),
-        ("linear_attention", delta_size, functools.partial(qkv_case, *delta_size, "linear_attention", "recurrent"),
-         functools.partial(qkv_case, *delta_size, "linear_attention", "chunk"), None, None),
-        ("recurrent_delta_rule", rdelta_size,
-         functools.partial(qkv_case, *rdelta_size, "recurrent_delta_rule", "reference"),
-         functools.partial(qkv_case, *rdelta_size, "recurrent_delta_rule", "checkpointed"), None, None),
-        ("recurrent_delta_rule fused CPU (numba)", rdelta_size,
-         functools.partial(qkv_case, *rdelta_size, "recurrent_delta_rule", "reference"),
-         functools.partial(qkv_case, *rdelta_size, "recurrent_delta_rule", "checkpointed", "numba"), 3.0, None),
+        (
+            "srwm",
+            srwm_size,
+            functools.partial(srwm_case, *srwm_size, "reference"),
+            functools.partial(srwm_case, *srwm_size, "checkpointed"),
+            3.0,
+            0.25,
+        ),
+        (
+            "delta_rule",
+            delta_size,
+            functools.partial(qkv_case, *delta_size, "delta_rule", "recurrent"),
+            functools.partial(qkv_case, *delta_size, "delta_rule", "chunk"),
+            10.0,
+            None,
+        ),
+        (
+            "linear_attention",
+            delta_size,
+            functools.partial(qkv_case, *delta_size, "linear_attention", "recurrent"),
+            functools.partial(qkv_case, *delta_size, "linear_attention", "chunk"),
+            None,
+            None,
+        ),
+        (
+            "recurrent_delta_rule",
+            rdelta_size,
+            functools.partial(qkv_case, *rdelta_size, "recurrent_delta_rule", "reference"),
+            functools.partial(qkv_case, *rdelta_size, "recurrent_delta_rule", "checkpointed"),
+            None,
+            None,
+        ),
+        (
+            "recurrent_delta_rule fused CPU (numba)",
+            rdelta_size,
+            functools.partial(qkv_case, *rdelta_size, "recurrent_delta_rule", "reference"),
+            functools.partial(qkv_case, *rdelta_size, "recurrent_delta_rule", "checkpointed", "numba"),
+            3.0,
+            None,
+        ),
     ]
     rows = []
     for name, size, base, fast, speed_target, mem_target in cases:
         t_base, m_base = measure(base, repeats=args.repeats, threads=threads)
         t_fast, m_fast = measure(fast, repeats=args.repeats, threads=threads)
         speed, mem = t_base / t_fast, m_fast / max(m_base, 1e-9)
-        rows.append([
-            name, "B={} T={} H={} D={}".format(*size),
-            f"{t_base * 1e3:.0f}", f"{t_fast * 1e3:.0f}", f"{speed:.1f}x" + (f" (>= {speed_target:g}x)" if speed_target else ""),
-            f"{m_base:.0f}", f"{m_fast:.0f}", f"{mem:.2f}" + (f" (<= {mem_target:g})" if mem_target else ""),
-        ])
+        rows.append(
+            [
+                name,
+                "B={} T={} H={} D={}".format(*size),
+                f"{t_base * 1e3:.0f}",
+                f"{t_fast * 1e3:.0f}",
+                f"{speed:.1f}x" + (f" (>= {speed_target:g}x)" if speed_target else ""),
+                f"{m_base:.0f}",
+                f"{m_fast:.0f}",
+                f"{mem:.2f}" + (f" (<= {mem_target:g})" if mem_target else ""),
+            ]
+        )
     print(f"CPU fp32, forward+backward, {threads} threads, torch {torch.__version__}; {load_note()}")
     print("baseline: srwm = autograd through the reference loop; others = the recurrent step loop")
     print(table(rows, ["op", "size", "baseline ms", "fast ms", "speed-up", "baseline MiB", "fast MiB", "memory ratio"]))

@@ -43,8 +43,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = cli.parser(__doc__)
     cli.add_data(p)
     cli.add_download(p, "Tiny Shakespeare, for --corpus tinyshakespeare")
-    p.add_argument("--corpus", default="tinyshakespeare",
-                   help="a folder under --data, a text file, a PTB/WikiText folder, or a datasets name path:config")
+    p.add_argument(
+        "--corpus",
+        default="tinyshakespeare",
+        help="a folder under --data, a text file, a PTB/WikiText folder, or a datasets name path:config",
+    )
     p.add_argument("--level", default="char", choices=["char", "word", "bpe"], help="tokenisation")
     p.add_argument("--emb", type=int, default=64, help="embedding size")
     p.add_argument("--hidden", type=int, default=256, help="LSTM size (= memory key size)")
@@ -63,24 +66,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mem-size", type=int, default=5000, help="MbPA memory slots N (paper: 5000)")
     p.add_argument("--k", type=int, nargs="+", default=[256], help="MbPA neighbours K (swept; paper: 256)")
     p.add_argument("--mbpa-steps", type=int, nargs="+", default=[1], help="MbPA local steps T (swept; paper: 1)")
-    p.add_argument("--mbpa-lr", type=float, nargs="+", default=[0.15], help="MbPA local learning rate α (swept; paper: 0.15)")
+    p.add_argument(
+        "--mbpa-lr", type=float, nargs="+", default=[0.15], help="MbPA local learning rate α (swept; paper: 0.15)"
+    )
     p.add_argument("--mbpa-l2", type=float, default=0.0, help="MbPA prior weight")
     p.add_argument("--mbpa-chunk", type=int, default=64, help="queries adapted at once (bounds memory)")
     p.add_argument("--lambda-cache", type=float, nargs="+", default=[0.05, 0.1, 0.15], help="λ_cache values swept")
     p.add_argument("--lambda-mbpa", type=float, nargs="+", default=[0.05, 0.1, 0.15], help="λ_mbpa values swept")
-    p.add_argument("--cache-dir", default=None, help="token cache folder (default: $ADAPTMEM_CACHE/text or "
-                                                     "~/.cache/adaptmem/text)")
-    p.add_argument("--eval-state", type=Path, default=None,
-                   help="evaluation resume file (default: <out>/eval-<hash of the settings>.pt)")
+    p.add_argument(
+        "--cache-dir", default=None, help="token cache folder (default: $ADAPTMEM_CACHE/text or ~/.cache/adaptmem/text)"
+    )
+    p.add_argument(
+        "--eval-state",
+        type=Path,
+        default=None,
+        help="evaluation resume file (default: <out>/eval-<hash of the settings>.pt)",
+    )
     p.add_argument("--eval-save-every", type=float, default=300.0, help="seconds between evaluation saves")
-    p.add_argument("--stop-after-segments", type=int, default=0,
-                   help="save and stop the evaluation after this many segments (0: run to the end)")
+    p.add_argument(
+        "--stop-after-segments",
+        type=int,
+        default=0,
+        help="save and stop the evaluation after this many segments (0: run to the end)",
+    )
     p.add_argument("--log-every", type=float, default=60.0, help="seconds between progress lines without a terminal")
     cli.add_seed(p)
     cli.add_threads(p)
     cli.add_aliases(p, {"--ckpt-every": "--checkpoint-every"})
-    cli.add_deprecated(p, "--ckpt", "use --out FOLDER (the checkpoint is FOLDER/ckpt.pt)", type=Path,
-                       dest="ckpt_file")
+    cli.add_deprecated(p, "--ckpt", "use --out FOLDER (the checkpoint is FOLDER/ckpt.pt)", type=Path, dest="ckpt_file")
     args = cli.parse(p, argv)
     args.ckpt = args.ckpt_file or Path(args.out) / "ckpt.pt"
     return args
@@ -102,8 +115,21 @@ EVAL_FORMAT = "adaptmem.mbpa_lm.evaluation"  # the resume file's format name (ch
 
 
 # flags that do not change the evaluation's numbers (a resumed evaluation may change them)
-_NOT_IN_FINGERPRINT = {"resume", "eval_state", "eval_save_every", "stop_after_segments", "log_every", "threads",
-                       "cache_dir", "ckpt", "ckpt_file", "checkpoint_every", "out", "data", "download"}
+_NOT_IN_FINGERPRINT = {
+    "resume",
+    "eval_state",
+    "eval_save_every",
+    "stop_after_segments",
+    "log_every",
+    "threads",
+    "cache_dir",
+    "ckpt",
+    "ckpt_file",
+    "checkpoint_every",
+    "out",
+    "data",
+    "download",
+}
 
 
 class LSTMLM(nn.Module):
@@ -188,9 +214,10 @@ def score(model: LSTMLM, name: str, tokens: torch.Tensor, args, vocab_size: int,
     mbpas = {}
     for k, t in sorted({(k, t) for k, t, _ in configs}):
         lrs = [a for kk, tt, a in configs if (kk, tt) == (k, t)]
-        for group in ([lrs] if t == 1 else [[a] for a in lrs]):
-            mbpas[(k, t, tuple(group))] = MbPA(model.head, memory, k=k, steps=t, lr=group[0], l2=args.mbpa_l2,
-                                               chunk_size=args.mbpa_chunk)
+        for group in [lrs] if t == 1 else [[a] for a in lrs]:
+            mbpas[(k, t, tuple(group))] = MbPA(
+                model.head, memory, k=k, steps=t, lr=group[0], l2=args.mbpa_l2, chunk_size=args.mbpa_chunk
+            )
     keys = ["model", "cache", *(("mbpa", *c) for c in configs)]
     out, secs, state, start = {key: [] for key in keys}, {"model": 0.0, "cache": 0.0, "write": 0.0}, None, 0
     part = ev.get("partial")
@@ -234,9 +261,15 @@ def score(model: LSTMLM, name: str, tokens: torch.Tensor, args, vocab_size: int,
         args.segments_run += 1  # in this process; --stop-after-segments counts these
         stop = 0 < args.stop_after_segments <= args.segments_run
         if stop or (now - last_save >= args.eval_save_every and done < total):
-            ev["partial"] = {"split": name, "segment": done, "out": {key: torch.cat(v) for key, v in out.items()},
-                             "secs": secs, "lstm_state": state, "cache": cache.state_dict(),
-                             "memory": memory.state_dict()}
+            ev["partial"] = {
+                "split": name,
+                "segment": done,
+                "out": {key: torch.cat(v) for key, v in out.items()},
+                "secs": secs,
+                "lstm_state": state,
+                "cache": cache.state_dict(),
+                "memory": memory.state_dict(),
+            }
             save_verified(ev, args.eval_state, format=EVAL_FORMAT)
             last_save = now
             if stop:
@@ -246,8 +279,13 @@ def score(model: LSTMLM, name: str, tokens: torch.Tensor, args, vocab_size: int,
 
 
 def perplexity(lp: dict, lam_c: float, lam_m: float, cfg: tuple | None) -> float:
-    mixed = mix_log_probs(lp["model"], log_p_cache=lp["cache"], log_p_mbpa=lp[("mbpa", *cfg)] if cfg else None,
-                          lambda_cache=lam_c, lambda_mbpa=lam_m)
+    mixed = mix_log_probs(
+        lp["model"],
+        log_p_cache=lp["cache"],
+        log_p_mbpa=lp[("mbpa", *cfg)] if cfg else None,
+        lambda_cache=lam_c,
+        lambda_mbpa=lam_m,
+    )
     return math.exp(-mixed.mean().item())
 
 
@@ -264,21 +302,27 @@ def evaluate(model: LSTMLM, splits: dict, args, vocab_size: int, fingerprint: di
     if args.resume and args.eval_state.exists():
         ev = load_verified(args.eval_state, format=EVAL_FORMAT)
         if ev["fingerprint"] != fingerprint:
-            raise ValueError(f"{args.eval_state} was written with different settings; delete it or rerun "
-                             f"with the same ones: {ev['fingerprint']} != {fingerprint}")
+            raise ValueError(
+                f"{args.eval_state} was written with different settings; delete it or rerun "
+                f"with the same ones: {ev['fingerprint']} != {fingerprint}"
+            )
         print(f"resuming the evaluation from {args.eval_state}")
     variants = {
         "LSTM": [(0.0, 0.0, None)],
         "+ cache": [(c, 0.0, None) for c in args.lambda_cache],
         "+ MbPA": [(0.0, m, cfg) for m in args.lambda_mbpa for cfg in grid_configs(args)],
-        "+ cache + MbPA": [(c, m, cfg) for c, m, cfg in itertools.product(args.lambda_cache, args.lambda_mbpa,
-                                                                          grid_configs(args)) if c + m <= 1],
+        "+ cache + MbPA": [
+            (c, m, cfg)
+            for c, m, cfg in itertools.product(args.lambda_cache, args.lambda_mbpa, grid_configs(args))
+            if c + m <= 1
+        ],
     }
     rows = {}
     for name, tokens in splits.items():
         if name not in ev["done"]:
-            configs = grid_configs(args) if name == "valid" else sorted(
-                {g[2] for g, _ in rows.values() if g[2] is not None})
+            configs = (
+                grid_configs(args) if name == "valid" else sorted({g[2] for g, _ in rows.values() if g[2] is not None})
+            )
             ev["done"][name] = score(model, name, tokens, args, vocab_size, configs, ev)
             ev["partial"] = None
             save_verified(ev, args.eval_state, format=EVAL_FORMAT)
@@ -296,8 +340,13 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict:
     steady_malloc()
     configure_threads(args.threads)
     seed_everything(args.seed)
-    corpus = load_corpus(cli.corpus_source(args.corpus, args.data), level=args.level, cache_dir=args.cache_dir,
-                         data_root=args.data, download_if_missing=args.download)
+    corpus = load_corpus(
+        cli.corpus_source(args.corpus, args.data),
+        level=args.level,
+        cache_dir=args.cache_dir,
+        data_root=args.data,
+        download_if_missing=args.download,
+    )
     print(corpus)
     model = LSTMLM(len(corpus.vocab), args.emb, args.hidden, args.dropout)
     t0 = time.time()
@@ -322,16 +371,20 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict:
         return {"rows": None, "model": model}
 
     n_eval = {s: len(t) for s, t in splits.items()}
-    print(f"\nPerplexity ({args.level} level; {', '.join(f'{s}: {n:,} tokens' for s, n in n_eval.items())}; "
-          f"cache size {args.cache_size}, θ={args.cache_theta}; MbPA N={args.mem_size}, l2={args.mbpa_l2}); "
-          f"tokens/s on the last split, {args.threads or 'default'} thread(s):\n")
+    print(
+        f"\nPerplexity ({args.level} level; {', '.join(f'{s}: {n:,} tokens' for s, n in n_eval.items())}; "
+        f"cache size {args.cache_size}, θ={args.cache_theta}; MbPA N={args.mem_size}, l2={args.mbpa_l2}); "
+        f"tokens/s on the last split, {args.threads or 'default'} thread(s):\n"
+    )
     print("| variant | λ_cache | λ_mbpa | K | T | α | valid ppl | test ppl | tokens/s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, ((c, m, cfg), ppl) in rows.items():
         k, t, a = cfg or ("-", "-", "-")
         test = f"{ppl['test'][0]:.2f}" if "test" in ppl else "-"
-        print(f"| {name} | {c:g} | {m:g} | {k} | {t} | {a} | {ppl['valid'][0]:.2f} | {test} | "
-              f"{list(ppl.values())[-1][1]:,.0f} |")
+        print(
+            f"| {name} | {c:g} | {m:g} | {k} | {t} | {a} | {ppl['valid'][0]:.2f} | {test} | "
+            f"{list(ppl.values())[-1][1]:,.0f} |"
+        )
     return {"rows": rows, "model": model}
 
 

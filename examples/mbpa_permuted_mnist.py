@@ -54,12 +54,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mbpa-lr", type=float, default=0.02, help="MbPA local learning rate")
     p.add_argument("--mbpa-l2", type=float, default=0.0, help="MbPA prior weight ||θx - θ||²")
     p.add_argument("--kernel-eps", type=float, default=1e-3, help="ε of the MbPA kernel 1/(ε + d²)")
-    p.add_argument("--replay", action=argparse.BooleanOptionalAction, default=True,
-                   help="also train and evaluate MbPA+replay")
+    p.add_argument(
+        "--replay", action=argparse.BooleanOptionalAction, default=True, help="also train and evaluate MbPA+replay"
+    )
     cli.add_out(p, "runs/mbpa_permuted_mnist", help="where the checkpoint and the plot go")
     cli.add_resume(p, "continue from <out>/ckpt.pt after its last finished task")
-    p.add_argument("--stop-after-task", type=int, default=None,
-                   help="stop (checkpoint saved) after this many tasks; for running in pieces (default: off)")
+    p.add_argument(
+        "--stop-after-task",
+        type=int,
+        default=None,
+        help="stop (checkpoint saved) after this many tasks; for running in pieces (default: off)",
+    )
     cli.add_seed(p)
     cli.add_threads(p)
     cli.add_aliases(p, {"--data-dir": "--data", "--out-dir": "--out"})
@@ -87,7 +92,9 @@ class MLP(nn.Module):
 
     def __init__(self, hidden: int) -> None:
         super().__init__()
-        self.embed = nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.embed = nn.Sequential(
+            nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+        )
         self.head = nn.Linear(hidden, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -145,7 +152,8 @@ def train_task(model, x, y, args, *, anchors=(), memory=None, replay=None, desc=
             loss = F.cross_entropy(model.head(h), yb)
             for fisher, theta in anchors:
                 loss = loss + args.ewc_lambda / 2 * sum(
-                    (fisher[n] * (p - theta[n]).pow(2)).sum() for n, p in model.named_parameters())
+                    (fisher[n] * (p - theta[n]).pow(2)).sum() for n, p in model.named_parameters()
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -167,8 +175,10 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict[str, li
     xtr, ytr, xte, yte = load_data(args)
     g = torch.Generator().manual_seed(args.seed)
     perms = [torch.arange(784)] + [torch.randperm(784, generator=g) for _ in range(args.tasks - 1)]
-    print(f"permuted MNIST: {args.tasks} tasks x {len(xtr):,} train / {len(xte):,} test digits, "
-          f"MLP 784-{args.hidden}-{args.hidden}-10, {args.epochs} epoch(s) per task")
+    print(
+        f"permuted MNIST: {args.tasks} tasks x {len(xtr):,} train / {len(xte):,} test digits, "
+        f"MLP 784-{args.hidden}-{args.hidden}-10, {args.epochs} epoch(s) per task"
+    )
 
     capacity = args.memory_size or args.tasks * args.epochs * len(xtr)
     methods = ["SGD", "EWC", "MbPA"] + (["MbPA+replay"] if args.replay else [])
@@ -198,16 +208,30 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict[str, li
         train_task(models["SGD"], x, ytr, args, memory=memories["SGD"], desc=f"task {t + 1} SGD")
         train_task(models["EWC"], x, ytr, args, anchors=anchors, desc=f"task {t + 1} EWC")
         sub = torch.randperm(len(x), generator=g)[: args.fisher_samples]
-        anchors.append((fisher_diagonal(models["EWC"], x[sub]),
-                        {n: p.detach().clone() for n, p in models["EWC"].named_parameters()}))
+        anchors.append(
+            (
+                fisher_diagonal(models["EWC"], x[sub]),
+                {n: p.detach().clone() for n, p in models["EWC"].named_parameters()},
+            )
+        )
         if args.replay:
             past = (torch.cat([xtr[:, p] for p in perms[:t]]), ytr.repeat(t)) if t else (xtr[:0], ytr[:0])
-            train_task(models["replay"], x, ytr, args, memory=memories["replay"], replay=past,
-                       desc=f"task {t + 1} replay")
-        save_verified({"args": _run_config(args), "tasks_done": t + 1, "anchors": anchors,
-                       "models": {n: m.state_dict() for n, m in models.items()},
-                       "memories": {n: mem.state_dict() for n, mem in memories.items()},
-                       "generator": g.get_state(), "rng": get_rng_state()}, ckpt, format=CKPT_FORMAT)
+            train_task(
+                models["replay"], x, ytr, args, memory=memories["replay"], replay=past, desc=f"task {t + 1} replay"
+            )
+        save_verified(
+            {
+                "args": _run_config(args),
+                "tasks_done": t + 1,
+                "anchors": anchors,
+                "models": {n: m.state_dict() for n, m in models.items()},
+                "memories": {n: mem.state_dict() for n, mem in memories.items()},
+                "generator": g.get_state(),
+                "rng": get_rng_state(),
+            },
+            ckpt,
+            format=CKPT_FORMAT,
+        )
         print(f"  trained task {t + 1}/{args.tasks} ({time.time() - t0:.0f} s)")
         if args.stop_after_task is not None and t + 1 >= args.stop_after_task and t + 1 < args.tasks:
             print(f"stopped after task {t + 1}; continue with --resume")
@@ -236,12 +260,18 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> dict[str, li
     print("|" + "---|" * (args.tasks + 2))
     for m in methods:
         print(f"| {m} | {100 * sum(acc[m]) / len(acc[m]):.1f} | " + " | ".join(f"{100 * a:.1f}" for a in acc[m]) + " |")
-    print(f"\nMbPA: K={args.k}, steps={args.mbpa_steps}, lr={args.mbpa_lr}, l2={args.mbpa_l2}, eps={args.kernel_eps}, "
-          f"memory {len(memories['SGD']):,}/{capacity:,}; EWC lambda={args.ewc_lambda}")
+    print(
+        f"\nMbPA: K={args.k}, steps={args.mbpa_steps}, lr={args.mbpa_lr}, l2={args.mbpa_l2}, eps={args.kernel_eps}, "
+        f"memory {len(memories['SGD']):,}/{capacity:,}; EWC lambda={args.ewc_lambda}"
+    )
     tasks = list(range(1, args.tasks + 1))
-    plot = plot_curves({m: (tasks, [100 * a for a in acc[m]]) for m in methods},
-                       Path(args.out) / "per_task_accuracy.png",
-                       xlabel="task", ylabel="test accuracy (%) after the last task", title="Permuted MNIST")
+    plot = plot_curves(
+        {m: (tasks, [100 * a for a in acc[m]]) for m in methods},
+        Path(args.out) / "per_task_accuracy.png",
+        xlabel="task",
+        ylabel="test accuracy (%) after the last task",
+        title="Permuted MNIST",
+    )
     if plot is not None:
         print(f"plot: {plot}")
     return acc

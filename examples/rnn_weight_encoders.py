@@ -51,18 +51,24 @@ class Config:
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
     helps = {
-        "zoo": "formal_language or smnist", "out": "where the zoo, checkpoints and the plot go",
+        "zoo": "formal_language or smnist",
+        "out": "where the zoo, checkpoints and the plot go",
         "runs": "networks in the zoo",
         "zoo_steps": "training steps per zoo network",
         "zoo_set": "other ZooConfig fields as key=value,... (e.g. hidden_size=16,rollouts=10,max_n=6; default: none)",
         "workers": "processes training the zoo",
         "encoders": "comma-separated: none (baseline: one z for all),interactive,probing,stats,flat,nf,transformer",
-        "steps": "encoder+emulator training steps", "batch_size": "zoo networks per step",
-        "lr": "AdamW learning rate", "clip": "gradient-norm clip", "loss": "tv or reverse_kl",
-        "width": "reader / emulator width", "emulator_layers": "emulator LSTM layers",
+        "steps": "encoder+emulator training steps",
+        "batch_size": "zoo networks per step",
+        "lr": "AdamW learning rate",
+        "clip": "gradient-norm clip",
+        "loss": "tv or reverse_kl",
+        "width": "reader / emulator width",
+        "emulator_layers": "emulator LSTM layers",
         "probe_steps": "Adam steps per downstream probe",
         "paper": "use the paper's sizes (1000 runs x 20k steps, 100k encoder steps, width 256)",
-        "seed": "seed of everything", "wandb": WANDB_HELP,
+        "seed": "seed of everything",
+        "wandb": WANDB_HELP,
         "download": "download the missing MNIST files (11 MB) into --data for --zoo smnist (default: off)",
     }
     p = cli.parser(__doc__)
@@ -86,17 +92,36 @@ if __name__ == "__main__":  # answer --help and bad flags before the heavy impor
 import torch  # noqa: E402
 
 from adaptmem.utils import configure_threads, count_parameters, seed_everything  # noqa: E402
-from adaptmem.weights import (DownstreamProbe, EmulationConfig, Emulator, build_encoder,  # noqa: E402
-                              downstream_targets, encode, evaluate_emulation, plot_pca, train_emulation)
+from adaptmem.weights import (
+    DownstreamProbe,
+    EmulationConfig,
+    Emulator,
+    build_encoder,  # noqa: E402
+    downstream_targets,
+    encode,
+    evaluate_emulation,
+    plot_pca,
+    train_emulation,
+)
 from adaptmem.weights.zoo import ZooConfig, ZooDataset, generate_zoo  # noqa: E402
 
 
 def encoder_kwargs(name: str, cfg: Config, kind: str) -> dict:
     """Laptop-sized encoders by default; the paper's with --paper."""
-    probe = {"input_kind": "categorical" if kind == "formal_language" else "continuous",
-             "probe_len": 22 if kind == "formal_language" else 50, "hidden": cfg.width}
-    small = {"interactive": probe, "probing": {**probe, "num_probes": 8}, "stats": {}, "flat": {},
-             "nf": {"channels": 16, "num_layers": 2}, "transformer": {"d_model": 64, "num_layers": 2}, "none": {}}
+    probe = {
+        "input_kind": "categorical" if kind == "formal_language" else "continuous",
+        "probe_len": 22 if kind == "formal_language" else 50,
+        "hidden": cfg.width,
+    }
+    small = {
+        "interactive": probe,
+        "probing": {**probe, "num_probes": 8},
+        "stats": {},
+        "flat": {},
+        "nf": {"channels": 16, "num_layers": 2},
+        "transformer": {"d_model": 64, "num_layers": 2},
+        "none": {},
+    }
     if cfg.paper:
         small.update(nf={}, transformer={})
     return small[name]
@@ -125,21 +150,38 @@ def main(cfg: Config | Sequence[str] | None = None) -> None:
     t0 = time.time()
     root = generate_zoo(out / f"zoo_{cfg.zoo}_{zoo_cfg.short_hash()}", zoo_cfg, workers=cfg.workers)
     data = {s: ZooDataset(root, s) for s in ("train", "valid", "ood")}
-    print(f"zoo: {root} ({time.time() - t0:.0f}s) | entries train/valid/ood = "
-          f"{len(data['train'])}/{len(data['valid'])}/{len(data['ood'])} | {data['train'].spec.num_params} weights each")
+    print(
+        f"zoo: {root} ({time.time() - t0:.0f}s) | entries train/valid/ood = "
+        f"{len(data['train'])}/{len(data['valid'])}/{len(data['ood'])} | {data['train'].spec.num_params} weights each"
+    )
 
     # 2. encoders trained jointly with an emulator each
-    emu_cfg = EmulationConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, clip=cfg.clip, loss=cfg.loss,
-                              eval_every=max(1, cfg.steps // 4), save_every=max(1, cfg.steps // 4), seed=cfg.seed)
+    emu_cfg = EmulationConfig(
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        clip=cfg.clip,
+        loss=cfg.loss,
+        eval_every=max(1, cfg.steps // 4),
+        save_every=max(1, cfg.steps // 4),
+        seed=cfg.seed,
+    )
     spec, results, codes = data["train"].spec, {}, {}
     for name in cfg.encoders.split(","):
         torch.manual_seed(cfg.seed)
         encoder = build_encoder(name, spec, **encoder_kwargs(name, cfg, cfg.zoo))
         emulator = Emulator(spec.input_size, spec.out_features, hidden=cfg.width, num_layers=cfg.emulator_layers)
         t0 = time.time()
-        train_emulation(encoder, emulator, data["train"], emu_cfg, valid=data["valid"],
-                        checkpoint=out / f"{name}_{cfg.zoo}_{cfg.steps}.pt",
-                        log_dir=out / "logs" / f"{name}_{cfg.zoo}_{cfg.steps}", wandb=cfg.wandb or None)
+        train_emulation(
+            encoder,
+            emulator,
+            data["train"],
+            emu_cfg,
+            valid=data["valid"],
+            checkpoint=out / f"{name}_{cfg.zoo}_{cfg.steps}.pt",
+            log_dir=out / "logs" / f"{name}_{cfg.zoo}_{cfg.steps}",
+            wandb=cfg.wandb or None,
+        )
         seconds = time.time() - t0
         # 3. held-out emulation losses (all stored rollouts), then codes for the probes and plot
         results[name] = {s: evaluate_emulation(encoder, emulator, data[s], cfg.loss) for s in ("valid", "ood")}

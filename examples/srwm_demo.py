@@ -36,11 +36,19 @@ class Config:
     threads: int | None = None  # default: chosen from the machine (adaptmem.utils.threads)
 
 
-HELP = {"kind": "any adaptmem layer kind (adaptmem.layers.layer_kinds()): srwm, deltanet, linear, lstm, ...",
-        "n_keys": "distinct keys", "n_values": "distinct values (chance accuracy is 1 / n_values)",
-        "n_pairs": "key -> value pairs shown per sequence", "d_model": "model width",
-        "num_heads": "heads per fast-weight layer", "num_layers": "layers", "batch_size": "sequences per step",
-        "steps": "training steps", "lr": "Adam learning rate", "seed": "random seed"}
+HELP = {
+    "kind": "any adaptmem layer kind (adaptmem.layers.layer_kinds()): srwm, deltanet, linear, lstm, ...",
+    "n_keys": "distinct keys",
+    "n_values": "distinct values (chance accuracy is 1 / n_values)",
+    "n_pairs": "key -> value pairs shown per sequence",
+    "d_model": "model width",
+    "num_heads": "heads per fast-weight layer",
+    "num_layers": "layers",
+    "batch_size": "sequences per step",
+    "steps": "training steps",
+    "lr": "Adam learning rate",
+    "seed": "random seed",
+}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
@@ -113,8 +121,10 @@ def main(cfg: Config) -> None:
         acc = (model(keys, values).argmax(-1) == answer).float().mean().item()
     params = count_parameters(model)
     print("\n| model | params | steps | test accuracy | chance | train time | s/step |\n|---|---|---|---|---|---|---|")
-    print(f"| {cfg.kind} | {params:,} | {cfg.steps} | {acc:.3f} | {1 / cfg.n_values:.3f} | {train_s:.0f} s | "
-          f"{train_s / max(1, cfg.steps):.3f} |")
+    print(
+        f"| {cfg.kind} | {params:,} | {cfg.steps} | {acc:.3f} | {1 / cfg.n_values:.3f} | {train_s:.0f} s | "
+        f"{train_s / max(1, cfg.steps):.3f} |"
+    )
 
 
 if __name__ == "__main__":

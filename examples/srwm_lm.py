@@ -95,47 +95,93 @@ class Config:
 KIND_HELP = "transformer or a fast-weight layer kind: srwm, deltanet, linear, ... (adaptmem.models.lm.KINDS)"
 HELP = {  # --help text of every flag
     "action": "train one model, sample from a trained one, compare --kinds at equal parameters and time, or export "
-              "a trained one as a Hugging Face transformers model (needs the hf extra: transformers, safetensors)",
+    "a trained one as a Hugging Face transformers model (needs the hf extra: transformers, safetensors)",
     "corpus": "corpus: a folder under --data, a text file (first 90%% train, rest valid), a PTB/WikiText "
-              "folder, or a datasets name path:config",
+    "folder, or a datasets name path:config",
     "download": "download a missing --corpus tinyshakespeare (1.1 MB) into --data (default: off)",
     "train": "explicit training file, PTB-style or plain text (default: none, the corpus's own split)",
-    "valid": "explicit validation file (default: none)", "test": "explicit test file (default: none)",
+    "valid": "explicit validation file (default: none)",
+    "test": "explicit test file (default: none)",
     "level": "tokens: char, word or bpe",
-    "kind": f"model: {KIND_HELP}", "kinds": "comma-separated kinds for --action compare",
-    "num_layers": "blocks (sequence mixer + feed-forward)", "d_model": "residual width",
+    "kind": f"model: {KIND_HELP}",
+    "kinds": "comma-separated kinds for --action compare",
+    "num_layers": "blocks (sequence mixer + feed-forward)",
+    "d_model": "residual width",
     "num_heads": "heads of every layer (head size d_model / num_heads)",
     "d_ff": "feed-forward width (default 4 * d_model; fast-weight models: matched, see --match-params)",
     "match_params": "fast-weight models: pick d_ff to match the Transformer's parameter count",
-    "dropout": "dropout on embeddings and inside blocks", "untied": "separate input embedding and output layer",
+    "dropout": "dropout on embeddings and inside blocks",
+    "untied": "separate input embedding and output layer",
     "max_len": "Transformer attention window (default seq_len)",
     "reset_every": "reset each stream's carried state every N tokens, staggered over streams (0: never)",
-    "batch_size": "token streams per process", "seq_len": "truncated-BPTT segment length",
+    "batch_size": "token streams per process",
+    "seq_len": "truncated-BPTT segment length",
     "max_steps": "optimiser steps",
     "time_budget": "minutes of training per model: sets max_steps from a timing run (default: off)",
     "clock": "what --time-budget counts: wall time, or process CPU time (fair on a shared machine)",
-    "lr": "peak learning rate (AdamW)", "min_lr_ratio": "final learning rate / peak (cosine decay)",
-    "warmup": "linear warm-up steps", "weight_decay": "AdamW weight decay of matrices",
-    "grad_clip": "gradient-norm clipping (0: off)", "amp": "autocast dtype on GPU: bf16, fp16 or fp32",
-    "eval_interval": "steps between validation runs and checkpoints", "log_interval": "steps between train logs",
+    "lr": "peak learning rate (AdamW)",
+    "min_lr_ratio": "final learning rate / peak (cosine decay)",
+    "warmup": "linear warm-up steps",
+    "weight_decay": "AdamW weight decay of matrices",
+    "grad_clip": "gradient-norm clipping (0: off)",
+    "amp": "autocast dtype on GPU: bf16, fp16 or fp32",
+    "eval_interval": "steps between validation runs and checkpoints",
+    "log_interval": "steps between train logs",
     "eval_tokens": "validation tokens read during training (the final score reads all)",
-    "eval_batch_size": "validation streams", "out": "runs go to <out>/<kind>/",
+    "eval_batch_size": "validation streams",
+    "out": "runs go to <out>/<kind>/",
     "resume": "continue from <out>/<kind>/ckpt.pt",
     "halt_after": "stop after this step, to do a run in pieces (default: off)",
-    "seed": "random seed", "device": "auto (cuda when available), cpu or cuda:N",
-    "prompt": "sample action: text to continue (default: a newline)", "num_tokens": "sample action: tokens to generate",
+    "seed": "random seed",
+    "device": "auto (cuda when available), cpu or cuda:N",
+    "prompt": "sample action: text to continue (default: a newline)",
+    "num_tokens": "sample action: tokens to generate",
     "temperature": "sample action: softmax temperature (0: greedy)",
     "top_k": "sample action: keep the k likeliest (default: off, all tokens)",
-    "wandb": WANDB_HELP, "export_dir": "export action: the folder to write (default <out>/<kind>/hf)",
+    "wandb": WANDB_HELP,
+    "export_dir": "export action: the folder to write (default <out>/<kind>/hf)",
 }
 # --resume: what a resumed run may change (taken, and said), and what it may not (an error).
-RESUME_MUTABLE = ("max_steps", "time_budget", "clock", "eval_interval", "log_interval", "eval_tokens",
-                  "eval_batch_size")
-RESUME_FIXED = ("corpus", "train", "valid", "test", "level", "num_layers", "d_model", "num_heads", "d_ff", "match_params",
-                "dropout", "untied", "max_len", "reset_every", "batch_size", "seq_len", "lr", "min_lr_ratio", "warmup",
-                "weight_decay", "grad_clip", "amp", "seed")
-CHOICES = {"action": ("train", "sample", "compare", "export"), "level": ("char", "word", "bpe"), "clock": ("wall", "cpu"),
-           "amp": ("bf16", "fp16", "fp32")}
+RESUME_MUTABLE = (
+    "max_steps",
+    "time_budget",
+    "clock",
+    "eval_interval",
+    "log_interval",
+    "eval_tokens",
+    "eval_batch_size",
+)
+RESUME_FIXED = (
+    "corpus",
+    "train",
+    "valid",
+    "test",
+    "level",
+    "num_layers",
+    "d_model",
+    "num_heads",
+    "d_ff",
+    "match_params",
+    "dropout",
+    "untied",
+    "max_len",
+    "reset_every",
+    "batch_size",
+    "seq_len",
+    "lr",
+    "min_lr_ratio",
+    "warmup",
+    "weight_decay",
+    "grad_clip",
+    "amp",
+    "seed",
+)
+CHOICES = {
+    "action": ("train", "sample", "compare", "export"),
+    "level": ("char", "word", "bpe"),
+    "clock": ("wall", "cpu"),
+    "amp": ("bf16", "fp16", "fp32"),
+}
 
 
 def _names_a_corpus(data: str) -> bool:
@@ -146,7 +192,9 @@ def _names_a_corpus(data: str) -> bool:
     if path.is_file():
         return True
     if path.is_dir():
-        return not (path / Config.corpus).exists() and any(p.is_file() for p in (*path.glob("*.txt"), *path.glob("wiki.*")))
+        return not (path / Config.corpus).exists() and any(
+            p.is_file() for p in (*path.glob("*.txt"), *path.glob("wiki.*"))
+        )
     return ":" in data or not any(sep in data for sep in ("/", "\\", "~"))
 
 
@@ -190,8 +238,15 @@ import torch  # noqa: E402
 
 from adaptmem.data.text import KNOWN_CORPORA, Vocab, known_corpus, load_corpus  # noqa: E402
 from adaptmem.models.lm import KINDS, TokenStreams, build_lm, evaluate, generate, match_d_ff, train_step  # noqa: E402
-from adaptmem.utils import (MetricLogger, configure_threads, count_parameters, load_checkpoint,  # noqa: E402
-                            progress, save_checkpoint, seed_everything)
+from adaptmem.utils import (
+    MetricLogger,
+    configure_threads,
+    count_parameters,
+    load_checkpoint,  # noqa: E402
+    progress,
+    save_checkpoint,
+    seed_everything,
+)
 from adaptmem.utils.amp import grad_scaler  # noqa: E402
 from adaptmem.utils.checkpoint import read_checkpoint, resolve_resume_args  # noqa: E402
 from adaptmem.utils.distributed import all_reduce_mean, barrier, cleanup_distributed, init_distributed  # noqa: E402
@@ -201,8 +256,14 @@ from adaptmem.utils.schedules import warmup_cosine  # noqa: E402
 
 def build_kwargs(cfg: Config, kind: str, vocab_size: int) -> dict:
     """The arguments of ``build_lm(kind, vocab_size, **them)`` for this run (d_ff matched if asked)."""
-    sizes = dict(num_layers=cfg.num_layers, d_model=cfg.d_model, num_heads=cfg.num_heads, dropout=cfg.dropout,
-                 tie_weights=not cfg.untied, max_len=cfg.max_len or cfg.seq_len)
+    sizes = dict(
+        num_layers=cfg.num_layers,
+        d_model=cfg.d_model,
+        num_heads=cfg.num_heads,
+        dropout=cfg.dropout,
+        tie_weights=not cfg.untied,
+        max_len=cfg.max_len or cfg.seq_len,
+    )
     d_ff = cfg.d_ff
     if kind != "transformer" and cfg.match_params:
         target = count_parameters(build_lm("transformer", vocab_size, d_ff=cfg.d_ff, **sizes))
@@ -229,8 +290,9 @@ def seconds_per_step(cfg: Config, kind: str, corpus, streams, dist, device, cloc
 def resume_config(cfg: Config, extra: dict, given: dict[str, str], where: str) -> tuple[Config, list[str]]:
     """This run's settings on resume: the checkpoint's, with the changes --resume allows."""
     saved = {**dataclasses.asdict(Config.from_saved(extra["config"])), "max_steps": extra["max_steps"]}
-    new, notes = resolve_resume_args(saved, dataclasses.asdict(cfg), mutable=RESUME_MUTABLE, fixed=RESUME_FIXED,
-                                     explicit=given, where=where)
+    new, notes = resolve_resume_args(
+        saved, dataclasses.asdict(cfg), mutable=RESUME_MUTABLE, fixed=RESUME_FIXED, explicit=given, where=where
+    )
     return Config(**new), notes
 
 
@@ -246,15 +308,25 @@ def train(cfg: Config, kind: str, corpus, dist, device: torch.device, given: dic
     model = build(cfg, kind, len(corpus.vocab)).to(device)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.99))
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.99),
+    )
     scaler = grad_scaler(device, cfg.amp)
     net = model
     if dist.enabled:
         ids = [dist.local_rank] if device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    streams = TokenStreams(corpus.train, cfg.batch_size, cfg.seq_len, reset_every=cfg.reset_every, seed=cfg.seed,
-                           rank=dist.rank, world_size=dist.world_size)
+    streams = TokenStreams(
+        corpus.train,
+        cfg.batch_size,
+        cfg.seq_len,
+        reset_every=cfg.reset_every,
+        seed=cfg.seed,
+        rank=dist.rank,
+        world_size=dist.world_size,
+    )
     clock = time.process_time if cfg.clock == "cpu" else time.perf_counter
     max_steps, step, elapsed, wall, state = cfg.max_steps, 0, 0.0, 0.0, None
     if resumed:
@@ -262,18 +334,28 @@ def train(cfg: Config, kind: str, corpus, dist, device: torch.device, given: dic
         step, elapsed, wall = extra["step"], extra["elapsed"], extra["wall"]
         new_budget = cfg.time_budget is not None and cfg.time_budget != saved["config"].get("time_budget")
         if new_budget and cfg.max_steps == saved["max_steps"]:  # the steps a new budget buys, timed as at the start
-            max_steps = max(cfg.warmup + 1, int(cfg.time_budget * 60 / seconds_per_step(cfg, kind, corpus, streams,
-                                                                                        dist, device, clock)))
+            max_steps = max(
+                cfg.warmup + 1,
+                int(cfg.time_budget * 60 / seconds_per_step(cfg, kind, corpus, streams, dist, device, clock)),
+            )
             notes.append(f"--max-steps: {saved['max_steps']} -> {max_steps} (from the new --time-budget)")
         state = extra["state"][dist.rank] if extra["state"] is not None else None
         if dist.is_main:
             print(f"{kind}: resumed at step {step} of {max_steps}" + "".join(f"\n  {n}" for n in notes))
     elif cfg.time_budget is not None:
-        max_steps = max(cfg.warmup + 1, int(cfg.time_budget * 60 / seconds_per_step(cfg, kind, corpus, streams,
-                                                                                    dist, device, clock)))
+        max_steps = max(
+            cfg.warmup + 1,
+            int(cfg.time_budget * 60 / seconds_per_step(cfg, kind, corpus, streams, dist, device, clock)),
+        )
     schedule = warmup_cosine(cfg.warmup, max_steps, cfg.min_lr_ratio)
-    log = MetricLogger(run_dir, resume_step=step, enabled=dist.is_main, wandb=cfg.wandb,
-                       wandb_config=dataclasses.asdict(cfg), wandb_name=kind)
+    log = MetricLogger(
+        run_dir,
+        resume_step=step,
+        enabled=dist.is_main,
+        wandb=cfg.wandb,
+        wandb_config=dataclasses.asdict(cfg),
+        wandb_name=kind,
+    )
     last = min(max_steps, cfg.halt_after or max_steps)
     bar = progress(range(step, last), total=last - step, desc=kind, disable=None if dist.is_main else True)
     done = step
@@ -282,17 +364,33 @@ def train(cfg: Config, kind: str, corpus, dist, device: torch.device, given: dic
         for g in optimizer.param_groups:
             g["lr"] = cfg.lr * schedule(step)
         t0, w0 = clock(), time.perf_counter()
-        loss, state = train_step(net, x.to(device), y.to(device), state, optimizer, reset=reset,
-                                 grad_clip=cfg.grad_clip, scaler=scaler, amp_dtype=cfg.amp)
+        loss, state = train_step(
+            net,
+            x.to(device),
+            y.to(device),
+            state,
+            optimizer,
+            reset=reset,
+            grad_clip=cfg.grad_clip,
+            scaler=scaler,
+            amp_dtype=cfg.amp,
+        )
         elapsed, wall = elapsed + clock() - t0, wall + time.perf_counter() - w0
         done = step + 1
         if done % cfg.log_interval == 0:
             log.log("train", done, loss=loss, lr=cfg.lr * schedule(step), time=elapsed, wall=wall)
             bar.set_postfix(loss=f"{loss:.3f}")
         if done % cfg.eval_interval == 0 or done == last:
-            val = evaluate(net, corpus.valid, batch_size=cfg.eval_batch_size, seq_len=cfg.seq_len,
-                           reset_every=cfg.reset_every, max_tokens=cfg.eval_tokens, rank=dist.rank,
-                           world_size=dist.world_size)
+            val = evaluate(
+                net,
+                corpus.valid,
+                batch_size=cfg.eval_batch_size,
+                seq_len=cfg.seq_len,
+                reset_every=cfg.reset_every,
+                max_tokens=cfg.eval_tokens,
+                rank=dist.rank,
+                world_size=dist.world_size,
+            )
             log.log("valid", done, loss=val, time=elapsed, wall=wall)
             states = [None] * dist.world_size
             if dist.enabled:  # every rank's carried state goes into the checkpoint
@@ -301,15 +399,39 @@ def train(cfg: Config, kind: str, corpus, dist, device: torch.device, given: dic
                 states = [state]
             if dist.is_main:
                 print(f"{kind} step {done}: train {loss:.4f}  valid {val:.4f}  ({elapsed:.0f} s)")
-                save_checkpoint(ckpt, model=model, optimizer=optimizer, scaler=scaler, step=done, elapsed=elapsed,
-                                wall=wall, max_steps=max_steps, state=states, config=dataclasses.asdict(cfg),
-                                vocab=corpus.vocab.to_json(), kind=kind)
+                save_checkpoint(
+                    ckpt,
+                    model=model,
+                    optimizer=optimizer,
+                    scaler=scaler,
+                    step=done,
+                    elapsed=elapsed,
+                    wall=wall,
+                    max_steps=max_steps,
+                    state=states,
+                    config=dataclasses.asdict(cfg),
+                    vocab=corpus.vocab.to_json(),
+                    kind=kind,
+                )
             barrier(dist)
-    result = {"kind": kind, "params": count_parameters(model), "steps": done, "train_min": elapsed / 60,
-              "wall_min": wall / 60, "tokens": done * cfg.batch_size * cfg.seq_len * dist.world_size}
+    result = {
+        "kind": kind,
+        "params": count_parameters(model),
+        "steps": done,
+        "train_min": elapsed / 60,
+        "wall_min": wall / 60,
+        "tokens": done * cfg.batch_size * cfg.seq_len * dist.world_size,
+    }
     if done == max_steps:  # finished: score the whole validation set
-        result["valid"] = evaluate(net, corpus.valid, batch_size=cfg.eval_batch_size, seq_len=cfg.seq_len,
-                                   reset_every=cfg.reset_every, rank=dist.rank, world_size=dist.world_size)
+        result["valid"] = evaluate(
+            net,
+            corpus.valid,
+            batch_size=cfg.eval_batch_size,
+            seq_len=cfg.seq_len,
+            reset_every=cfg.reset_every,
+            rank=dist.rank,
+            world_size=dist.world_size,
+        )
     if dist.is_main:
         curves = {s: ([r["step"] for r in log.read(s)], [r["loss"] for r in log.read(s)]) for s in ("train", "valid")}
         plot_curves(curves, run_dir / "curves.png", ylabel="loss (nats/token)", title=f"{kind} on {corpus.name}")
@@ -323,8 +445,9 @@ def load_model(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, Voca
     """The trained model of ``--kind``, its vocabulary and its ``build_lm`` arguments."""
     path = Path(cfg.out) / cfg.kind / "ckpt.pt"
     if not path.exists():
-        raise SystemExit(f"{cfg.action}: no checkpoint at {path}; train first "
-                         f"(--action train --kind {cfg.kind} --out {cfg.out})")
+        raise SystemExit(
+            f"{cfg.action}: no checkpoint at {path}; train first (--action train --kind {cfg.kind} --out {cfg.out})"
+        )
     saved = read_checkpoint(path)["extra"]
     vocab = Vocab.from_json(saved["vocab"])
     kwargs = build_kwargs(Config.from_saved(saved["config"]), cfg.kind, len(vocab))
@@ -339,14 +462,18 @@ def export(cfg: Config, device: torch.device) -> Path:
     try:
         from adaptmem.hf import AdaptMemConfig, AdaptMemForCausalLM
     except ImportError as err:
-        raise SystemExit(f"export: needs transformers and safetensors: pip install 'transformers>=5.0' safetensors ({err})") from None
+        raise SystemExit(
+            f"export: needs transformers and safetensors: pip install 'transformers>=5.0' safetensors ({err})"
+        ) from None
     model, vocab, kwargs = load_model(cfg, torch.device("cpu"))
     hf_model = AdaptMemForCausalLM.from_lm(model, AdaptMemConfig.from_build_kwargs(cfg.kind, len(vocab), **kwargs))
     out = Path(cfg.export_dir or Path(cfg.out) / cfg.kind / "hf")
     hf_model.save_pretrained(out)
     (out / "adaptmem_vocab.json").write_text(vocab.to_json())
-    print(f"export: {cfg.kind} model ({count_parameters(model):,} parameters) -> {out}; load it with "
-          f"`import adaptmem.hf; transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})`")
+    print(
+        f"export: {cfg.kind} model ({count_parameters(model):,} parameters) -> {out}; load it with "
+        f"`import adaptmem.hf; transformers.AutoModelForCausalLM.from_pretrained({str(out)!r})`"
+    )
     return out
 
 
@@ -379,25 +506,39 @@ def main(cfg: Config | Sequence[str] | None = None) -> None:
     if cfg.download and cfg.corpus in KNOWN_CORPORA and dist.is_main:  # one process fetches, the others wait
         known_corpus(cfg.corpus, cfg.data, download_if_missing=True)
     barrier(dist)
-    corpus = load_corpus(cli.corpus_source(cfg.corpus, cfg.data), level=cfg.level, train=cfg.train, valid=cfg.valid,
-                         test=cfg.test, data_root=cfg.data)
+    corpus = load_corpus(
+        cli.corpus_source(cfg.corpus, cfg.data),
+        level=cfg.level,
+        train=cfg.train,
+        valid=cfg.valid,
+        test=cfg.test,
+        data_root=cfg.data,
+    )
     if dist.is_main:
         print(corpus)
     results = [train(cfg, kind, corpus, dist, device, given) for kind in kinds]
     if dist.is_main:
-        rows = [f"| model | parameters | steps | tokens | train min ({cfg.clock}) | wall min | "
-                f"final valid loss (nats/token) | best valid loss (first {cfg.eval_tokens:,} tokens) |",
-                "|---|---|---|---|---|---|---|---|"]
+        rows = [
+            f"| model | parameters | steps | tokens | train min ({cfg.clock}) | wall min | "
+            f"final valid loss (nats/token) | best valid loss (first {cfg.eval_tokens:,} tokens) |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in results:
             val = f"{r['valid']:.4f}" if "valid" in r else "(unfinished)"
-            rows.append(f"| {r['kind']} | {r['params']:,} | {r['steps']:,} | {r['tokens']:,} | {r['train_min']:.1f} | "
-                        f"{r['wall_min']:.1f} | {val} | {r['best']:.4f} |")
+            rows.append(
+                f"| {r['kind']} | {r['params']:,} | {r['steps']:,} | {r['tokens']:,} | {r['train_min']:.1f} | "
+                f"{r['wall_min']:.1f} | {val} | {r['best']:.4f} |"
+            )
         print("\n".join(rows))
         (Path(cfg.out) / f"{cfg.action}.md").write_text("\n".join(rows) + "\n")
         (Path(cfg.out) / f"{cfg.action}.json").write_text(json.dumps(results, indent=1))
         if len(results) > 1:
-            plot_curves({r["kind"]: tuple(zip(*r["curve"])) for r in results if r["curve"]},
-                        Path(cfg.out) / "compare.png", xlabel="training time (s)", ylabel="valid loss (nats/token)")
+            plot_curves(
+                {r["kind"]: tuple(zip(*r["curve"])) for r in results if r["curve"]},
+                Path(cfg.out) / "compare.png",
+                xlabel="training time (s)",
+                ylabel="valid loss (nats/token)",
+            )
     cleanup_distributed(dist)
 
 

@@ -77,8 +77,20 @@ def local_cpu_wheel(version: str = TORCH_VERSION) -> str | None:
     """The URL of the CPU wheel of torch ``version`` that pip resolves without any index (its
     configured find-links), or None. Asks pip itself (``--dry-run --report``), so pip's own
     configuration files and environment decide, as they will for the install."""
-    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--no-deps", "--ignore-installed",
-           "--no-index", "--report", "-", f"torch=={version}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--dry-run",
+        "--quiet",
+        "--no-deps",
+        "--ignore-installed",
+        "--no-index",
+        "--report",
+        "-",
+        f"torch=={version}",
+    ]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         report = json.loads(out.stdout) if out.returncode == 0 else {}
@@ -103,13 +115,18 @@ def plan(facts: Facts, probe=index_reachable) -> Plan:
     (called only when the plan depends on it)."""
     device = "cuda" if facts.gpu else "cpu"
     p = Plan(device, CUDA_EXTRAS if device == "cuda" else CPU_EXTRAS)
-    p.notes.append(f"NVIDIA GPU found ({facts.gpu}): CUDA build of PyTorch, extras {p.extras}" if facts.gpu
-                   else f"no NVIDIA GPU (nvidia-smi lists none): CPU build of PyTorch, extras {p.extras}")
+    p.notes.append(
+        f"NVIDIA GPU found ({facts.gpu}): CUDA build of PyTorch, extras {p.extras}"
+        if facts.gpu
+        else f"no NVIDIA GPU (nvidia-smi lists none): CPU build of PyTorch, extras {p.extras}"
+    )
     if facts.torch is not None:
         p.notes.append(f"torch {facts.torch} is already installed: keeping it")
         if device == "cpu" and facts.platform.startswith("linux") and "+cpu" not in facts.torch:
-            p.notes.append("it may be a CUDA build (several GB, unused here); to replace it: "
-                           ".venv/bin/python -m pip uninstall -y torch, then run scripts/setup.sh again")
+            p.notes.append(
+                "it may be a CUDA build (several GB, unused here); to replace it: "
+                ".venv/bin/python -m pip uninstall -y torch, then run scripts/setup.sh again"
+            )
         return p
     if device == "cuda":
         p.torch_args = [f"torch=={TORCH_VERSION}"]  # the default index's Linux wheel is the CUDA build
@@ -124,8 +141,10 @@ def plan(facts: Facts, probe=index_reachable) -> Plan:
         p.notes.append(f"pip's configured sources hold the CPU wheel ({facts.local_cpu_wheel}): using it")
         return p
     fallback = [f"torch=={TORCH_VERSION}"]
-    warning = ("falling back to the default index: on Linux it serves the CUDA build of PyTorch (several GB "
-               "with its NVIDIA libraries), which also runs on the CPU")
+    warning = (
+        "falling back to the default index: on Linux it serves the CUDA build of PyTorch (several GB "
+        "with its NVIDIA libraries), which also runs on the CPU"
+    )
     reachable = facts.cpu_index_reachable if facts.cpu_index_reachable is not None else probe()
     if not reachable:
         p.torch_args = fallback
@@ -133,25 +152,37 @@ def plan(facts: Facts, probe=index_reachable) -> Plan:
         return p
     p.torch_args = [cpu_spec, "--index-url", CPU_INDEX, "--extra-index-url", DEFAULT_INDEX]
     p.fallback_args = fallback
-    p.notes.append(f"installing the CPU build from PyTorch's CPU wheel index {CPU_INDEX} "
-                   f"(other packages from {DEFAULT_INDEX})")
+    p.notes.append(
+        f"installing the CPU build from PyTorch's CPU wheel index {CPU_INDEX} (other packages from {DEFAULT_INDEX})"
+    )
     p.notes.append(f"if that fails: {warning}")
     return p
 
 
 def shell(p: Plan) -> str:
     """``p`` as bash assignments (arrays for the pip arguments), safe to ``eval``."""
+
     def arr(xs: list[str]) -> str:
         return "(" + " ".join(shlex.quote(x) for x in xs) + ")"
 
-    return "\n".join([f"DEVICE={shlex.quote(p.device)}", f"EXTRAS={shlex.quote(p.extras)}",
-                      f"TORCH_ARGS={arr(p.torch_args)}", f"TORCH_FALLBACK_ARGS={arr(p.fallback_args)}"])
+    return "\n".join(
+        [
+            f"DEVICE={shlex.quote(p.device)}",
+            f"EXTRAS={shlex.quote(p.extras)}",
+            f"TORCH_ARGS={arr(p.torch_args)}",
+            f"TORCH_FALLBACK_ARGS={arr(p.fallback_args)}",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                    help="auto: CUDA when nvidia-smi lists a GPU (default: auto)")
+    ap.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto: CUDA when nvidia-smi lists a GPU (default: auto)",
+    )
     # Overrides of what is read off the machine, for tests and for forcing a path.
     ap.add_argument("--gpu", help="pretend nvidia-smi listed this GPU ('' for none)")
     ap.add_argument("--torch", help="pretend this torch version is installed ('' for none)")
@@ -160,8 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     facts = Facts(
         sys.platform,
-        (args.gpu or None) if args.gpu is not None else
-        (detect_gpu() if args.device == "auto" else ("forced by --device cuda" if args.device == "cuda" else None)),
+        (args.gpu or None)
+        if args.gpu is not None
+        else (
+            detect_gpu() if args.device == "auto" else ("forced by --device cuda" if args.device == "cuda" else None)
+        ),
         (args.torch or None) if args.torch is not None else installed_torch(),
         None,
         None if args.cpu_index is None else args.cpu_index == "reachable",

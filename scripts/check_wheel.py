@@ -25,8 +25,9 @@ import sys
 import sysconfig
 import tempfile
 import time
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,8 +56,13 @@ def main() -> int:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     with tempfile.TemporaryDirectory(prefix="adaptmem-wheel-") as tmp:
         tmp = Path(tmp)
-        files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                               check=True, capture_output=True, text=True).stdout.split("\0")
+        files = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split("\0")
         for name in filter(None, files):
             if (ROOT / name).is_file():  # (a deleted file git still tracks is skipped)
                 (tmp / "src" / name).parent.mkdir(parents=True, exist_ok=True)
@@ -66,17 +72,44 @@ def main() -> int:
         assert len(wheels) == 1, wheels
         run([sys.executable, "-m", "venv", "--without-pip", str(tmp / "venv")])
         py = tmp / "venv" / "bin" / "python"
-        run([sys.executable, "-m", "pip", "--python", str(py), "install", "--quiet", "--no-deps", "--no-index",
-             str(wheels[0])])
-        site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                   check=True, capture_output=True, text=True).stdout.strip())
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "--python",
+                str(py),
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--no-index",
+                str(wheels[0]),
+            ]
+        )
+        site = Path(
+            subprocess.run(
+                [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+        )
         (site / "zz_runtime_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-        out = run([str(py), "-c", PROBE, project["name"]], f"cd {tmp} && {py} -c 'import adaptmem; ...'", cwd=tmp,
-                  env=env, capture_output=True, text=True)
+        out = run(
+            [str(py), "-c", PROBE, project["name"]],
+            f"cd {tmp} && {py} -c 'import adaptmem; ...'",
+            cwd=tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         got = json.loads(out.stdout.strip().splitlines()[-1])
-    source = sorted(str(p.relative_to(ROOT / "adaptmem")) for p in (ROOT / "adaptmem").rglob("*")
-                    if p.suffix in (".py", ".typed") and "__pycache__" not in p.parts)
+    source = sorted(
+        str(p.relative_to(ROOT / "adaptmem"))
+        for p in (ROOT / "adaptmem").rglob("*")
+        if p.suffix in (".py", ".typed") and "__pycache__" not in p.parts
+    )
     problems = []
     if not got["file"].startswith(str(site)):
         problems.append(f"adaptmem was imported from {got['file']}, not from the wheel's venv")
@@ -92,8 +125,10 @@ def main() -> int:
     for p in problems:
         print(f"check_wheel: FAIL: {p}", file=sys.stderr)
     if not problems:
-        print(f"check_wheel: ok in {time.monotonic() - t0:.0f} s: {wheels[0].name} installs into an empty venv; "
-              f"import adaptmem {got['version']} from outside the checkout, {len(got['files'])} files with py.typed")
+        print(
+            f"check_wheel: ok in {time.monotonic() - t0:.0f} s: {wheels[0].name} installs into an empty venv; "
+            f"import adaptmem {got['version']} from outside the checkout, {len(got['files'])} files with py.typed"
+        )
     return 1 if problems else 0
 
 

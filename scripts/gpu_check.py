@@ -34,7 +34,9 @@ def loss_grads(fn, inputs: list[torch.Tensor], dtype: torch.dtype, seed: int = 1
     leaves = [t.detach().to(dtype).requires_grad_() for t in inputs]
     outs = fn(*leaves)
     g = torch.Generator(device=inputs[0].device).manual_seed(seed)
-    loss = sum((o.double() * torch.randn(o.shape, generator=g, device=o.device, dtype=torch.float64)).sum() for o in outs)
+    loss = sum(
+        (o.double() * torch.randn(o.shape, generator=g, device=o.device, dtype=torch.float64)).sum() for o in outs
+    )
     loss.backward()
     return [o.detach() for o in outs], [t.grad for t in leaves]
 
@@ -75,7 +77,9 @@ def compare(name, fn, ref_fn, inputs, dtype) -> bool:
     errs = [rel_err(a, b) for a, b in zip(out + grads, ref_out + ref_grads)]
     finite = all(torch.isfinite(t).all() for t in out + grads)
     ok = finite and max(errs) < TOL
-    print(f"| {name} | {max(errs[:len(out)]):.1e} | {max(errs[len(out):]):.1e} | {'ok' if ok else 'FAIL'} |", flush=True)
+    print(
+        f"| {name} | {max(errs[: len(out)]):.1e} | {max(errs[len(out) :]):.1e} | {'ok' if ok else 'FAIL'} |", flush=True
+    )
     return ok
 
 
@@ -98,16 +102,32 @@ def main() -> None:
     for D in Ds:
         for T in Ts:
             inputs = srwm_problem(B, T, H, D, a.device)
-            results.append(compare(f"srwm triton T={T} D={D}", srwm_fn("triton"), srwm_fn("torch", "reference"), inputs, bf16))
+            results.append(
+                compare(f"srwm triton T={T} D={D}", srwm_fn("triton"), srwm_fn("torch", "reference"), inputs, bf16)
+            )
             for backend in backends:
-                for mode in (("chunk", "recurrent") if backend == "fla" else ("chunk",)):
+                for mode in ("chunk", "recurrent") if backend == "fla" else ("chunk",):
                     inputs = qkv_problem(B, T, H, D, a.device, with_beta=True)
-                    results.append(compare(f"delta_rule {backend} {mode} T={T} D={D}", delta_fn(backend, mode),
-                                           delta_fn("torch", "recurrent"), inputs, bf16))
+                    results.append(
+                        compare(
+                            f"delta_rule {backend} {mode} T={T} D={D}",
+                            delta_fn(backend, mode),
+                            delta_fn("torch", "recurrent"),
+                            inputs,
+                            bf16,
+                        )
+                    )
                 inputs = qkv_problem(B, T, H, D, a.device, with_beta=False)
                 if backend == "triton" or T >= H:  # fla's linear attention rejects T < H
-                    results.append(compare(f"linear_attention {backend} T={T} D={D}", linear_fn(backend),
-                                           linear_fn("torch", "recurrent"), inputs, bf16))
+                    results.append(
+                        compare(
+                            f"linear_attention {backend} T={T} D={D}",
+                            linear_fn(backend),
+                            linear_fn("torch", "recurrent"),
+                            inputs,
+                            bf16,
+                        )
+                    )
     T_long = 50 if a.quick else a.long
     print(f"\nT = {T_long}: finite outputs and gradients")
     for name, fn, inputs in [

@@ -23,6 +23,7 @@ try:  # FAISS's OpenMP threads collapse the same way (about 4x).
 except ImportError:
     pass
 
+
 def _real_data_folder() -> Path | None:
     """The real data sets for the ``data`` tests: ``$ADAPTMEM_TEST_DATA``, else the development
     machines' ``shared/data`` beside this checkout or beside the main checkout of a git worktree
@@ -46,8 +47,9 @@ SHARED_DATA = _real_data_folder()
 def shared_data() -> Path:
     """The folder with the real data sets (see :func:`_real_data_folder`); skips when absent."""
     if SHARED_DATA is None:
-        pytest.skip("real data sets not found: set ADAPTMEM_TEST_DATA to a folder with mnist/, omniglot/ "
-                    "and tinyshakespeare/")
+        pytest.skip(
+            "real data sets not found: set ADAPTMEM_TEST_DATA to a folder with mnist/, omniglot/ and tinyshakespeare/"
+        )
     return SHARED_DATA
 
 

@@ -21,8 +21,24 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 PUBLISHED = False  # set True once `adaptmem-torch` is on PyPI: then `pip install adaptmem-torch` is right
 FOREIGN = {"adaptmem"}  # names on the index that belong to other projects
 TOOLS = {"pip", "setuptools", "wheel", "build", "twine"}
-OPTIONS_WITH_VALUE = {"-r", "--requirement", "-c", "--constraint", "-i", "--index-url", "--extra-index-url",
-                      "-f", "--find-links", "-t", "--target", "--python", "--prefix", "--root", "-w", "--progress-bar"}
+OPTIONS_WITH_VALUE = {
+    "-r",
+    "--requirement",
+    "-c",
+    "--constraint",
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-f",
+    "--find-links",
+    "-t",
+    "--target",
+    "--python",
+    "--prefix",
+    "--root",
+    "-w",
+    "--progress-bar",
+}
 # Where a command ends in markdown or a shell script, and also inside a Python string.
 _STOP = re.compile(r"[`\n;|#]|&&| \(|\. |: ")
 _STOP_PY = re.compile(r"[`\"\n;|#)]|&&| \(|\. |: ")
@@ -76,7 +92,12 @@ def problems(args: str) -> list[str]:
         if tok == "@" or (i > 0 and tokens[i - 1] == "@"):
             continue
         direct = " @ " in tok or (i + 1 < len(tokens) and tokens[i + 1] == "@")
-        if tok.startswith((".", "/", "~", "$", "<", "{")) or tok.endswith((".whl", ".tar.gz", ".zip")) or "/" in tok and not direct:
+        if (
+            tok.startswith((".", "/", "~", "$", "<", "{"))
+            or tok.endswith((".whl", ".tar.gz", ".zip"))
+            or "/" in tok
+            and not direct
+        ):
             continue  # a path, or a placeholder (<...>, an f-string's {...})
         name = _req_name(tok)
         if not name:
@@ -96,7 +117,9 @@ def test_the_parser_catches_the_wrong_lines_and_lets_the_right_ones_pass():
     assert not problems("-e '.[all,dev]'") and not problems("'adaptmem-torch[all] @ file:///tmp/x.whl'")
     assert not problems("adaptmem-torch @ git+https://example.org/adaptmem.git")
     assert not problems("torch==2.13.0+cpu --index-url https://download.pytorch.org/whl/cpu")
-    assert not problems("'transformers>=5.0' safetensors") and not problems("dist/adaptmem_torch-0.2.0-py3-none-any.whl")
+    assert not problems("'transformers>=5.0' safetensors") and not problems(
+        "dist/adaptmem_torch-0.2.0-py3-none-any.whl"
+    )
     assert install_commands("run `pip install adaptmem` now") == ["adaptmem"]
     assert install_commands('msg = "needs FAISS (pip install faiss-cpu); or"', python=True) == ["faiss-cpu"]
     assert install_commands('pip install ".[all]"  # a clone') == ['".[all]"  ']

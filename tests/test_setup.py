@@ -37,8 +37,13 @@ def test_cpu_machine_without_one_uses_pytorchs_cpu_index_and_falls_back_to_the_d
     probes = []
     p = plan(Facts("linux", None, None, None), probe=lambda: probes.append(1) or True)
     assert probes == [1] and p.extras == "all,dev"
-    assert p.torch_args == [f"torch=={V}+cpu", "--index-url", "https://download.pytorch.org/whl/cpu",
-                            "--extra-index-url", "https://pypi.org/simple"]
+    assert p.torch_args == [
+        f"torch=={V}+cpu",
+        "--index-url",
+        "https://download.pytorch.org/whl/cpu",
+        "--extra-index-url",
+        "https://pypi.org/simple",
+    ]
     assert p.fallback_args == [f"torch=={V}"] and any("CUDA build" in n for n in p.notes)
 
 
@@ -69,7 +74,9 @@ def test_macos_takes_the_default_index_whose_wheel_is_the_cpu_build():
 @bash
 def test_the_plan_evaluates_to_bash_arrays():
     p = plan(Facts("linux", None, None, None), probe=lambda: True)
-    script = setup_plan.shell(p) + '\nprintf "%s|" "$DEVICE" "$EXTRAS" "${TORCH_ARGS[@]}"; echo "${#TORCH_FALLBACK_ARGS[@]}"'
+    script = (
+        setup_plan.shell(p) + '\nprintf "%s|" "$DEVICE" "$EXTRAS" "${TORCH_ARGS[@]}"; echo "${#TORCH_FALLBACK_ARGS[@]}"'
+    )
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
     assert out == ("cpu|all,dev|" + "|".join(p.torch_args) + "|1\n")
 
@@ -83,11 +90,14 @@ def _stub_nvidia_smi(folder: Path, body: str) -> dict:
 
 
 @bash
-@pytest.mark.parametrize("body, gpu", [
-    ('echo "GPU 0: NVIDIA H200 (UUID: GPU-1)"', "GPU 0: NVIDIA H200 (UUID: GPU-1)"),
-    ('echo "NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver"; exit 9', None),
-    ("exit 0", None),  # runs, lists nothing
-])
+@pytest.mark.parametrize(
+    "body, gpu",
+    [
+        ('echo "GPU 0: NVIDIA H200 (UUID: GPU-1)"', "GPU 0: NVIDIA H200 (UUID: GPU-1)"),
+        ('echo "NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver"; exit 9', None),
+        ("exit 0", None),  # runs, lists nothing
+    ],
+)
 def test_detect_gpu_reads_nvidia_smi(tmp_path, monkeypatch, body, gpu):
     env = _stub_nvidia_smi(tmp_path / "bin", body)
     monkeypatch.setenv("PATH", env["PATH"])
@@ -105,8 +115,14 @@ def test_setup_sh_dry_run_follows_nvidia_smi(tmp_path, gpu, device, extras):
     env = _stub_nvidia_smi(tmp_path / "bin", 'echo "GPU 0: NVIDIA Fake (UUID: GPU-1)"' if gpu else "exit 9")
     env["PYTHON"] = sys.executable
     had_venv = (ROOT / ".venv").exists()
-    out = subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh"), "--dry-run"], env=env, cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "setup.sh"), "--dry-run"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert f"setup: plan: device={device}" in out.stdout and f"pip install -e .[{extras}]" in out.stdout
     assert "setup [2/6]" in out.stdout  # numbered steps
@@ -115,6 +131,8 @@ def test_setup_sh_dry_run_follows_nvidia_smi(tmp_path, gpu, device, extras):
 
 def test_ci_runs_setup_from_scratch_then_the_wheel_check_and_the_tests():
     lines = [ln for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln and not ln.startswith("#")]
-    order = [next(i for i, ln in enumerate(lines) if key in ln)
-             for key in ("rm -rf .venv", "scripts/setup.sh", "scripts/check_wheel.py", "pytest")]
+    order = [
+        next(i for i, ln in enumerate(lines) if key in ln)
+        for key in ("rm -rf .venv", "scripts/setup.sh", "scripts/check_wheel.py", "pytest")
+    ]
     assert order == sorted(order) and "triton" in lines[order[1]]

@@ -32,12 +32,20 @@ def missing_data_message(fn: str, what: str, where: str | os.PathLike, *, downlo
         msg += "Fetch it with --download (download_if_missing=True in Python), or "
     else:
         msg += "It has no public download: put the files there by hand, or "
-    return msg + ("point --data (or $ADAPTMEM_DATA) at the folder that holds it; "
-                  "the README's section \"Data\" lists what each example reads.")
+    return msg + (
+        "point --data (or $ADAPTMEM_DATA) at the folder that holds it; "
+        'the README\'s section "Data" lists what each example reads.'
+    )
 
 
-def download(urls: Sequence[str], dest: str | os.PathLike, *, md5: str | None = None, sha256: str | None = None,
-             timeout: float = 30.0) -> Path:
+def download(
+    urls: Sequence[str],
+    dest: str | os.PathLike,
+    *,
+    md5: str | None = None,
+    sha256: str | None = None,
+    timeout: float = 30.0,
+) -> Path:
     """Fetch the first mirror that works into ``dest``, atomically (see
     :func:`adaptmem.utils.atomic.atomic_write`): a failed or corrupt download leaves no file.
 
@@ -56,8 +64,9 @@ def download(urls: Sequence[str], dest: str | os.PathLike, *, md5: str | None = 
             hashes = {name: hashlib.new(name) for name, want in (("md5", md5), ("sha256", sha256)) if want}
             with urllib.request.urlopen(url, timeout=timeout) as r:
                 size = r.headers.get("Content-Length")
-                print(f"download: {url} -> {dest}" + (f" ({int(size) / 2**20:.1f} MiB)" if size else ""),
-                      file=sys.stderr)
+                print(
+                    f"download: {url} -> {dest}" + (f" ({int(size) / 2**20:.1f} MiB)" if size else ""), file=sys.stderr
+                )
                 bar = progress(total=int(size) if size else None, desc=dest.name, unit="B", unit_scale=True)
                 try:
                     while chunk := r.read(1 << 20):

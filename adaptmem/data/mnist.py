@@ -63,8 +63,9 @@ def _find(data_dir: Path, stem: str) -> Path | None:
     return None
 
 
-def load_mnist(data_dir: str | os.PathLike, split: str = "train", *,
-               download_if_missing: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def load_mnist(
+    data_dir: str | os.PathLike, split: str = "train", *, download_if_missing: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Images ``uint8 [N, 28, 28]`` and labels ``int64 [N]`` of one MNIST split.
 
     Args:
@@ -92,8 +93,9 @@ def load_mnist(data_dir: str | os.PathLike, split: str = "train", *,
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write a ``uint8`` array as an IDX file (gzipped when ``path`` ends in ``.gz``); for tests."""
     array = np.asarray(array)
-    if array.dtype != np.uint8 and not (np.issubdtype(array.dtype, np.integer) and array.size
-                                        and 0 <= array.min() and array.max() <= 255):
+    if array.dtype != np.uint8 and not (
+        np.issubdtype(array.dtype, np.integer) and array.size and 0 <= array.min() and array.max() <= 255
+    ):
         raise TypeError(f"write_idx: array must be uint8 (or integers in [0, 255]), got dtype {array.dtype}")
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)

@@ -90,10 +90,16 @@ class Vocab:
     def __init__(self, itos: Sequence[str], *, level: str = "word", unk: str | None = None) -> None:
         if level not in ("char", "word", "bpe"):
             raise ValueError(f"Vocab: level must be one of {list(LEVELS)}, got {level!r}")
-        if isinstance(itos, str) or not isinstance(itos, Sequence) or not itos or \
-                not all(isinstance(s, str) for s in itos):
-            raise ValueError(f"Vocab: itos must be a non-empty sequence of str tokens, got {type(itos).__name__} "
-                             f"of length {len(itos) if hasattr(itos, '__len__') else '?'}")
+        if (
+            isinstance(itos, str)
+            or not isinstance(itos, Sequence)
+            or not itos
+            or not all(isinstance(s, str) for s in itos)
+        ):
+            raise ValueError(
+                f"Vocab: itos must be a non-empty sequence of str tokens, got {type(itos).__name__} "
+                f"of length {len(itos) if hasattr(itos, '__len__') else '?'}"
+            )
         self.itos = list(itos)
         self.stoi = {s: i for i, s in enumerate(self.itos)}
         if len(self.stoi) != len(self.itos):
@@ -104,8 +110,9 @@ class Vocab:
         self.level, self.unk = level, unk
 
     @classmethod
-    def build(cls, tokens: Iterable[str], *, level: str = "word", unk: str | None = None,
-              specials: Sequence[str] = ()) -> Vocab:
+    def build(
+        cls, tokens: Iterable[str], *, level: str = "word", unk: str | None = None, specials: Sequence[str] = ()
+    ) -> Vocab:
         """A vocabulary of ``specials`` then the tokens (characters sorted, words in order of
         first appearance); ``unk`` is appended when given and not seen."""
         seen = dict.fromkeys(specials)
@@ -136,8 +143,10 @@ class Vocab:
         for t in tokens:
             i = self.stoi.get(t, unk)
             if i is None:
-                raise ValueError(f"Vocab.encode: token {t!r} is not in the vocabulary (size {len(self)}) "
-                                 f"and the vocabulary has no unk token")
+                raise ValueError(
+                    f"Vocab.encode: token {t!r} is not in the vocabulary (size {len(self)}) "
+                    f"and the vocabulary has no unk token"
+                )
             out.append(i)
         return out
 
@@ -171,8 +180,10 @@ class Vocab:
         except (TypeError, ValueError) as e:
             raise ValueError(f"Vocab.from_json: text is not JSON ({e})") from e
         if not isinstance(d, dict) or not ({"level", "itos", "unk"} <= set(d) or d.get("level") == "bpe"):
-            raise ValueError(f"Vocab.from_json: text must hold a to_json() object with level, itos and unk, got "
-                             f"{sorted(d) if isinstance(d, dict) else type(d).__name__}")
+            raise ValueError(
+                f"Vocab.from_json: text must hold a to_json() object with level, itos and unk, got "
+                f"{sorted(d) if isinstance(d, dict) else type(d).__name__}"
+            )
         if d.get("level") == "bpe":
             return BPEVocab.from_json(text)
         return cls(d["itos"], level=d["level"], unk=d["unk"])
@@ -202,8 +213,8 @@ class BPEVocab(Vocab):
         tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = tokenizers.decoders.ByteLevel()
         trainer = tokenizers.trainers.BpeTrainer(
-            vocab_size=vocab_size, show_progress=False,
-            initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet())
+            vocab_size=vocab_size, show_progress=False, initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet()
+        )
         tok.train_from_iterator(texts, trainer)
         return cls(tok)
 
@@ -234,8 +245,9 @@ def _import_tokenizers():
     try:
         import tokenizers
     except ImportError:
-        raise ImportError("load_corpus: level='bpe' needs the optional 'tokenizers' package; "
-                          f"{install_hint('lm', 'tokenizers')}") from None
+        raise ImportError(
+            f"load_corpus: level='bpe' needs the optional 'tokenizers' package; {install_hint('lm', 'tokenizers')}"
+        ) from None
     return tokenizers
 
 
@@ -251,8 +263,11 @@ class Corpus:
     name: str = ""
 
     def __repr__(self) -> str:
-        sizes = ", ".join(f"{k}={len(v):,}" for k, v in (("train", self.train), ("valid", self.valid),
-                                                        ("test", self.test)) if v is not None)
+        sizes = ", ".join(
+            f"{k}={len(v):,}"
+            for k, v in (("train", self.train), ("valid", self.valid), ("test", self.test))
+            if v is not None
+        )
         return f"Corpus({self.name!r}, level={self.vocab.level!r}, vocab={len(self.vocab):,}, {sizes})"
 
 
@@ -270,14 +285,15 @@ KNOWN_CORPORA = {
     # Karpathy's char-rnn data set, 1,115,394 characters; the digest is that of the file the project's
     # development machines hold.
     "tinyshakespeare": KnownCorpus(
-        "Tiny Shakespeare", "input.txt",
+        "Tiny Shakespeare",
+        "input.txt",
         ("https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",),
-        "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"),
+        "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+    ),
 }
 
 
-def known_corpus(name: str, data_root: str | os.PathLike | None = None, *,
-                 download_if_missing: bool = False) -> Path:
+def known_corpus(name: str, data_root: str | os.PathLike | None = None, *, download_if_missing: bool = False) -> Path:
     """The file of the known corpus ``name`` in ``<data_root>/<name>/`` (default root:
     :func:`adaptmem.utils.default_data_root`), downloaded there first when missing and
     ``download_if_missing``; :class:`~adaptmem.data.download.DataNotFoundError` otherwise."""
@@ -338,13 +354,18 @@ def load_corpus(
     if not 0.0 < split_fraction < 1.0:
         raise ValueError(f"{fn}: split_fraction must lie in (0, 1), got {split_fraction}")
     files, name = _resolve_files(source, train, valid, test, data_root, download_if_missing)
-    options = {"level": level, "split_fraction": split_fraction,
-               "bpe_vocab_size": bpe_vocab_size if level == "bpe" else None}
+    options = {
+        "level": level,
+        "split_fraction": split_fraction,
+        "bpe_vocab_size": bpe_vocab_size if level == "bpe" else None,
+    }
     if files is not None:
         ident = {role: _file_identity(p) for role, p in files.items() if p is not None}
     else:
         ident = {"hub": name}
-    key = hashlib.sha256(json.dumps({"v": _CACHE_VERSION, **options, **ident}, sort_keys=True).encode()).hexdigest()[:24]
+    key = hashlib.sha256(json.dumps({"v": _CACHE_VERSION, **options, **ident}, sort_keys=True).encode()).hexdigest()[
+        :24
+    ]
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     cached = cache / f"{key}.pt"
     if cached.exists():
@@ -352,8 +373,9 @@ def load_corpus(
             state = load_verified(cached, format=_CACHE_FORMAT)
             return Corpus(state["train"], state["valid"], state["test"], Vocab.from_json(state["vocab"]), name)
         except (CorruptFileError, KeyError, TypeError, ValueError) as e:  # a cache: rebuild it
-            warnings.warn(f"load_corpus: ignoring the unreadable cache {cached} ({e}); rebuilding it",
-                          UserWarning, stacklevel=2)
+            warnings.warn(
+                f"load_corpus: ignoring the unreadable cache {cached} ({e}); rebuilding it", UserWarning, stacklevel=2
+            )
 
     texts = _read_files(files) if files is not None else _read_hub(name)
     if texts["valid"] is None:  # one text: first split_fraction for training, the rest validation
@@ -364,8 +386,9 @@ def load_corpus(
     return Corpus(ids["train"], ids["valid"], ids["test"], vocab, name)
 
 
-def _resolve_files(source, train, valid, test, data_root=None,
-                   download_if_missing=False) -> tuple[dict[str, Path | None] | None, str]:
+def _resolve_files(
+    source, train, valid, test, data_root=None, download_if_missing=False
+) -> tuple[dict[str, Path | None] | None, str]:
     fn = "load_corpus"
     if train is not None:
         files = {"train": Path(train), "valid": Path(valid) if valid else None, "test": Path(test) if test else None}
@@ -389,8 +412,11 @@ def _resolve_files(source, train, valid, test, data_root=None,
         raise FileNotFoundError(f"{fn}: {path} matches no known layout ({layouts}; or exactly one .txt file)")
     text = str(source)
     if text in KNOWN_CORPORA:
-        return {"train": known_corpus(text, data_root, download_if_missing=download_if_missing),
-                "valid": None, "test": None}, text
+        return {
+            "train": known_corpus(text, data_root, download_if_missing=download_if_missing),
+            "valid": None,
+            "test": None,
+        }, text
     looks_local = text.startswith((".", "/", "~")) or text.endswith((".txt", ".tokens", ".raw"))
     if looks_local or (path.parent != Path(".") and path.parent.exists()):
         raise FileNotFoundError(f"{fn}: {text} does not exist")
@@ -451,8 +477,10 @@ def _build_vocab(texts: dict[str, str | None], level: str, bpe_vocab_size: int) 
 
 # ---------------------------------------------------------------------------------- hub
 def _offline_env() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )
 
 
 _LOCAL_ADVICE = (
@@ -489,7 +517,7 @@ def cached_hub_datasets() -> list[str]:
         from huggingface_hub.constants import HF_HUB_CACHE
 
         for d in Path(HF_HUB_CACHE).glob("datasets--*"):
-            names.add(d.name[len("datasets--"):].replace("--", "/"))
+            names.add(d.name[len("datasets--") :].replace("--", "/"))
     except ImportError:
         pass
     try:
@@ -509,8 +537,9 @@ def _cache_note(path: str) -> str:
     if not cached:
         return "the local datasets cache is empty"
     bare = {c.rsplit("/", 1)[-1]: c for c in cached}
-    close = difflib.get_close_matches(path, cached, n=1) or [bare[m] for m in
-                                                             difflib.get_close_matches(path, list(bare), n=1)]
+    close = difflib.get_close_matches(path, cached, n=1) or [
+        bare[m] for m in difflib.get_close_matches(path, list(bare), n=1)
+    ]
     note = f"the local datasets cache holds {', '.join(cached[:10])}" + (", ..." if len(cached) > 10 else "")
     return note + (f" (did you mean {close[0]!r}?)" if close and close[0] != path else "")
 
@@ -519,36 +548,46 @@ def _read_hub(name: str) -> dict[str, str | None]:
     try:
         import datasets
     except ImportError:
-        raise _hub_error(name, f"the optional 'datasets' package is not installed ({install_hint('lm', 'datasets')})",
-                         ImportError) from None
+        raise _hub_error(
+            name, f"the optional 'datasets' package is not installed ({install_hint('lm', 'datasets')})", ImportError
+        ) from None
     path, _, config = name.partition(":")
     offline = _offline_env()
     if not offline:  # probe first: datasets' own retries can hang for minutes
         why = _hub_reachable(_HUB_PROBE_TIMEOUT)
         if why is not None:
-            raise _hub_error(name, f"{why}; offline, only cached corpora load ({_cache_note(path)}, with "
-                                   f"HF_HUB_OFFLINE=1)")
+            raise _hub_error(
+                name, f"{why}; offline, only cached corpora load ({_cache_note(path)}, with HF_HUB_OFFLINE=1)"
+            )
     try:
         ds = datasets.load_dataset(path, config or None)
     except Exception as e:
         if offline:  # no way to ask the hub whether the name exists
-            why = (f"HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set and it is not in the local datasets cache, so "
-                   f"whether the hub has a dataset of that name cannot be checked ({_cache_note(path)}; "
-                   f"{type(e).__name__}: {e})")
+            why = (
+                f"HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set and it is not in the local datasets cache, so "
+                f"whether the hub has a dataset of that name cannot be checked ({_cache_note(path)}; "
+                f"{type(e).__name__}: {e})"
+            )
             raise _hub_error(name, why) from e
         if isinstance(e, FileNotFoundError) and not isinstance(e, ConnectionError):
             # datasets' DatasetNotFoundError: the hub answered that it has no such (public) dataset
-            why = (f"the hub has no dataset named {path!r} that this machine may read (a typo, or a private or "
-                   f"gated one; {_cache_note(path)}; {type(e).__name__}: {e})")
+            why = (
+                f"the hub has no dataset named {path!r} that this machine may read (a typo, or a private or "
+                f"gated one; {_cache_note(path)}; {type(e).__name__}: {e})"
+            )
             raise _hub_error(name, why, FileNotFoundError) from e
         if isinstance(e, ConnectionError):
             raise _hub_error(name, f"the hub did not answer ({type(e).__name__}: {e})") from e
-        raise _hub_error(name, f"{type(e).__name__}: {e}", ValueError if isinstance(e, ValueError) else RuntimeError) from e
+        raise _hub_error(
+            name, f"{type(e).__name__}: {e}", ValueError if isinstance(e, ValueError) else RuntimeError
+        ) from e
     out: dict[str, str | None] = {"train": None, "valid": None, "test": None}
     for role, candidates in (("train", ("train",)), ("valid", ("validation", "valid", "dev")), ("test", ("test",))):
         split = next((ds[c] for c in candidates if c in ds), None)
         if split is not None:
-            column = next((c for c in ("text", "sentence", "content") if c in split.column_names), split.column_names[0])
+            column = next(
+                (c for c in ("text", "sentence", "content") if c in split.column_names), split.column_names[0]
+            )
             out[role] = "".join(row.rstrip("\n") + "\n" for row in split[column])
     if out["train"] is None:
         raise ValueError(f"load_corpus: {name!r} has no 'train' split (splits: {list(ds)})")
@@ -561,7 +600,9 @@ def batchify(tokens: torch.Tensor, batch_size: int) -> torch.Tensor:
     tokens = check_tensor("batchify", "tokens", tokens)
     batch_size = check_positive_int("batchify", "batch_size", batch_size)
     if tokens.dim() != 1 or tokens.is_floating_point():
-        raise ValueError(f"batchify: tokens must be 1-D integer ids, got shape {fmt_shape(tokens)} dtype {tokens.dtype}")
+        raise ValueError(
+            f"batchify: tokens must be 1-D integer ids, got shape {fmt_shape(tokens)} dtype {tokens.dtype}"
+        )
     n = tokens.numel() // batch_size
     if n < 2:
         raise ValueError(f"batchify: {tokens.numel()} tokens are too few for {batch_size} streams of >= 2 tokens")
@@ -594,8 +635,14 @@ def num_bptt_batches(streams: torch.Tensor, seq_len: int) -> int:
 
 
 # ---------------------------------------------------------------------------------- synthetic
-def make_synthetic_corpus(folder: str | os.PathLike, layout: str = "ptb", *, lines: Sequence[int] = (2000, 200, 200),
-                          vocab_size: int = 300, seed: int = 0) -> Path:
+def make_synthetic_corpus(
+    folder: str | os.PathLike,
+    layout: str = "ptb",
+    *,
+    lines: Sequence[int] = (2000, 200, 200),
+    vocab_size: int = 300,
+    seed: int = 0,
+) -> Path:
     """Write a small corpus in the ``"ptb"``, ``"wikitext"`` or ``"plain"`` layout; returns the
     folder (or the file for ``"plain"``).
 
@@ -644,4 +691,3 @@ def make_synthetic_corpus(folder: str | os.PathLike, layout: str = "ptb", *, lin
     for name, n in zip(names, lines):
         atomic_write_text(folder / name, text(n))
     return folder
-

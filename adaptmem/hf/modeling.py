@@ -28,8 +28,11 @@ MODEL_TYPE = "adaptmem"
 IGNORE_INDEX = -100  # transformers' label for "no loss at this position"
 # generate() hands the cache to the model under this keyword: "cache" in current transformers,
 # "past_key_values" before the rename; the model accepts both.
-CACHE_KWARG = ("cache" if "cache" in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters
-               else "past_key_values")
+CACHE_KWARG = (
+    "cache"
+    if "cache" in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters
+    else "past_key_values"
+)
 # Keywords transformers' generate/Trainer may pass that mean nothing here: positions are the
 # recurrence's (or the Transformer's own window), and there is one token type.
 _IGNORED_KWARGS = frozenset({"position_ids", "token_type_ids", "cache_position"})
@@ -58,13 +61,28 @@ class AdaptMemConfig(PretrainedConfig):
 
     model_type = MODEL_TYPE
 
-    def __init__(self, vocab_size: int = 256, kind: str = "srwm", num_layers: int = 4, d_model: int = 128,
-                 num_heads: int = 8, d_ff: int | None = None, dropout: float = 0.0, max_len: int = 256,
-                 layer_kwargs: dict[str, Any] | None = None, tie_word_embeddings: bool = True,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        vocab_size: int = 256,
+        kind: str = "srwm",
+        num_layers: int = 4,
+        d_model: int = 128,
+        num_heads: int = 8,
+        d_ff: int | None = None,
+        dropout: float = 0.0,
+        max_len: int = 256,
+        layer_kwargs: dict[str, Any] | None = None,
+        tie_word_embeddings: bool = True,
+        **kwargs: Any,
+    ) -> None:
         check_choice("AdaptMemConfig", "kind", kind, KINDS)
-        for name, value in (("vocab_size", vocab_size), ("num_layers", num_layers), ("d_model", d_model),
-                            ("num_heads", num_heads), ("max_len", max_len)):
+        for name, value in (
+            ("vocab_size", vocab_size),
+            ("num_layers", num_layers),
+            ("d_model", d_model),
+            ("num_heads", num_heads),
+            ("max_len", max_len),
+        ):
             check_positive_int("AdaptMemConfig", name, value)
         if layer_kwargs is not None and not isinstance(layer_kwargs, dict):
             raise TypeError(f"AdaptMemConfig: layer_kwargs must be a dict or None, got {type(layer_kwargs).__name__}")
@@ -75,19 +93,49 @@ class AdaptMemConfig(PretrainedConfig):
         super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
 
     @classmethod
-    def from_build_kwargs(cls, kind: str, vocab_size: int, *, tie_weights: bool = True, num_layers: int = 4,
-                          d_model: int = 128, num_heads: int = 8, d_ff: int | None = None, dropout: float = 0.0,
-                          max_len: int = 256, **layer_kwargs: Any) -> AdaptMemConfig:
+    def from_build_kwargs(
+        cls,
+        kind: str,
+        vocab_size: int,
+        *,
+        tie_weights: bool = True,
+        num_layers: int = 4,
+        d_model: int = 128,
+        num_heads: int = 8,
+        d_ff: int | None = None,
+        dropout: float = 0.0,
+        max_len: int = 256,
+        **layer_kwargs: Any,
+    ) -> AdaptMemConfig:
         """The config of ``build_lm(kind, vocab_size, **kwargs)`` (the same arguments)."""
-        return cls(vocab_size, kind, num_layers, d_model, num_heads, d_ff, dropout, max_len, layer_kwargs,
-                   tie_word_embeddings=tie_weights)
+        return cls(
+            vocab_size,
+            kind,
+            num_layers,
+            d_model,
+            num_heads,
+            d_ff,
+            dropout,
+            max_len,
+            layer_kwargs,
+            tie_word_embeddings=tie_weights,
+        )
 
     def build_kwargs(self) -> dict[str, Any]:
         """The arguments of :func:`~adaptmem.models.lm.build_lm` for this config (with ``kind``
         and ``vocab_size``): ``build_lm(**config.build_kwargs())`` is the wrapped model."""
-        return dict(kind=self.kind, vocab_size=self.vocab_size, num_layers=self.num_layers, d_model=self.d_model,
-                    num_heads=self.num_heads, d_ff=self.d_ff, dropout=self.dropout,
-                    tie_weights=self.tie_word_embeddings, max_len=self.max_len, **self.layer_kwargs)
+        return dict(
+            kind=self.kind,
+            vocab_size=self.vocab_size,
+            num_layers=self.num_layers,
+            d_model=self.d_model,
+            num_heads=self.num_heads,
+            d_ff=self.d_ff,
+            dropout=self.dropout,
+            tie_weights=self.tie_word_embeddings,
+            max_len=self.max_len,
+            **self.layer_kwargs,
+        )
 
     @property
     def num_hidden_layers(self) -> int:  # the names transformers' utilities look for
@@ -206,8 +254,9 @@ class AdaptMemForCausalLM(PreTrainedModel, GenerationMixin):
         if not isinstance(config, AdaptMemConfig):
             raise TypeError(f"from_lm: config must be an AdaptMemConfig, got {type(config).__name__}")
         if getattr(lm, "kind", None) != config.kind:
-            raise ValueError(f"from_lm: lm is of kind {getattr(lm, 'kind', type(lm).__name__)!r} "
-                             f"but config.kind is {config.kind!r}")
+            raise ValueError(
+                f"from_lm: lm is of kind {getattr(lm, 'kind', type(lm).__name__)!r} but config.kind is {config.kind!r}"
+            )
         model = cls(config)
         try:
             model.model.load_state_dict(lm.state_dict())
@@ -236,24 +285,36 @@ class AdaptMemForCausalLM(PreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, value: nn.Linear) -> None:
         self.model.head = value
 
-    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, cache: FastWeightCache | None = None,
-                past_key_values: FastWeightCache | None = None, use_cache: bool | None = None,
-                inputs_embeds: torch.Tensor | None = None, output_hidden_states: bool | None = None,
-                output_attentions: bool | None = None, return_dict: bool | None = None,
-                num_items_in_batch: int | torch.Tensor | None = None,
-                **kwargs: Any) -> AdaptMemCausalLMOutput | tuple:
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        cache: FastWeightCache | None = None,
+        past_key_values: FastWeightCache | None = None,
+        use_cache: bool | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> AdaptMemCausalLMOutput | tuple:
         unknown = set(kwargs) - _IGNORED_KWARGS
         if unknown:
             raise TypeError(f"AdaptMemForCausalLM.forward: unexpected keyword arguments {sorted(unknown)}")
         if inputs_embeds is not None or input_ids is None:
             raise ValueError("AdaptMemForCausalLM.forward: input_ids are required (inputs_embeds are not supported)")
         if output_hidden_states or output_attentions:
-            raise ValueError("AdaptMemForCausalLM.forward: output_hidden_states and output_attentions are not supported")
+            raise ValueError(
+                "AdaptMemForCausalLM.forward: output_hidden_states and output_attentions are not supported"
+            )
         cache = cache if cache is not None else past_key_values
         if cache is not None and not isinstance(cache, FastWeightCache):
-            raise TypeError(f"AdaptMemForCausalLM.forward: cache must be a FastWeightCache (from a previous call "
-                            f"with use_cache=True), got {type(cache).__name__}")
+            raise TypeError(
+                f"AdaptMemForCausalLM.forward: cache must be a FastWeightCache (from a previous call "
+                f"with use_cache=True), got {type(cache).__name__}"
+            )
         if use_cache is None:
             use_cache = self.config.use_cache and not self.training
         state = cache.state if cache is not None else None
@@ -272,39 +333,55 @@ class AdaptMemForCausalLM(PreTrainedModel, GenerationMixin):
             return None
         B, T = input_ids.shape
         if not isinstance(mask, torch.Tensor) or mask.dim() != 2 or mask.shape[0] != B or mask.shape[1] < T:
-            raise ValueError(f"AdaptMemForCausalLM: attention_mask must be [B, L] with B = {B} and L >= T = {T} "
-                             f"(this call's tokens, or the whole sequence so far), got "
-                             f"{fmt_shape(mask) if isinstance(mask, torch.Tensor) else type(mask).__name__}")
+            raise ValueError(
+                f"AdaptMemForCausalLM: attention_mask must be [B, L] with B = {B} and L >= T = {T} "
+                f"(this call's tokens, or the whole sequence so far), got "
+                f"{fmt_shape(mask) if isinstance(mask, torch.Tensor) else type(mask).__name__}"
+            )
         mask = mask.to(device=input_ids.device).bool()
         if bool(mask.all()):
             return None
         if self.config.kind not in FAST_KINDS:
-            raise ValueError(f"AdaptMemForCausalLM: kind {self.config.kind!r} takes all-ones attention masks only; "
-                             f"padding is supported for the fast-weight kinds {list(FAST_KINDS)}")
+            raise ValueError(
+                f"AdaptMemForCausalLM: kind {self.config.kind!r} takes all-ones attention masks only; "
+                f"padding is supported for the fast-weight kinds {list(FAST_KINDS)}"
+            )
         # The column before this call's tokens: the mask's own if it covers the past, else "present"
         # (a continued state is kept; a fresh one is the same as a reset).
-        before = mask[:, -T - 1:-T] if mask.shape[1] > T else torch.ones(B, 1, dtype=torch.bool, device=mask.device)
+        before = mask[:, -T - 1 : -T] if mask.shape[1] > T else torch.ones(B, 1, dtype=torch.bool, device=mask.device)
         mask = mask[:, -T:]
         reset = mask & ~torch.cat((before, mask[:, :-1]), dim=1)
         return reset if bool(reset.any()) else None
 
-    def prepare_inputs_for_generation(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                                      use_cache: bool | None = True, inputs_embeds: torch.Tensor | None = None,
-                                      **kwargs: Any) -> dict[str, Any]:
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        use_cache: bool | None = True,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
         """Feed only the tokens the cache has not read (all of them on the first call)."""
         if inputs_embeds is not None:
             raise ValueError("AdaptMemForCausalLM.generate: inputs_embeds are not supported; pass input_ids")
         cache = kwargs.pop("cache", None) or kwargs.pop("past_key_values", None)
         if cache is not None and cache.state is not None:
             if cache.seen_tokens >= input_ids.shape[1]:
-                raise ValueError(f"AdaptMemForCausalLM.generate: the cache has read {cache.seen_tokens} tokens, so "
-                                 f"input_ids must hold them and at least one more, got {input_ids.shape[1]}")
-            input_ids = input_ids[:, cache.seen_tokens:]
+                raise ValueError(
+                    f"AdaptMemForCausalLM.generate: the cache has read {cache.seen_tokens} tokens, so "
+                    f"input_ids must hold them and at least one more, got {input_ids.shape[1]}"
+                )
+            input_ids = input_ids[:, cache.seen_tokens :]
         return {"input_ids": input_ids, "attention_mask": attention_mask, CACHE_KWARG: cache, "use_cache": use_cache}
 
-    def _update_model_kwargs_for_generation(self, outputs: ModelOutput, model_kwargs: dict[str, Any],
-                                            is_encoder_decoder: bool = False, num_new_tokens: int = 1,
-                                            **kwargs: Any) -> dict[str, Any]:
+    def _update_model_kwargs_for_generation(
+        self,
+        outputs: ModelOutput,
+        model_kwargs: dict[str, Any],
+        is_encoder_decoder: bool = False,
+        num_new_tokens: int = 1,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
         model_kwargs[CACHE_KWARG] = outputs.cache
         mask = model_kwargs.get("attention_mask")
         if mask is not None:
@@ -312,14 +389,17 @@ class AdaptMemForCausalLM(PreTrainedModel, GenerationMixin):
         return model_kwargs
 
 
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor,
-                   num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
+def causal_lm_loss(
+    logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch: int | torch.Tensor | None = None
+) -> torch.Tensor:
     """``transformers``' causal-LM loss: position ``t`` predicts ``labels[:, t + 1]``; labels
     ``-100`` are ignored; the mean over the counted labels, or the sum over ``num_items_in_batch``
     (the Trainer's count over accumulated micro-batches)."""
     if not isinstance(labels, torch.Tensor) or labels.shape != logits.shape[:2]:
-        raise ValueError(f"AdaptMemForCausalLM: labels must be [B, T] = {fmt_shape(logits.shape[:2])}, got "
-                         f"{fmt_shape(labels) if isinstance(labels, torch.Tensor) else type(labels).__name__}")
+        raise ValueError(
+            f"AdaptMemForCausalLM: labels must be [B, T] = {fmt_shape(logits.shape[:2])}, got "
+            f"{fmt_shape(labels) if isinstance(labels, torch.Tensor) else type(labels).__name__}"
+        )
     flat_logits = logits[:, :-1].float().flatten(0, 1)
     targets = labels[:, 1:].to(logits.device).flatten()
     if num_items_in_batch is None:

@@ -32,8 +32,9 @@ class RecurrentLayer(nn.Module):
     def state_shapes(self, batch_size: int) -> tuple[tuple[int, ...], ...]:
         raise NotImplementedError
 
-    def init_state(self, batch_size: int, device: torch.device | str | None = None,
-                   dtype: torch.dtype = torch.float32) -> NamedTuple:
+    def init_state(
+        self, batch_size: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+    ) -> NamedTuple:
         """The fresh (all-zero) state for ``batch_size`` rows."""
         name = f"{type(self).__name__}.init_state"
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
@@ -52,20 +53,28 @@ class RecurrentLayer(nn.Module):
         B = x.shape[0]
         param = next(self.parameters(), None)
         if param is not None and x.device != param.device:
-            raise ValueError(f"{name}: x is on {x.device} but the layer's parameters are on {param.device}; "
-                             f"move one of them (layer.to(x.device))")
+            raise ValueError(
+                f"{name}: x is on {x.device} but the layer's parameters are on {param.device}; "
+                f"move one of them (layer.to(x.device))"
+            )
         if param is not None and x.dtype != param.dtype and not torch.is_autocast_enabled(x.device.type):
-            raise TypeError(f"{name}: x has dtype {x.dtype} but the layer's parameters are {param.dtype}; convert "
-                            f"one of them (x.to({param.dtype}) or layer.to({x.dtype})), or run under torch.autocast")
+            raise TypeError(
+                f"{name}: x has dtype {x.dtype} but the layer's parameters are {param.dtype}; convert "
+                f"one of them (x.to({param.dtype}) or layer.to({x.dtype})), or run under torch.autocast"
+            )
         if state is not None:
             shapes = self.state_shapes(B)
             fields = self.state_type._fields
             if not isinstance(state, tuple) or len(state) != len(shapes):
-                raise TypeError(f"{name}: state must be a {self.state_type.__name__}{fields}, got {type(state).__name__}")
+                raise TypeError(
+                    f"{name}: state must be a {self.state_type.__name__}{fields}, got {type(state).__name__}"
+                )
             for f, s, t in zip(fields, shapes, state):
                 check_floating(name, f"state.{f}", t)
                 if tuple(t.shape) != s:
-                    raise ValueError(f"{name}: state.{f} must have shape {fmt_shape(s)} for batch size {B}, got {fmt_shape(t)}")
+                    raise ValueError(
+                        f"{name}: state.{f} must have shape {fmt_shape(s)} for batch size {B}, got {fmt_shape(t)}"
+                    )
                 if t.device != x.device:
                     raise ValueError(f"{name}: state.{f} is on {t.device} but x is on {x.device}")
         return B, x.shape[1]
@@ -83,8 +92,9 @@ def resolve_heads(name: str, d_model: int, num_heads: int, head_dim: int | None)
             raise ValueError(f"{name}: {arg} must be a positive int, got {val!r}")
     if head_dim is None:
         if d_model % num_heads:
-            raise ValueError(f"{name}: d_model ({d_model}) must be divisible by num_heads ({num_heads}) "
-                             f"when head_dim is not given")
+            raise ValueError(
+                f"{name}: d_model ({d_model}) must be divisible by num_heads ({num_heads}) when head_dim is not given"
+            )
         return d_model // num_heads
     if isinstance(head_dim, bool) or not isinstance(head_dim, int) or head_dim <= 0:
         raise ValueError(f"{name}: head_dim must be a positive int, got {head_dim!r}")

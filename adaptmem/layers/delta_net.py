@@ -100,8 +100,15 @@ class LinearAttention(_PreLNFastWeight):
 
     state_type = LinearAttentionState
 
-    def __init__(self, d_model: int, num_heads: int, head_dim: int | None = None, dropout: float = 0.0,
-                 mode: str = "auto", chunk_size: int = 64) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        head_dim: int | None = None,
+        dropout: float = 0.0,
+        mode: str = "auto",
+        chunk_size: int = 64,
+    ) -> None:
         super().__init__(d_model, num_heads, head_dim, dropout)
         self.mode = check_choice("LinearAttention", "mode", mode, ("auto", "chunk", "recurrent"))
         self.chunk_size = check_positive_int("LinearAttention", "chunk_size", chunk_size)
@@ -109,8 +116,15 @@ class LinearAttention(_PreLNFastWeight):
     def forward(self, x, state: LinearAttentionState | None = None, reset=None):
         B, T = self.check_input(x, state)
         q, k, v = self._project(x)
-        o, S = linear_attention(elu_sum_norm(q), elu_sum_norm(k), v, initial_state=None if state is None else state.S,
-                                reset=reset, mode=_op_mode(self.mode, T), chunk_size=self.chunk_size)
+        o, S = linear_attention(
+            elu_sum_norm(q),
+            elu_sum_norm(k),
+            v,
+            initial_state=None if state is None else state.S,
+            reset=reset,
+            mode=_op_mode(self.mode, T),
+            chunk_size=self.chunk_size,
+        )
         return self._output(x, o), LinearAttentionState(S)
 
 
@@ -140,8 +154,15 @@ class DeltaNet(_PreLNFastWeight):
     state_type = DeltaNetState
     n_scalar = 1
 
-    def __init__(self, d_model: int, num_heads: int, head_dim: int | None = None, dropout: float = 0.0,
-                 mode: str = "auto", chunk_size: int = 64) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        head_dim: int | None = None,
+        dropout: float = 0.0,
+        mode: str = "auto",
+        chunk_size: int = 64,
+    ) -> None:
         super().__init__(d_model, num_heads, head_dim, dropout)
         self.mode = check_choice("DeltaNet", "mode", mode, ("auto", "chunk", "recurrent"))
         self.chunk_size = check_positive_int("DeltaNet", "chunk_size", chunk_size)
@@ -149,9 +170,16 @@ class DeltaNet(_PreLNFastWeight):
     def forward(self, x, state: DeltaNetState | None = None, reset=None):
         B, T = self.check_input(x, state)
         q, k, v, b = self._project(x)
-        o, S = delta_rule(elu_sum_norm(q), elu_sum_norm(k), v, torch.sigmoid(b),
-                          initial_state=None if state is None else state.S, reset=reset,
-                          mode=_op_mode(self.mode, T), chunk_size=self.chunk_size)
+        o, S = delta_rule(
+            elu_sum_norm(q),
+            elu_sum_norm(k),
+            v,
+            torch.sigmoid(b),
+            initial_state=None if state is None else state.S,
+            reset=reset,
+            mode=_op_mode(self.mode, T),
+            chunk_size=self.chunk_size,
+        )
         return self._output(x, o), DeltaNetState(S)
 
 
@@ -173,8 +201,14 @@ class RecurrentDeltaNet(_PreLNFastWeight):
     state_type = RecurrentDeltaState
     n_scalar = 1
 
-    def __init__(self, d_model: int, num_heads: int, head_dim: int | None = None, dropout: float = 0.0,
-                 checkpoint_every: int = 64) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        head_dim: int | None = None,
+        dropout: float = 0.0,
+        checkpoint_every: int = 64,
+    ) -> None:
         super().__init__(d_model, num_heads, head_dim, dropout)
         H, D = self.num_heads, self.head_dim
         self.R_q = nn.Parameter(torch.empty(H, D, D))
@@ -195,7 +229,17 @@ class RecurrentDeltaNet(_PreLNFastWeight):
     def forward(self, x, state: RecurrentDeltaState | None = None, reset=None):
         B, T = self.check_input(x, state)
         q, k, v, b = self._project(x)
-        o, new_state = recurrent_delta_rule(q, k, v, b, self.R_q, self.R_k, self.R_v, self.r_b,
-                                            initial_state=state, reset=reset,
-                                            checkpoint_every=self.checkpoint_every)
+        o, new_state = recurrent_delta_rule(
+            q,
+            k,
+            v,
+            b,
+            self.R_q,
+            self.R_k,
+            self.R_v,
+            self.r_b,
+            initial_state=state,
+            reset=reset,
+            checkpoint_every=self.checkpoint_every,
+        )
         return self._output(x, o), new_state

@@ -70,8 +70,9 @@ class LSTM(RecurrentLayer):
     def state_shapes(self, batch_size: int):
         return (batch_size, self.hidden_size), (batch_size, self.hidden_size)
 
-    def forward(self, x: torch.Tensor, state: LSTMState | None = None,
-                reset: torch.Tensor | None = None) -> tuple[torch.Tensor, LSTMState]:
+    def forward(
+        self, x: torch.Tensor, state: LSTMState | None = None, reset: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, LSTMState]:
         B, T = self.check_input(x, state)
         reset = check_reset("LSTM", reset, B, T, x.device)
         h, c = self.init_state(B, x.device, x.dtype) if state is None else (s.to(x.dtype) for s in state)

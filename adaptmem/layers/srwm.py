@@ -14,7 +14,6 @@ from adaptmem.ops import _dispatch
 from adaptmem.ops.srwm import srwm
 from adaptmem.utils.checks import check_bool, check_choice, check_float, check_positive_int
 
-
 # W0 = m * (stored parameter) with m = DEFAULT_W0_SCALE / sqrt(D): see "Parametrization" in SRWM.
 DEFAULT_W0_SCALE = 32.0
 
@@ -93,10 +92,20 @@ class SRWM(FastWeightLayer):
 
     state_type = SRWMState
 
-    def __init__(self, d_model: int, num_heads: int, head_dim: int | None = None, dropout: float = 0.0,
-                 beta_init: float = 0.0, input_softmax: bool = False, norm_skip: bool = True,
-                 pre_norm: bool = False, backend: str = "auto", checkpoint_every: int = 64,
-                 w0_multiplier: float | None = None) -> None:
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        head_dim: int | None = None,
+        dropout: float = 0.0,
+        beta_init: float = 0.0,
+        input_softmax: bool = False,
+        norm_skip: bool = True,
+        pre_norm: bool = False,
+        backend: str = "auto",
+        checkpoint_every: int = 64,
+        w0_multiplier: float | None = None,
+    ) -> None:
         super().__init__()
         D = resolve_heads("SRWM", d_model, num_heads, head_dim)
         check_float("SRWM", "dropout", dropout, lo=0.0, hi=1.0)
@@ -107,8 +116,12 @@ class SRWM(FastWeightLayer):
         check_positive_int("SRWM", "checkpoint_every", checkpoint_every)
         if w0_multiplier is None:
             w0_multiplier = DEFAULT_W0_SCALE / math.sqrt(D)
-        if isinstance(w0_multiplier, bool) or not isinstance(w0_multiplier, (int, float)) or \
-                not math.isfinite(w0_multiplier) or w0_multiplier <= 0:
+        if (
+            isinstance(w0_multiplier, bool)
+            or not isinstance(w0_multiplier, (int, float))
+            or not math.isfinite(w0_multiplier)
+            or w0_multiplier <= 0
+        ):
             raise ValueError(f"SRWM: w0_multiplier must be a positive finite number, got {w0_multiplier!r}")
         self.d_model, self.num_heads, self.head_dim = d_model, num_heads, D
         self.beta_init, self.input_softmax, self.norm_skip = beta_init, input_softmax, norm_skip
@@ -142,8 +155,9 @@ class SRWM(FastWeightLayer):
         m = self.w0_multiplier.to(self.W_y.dtype)
         return self.W_y * m, self.W_q * m, self.W_k * m, self.w_b * m
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs) -> None:
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
         # Convert W0 stored with another multiplier (none saved = 1.0, the parametrization before
         # w0_multiplier existed) to this layer's, so that the loaded function is the same.
         key = prefix + "w0_multiplier"
@@ -157,15 +171,17 @@ class SRWM(FastWeightLayer):
                     if n in state_dict:
                         state_dict[n] = state_dict[n] * (m_saved / m)
             state_dict[key] = torch.tensor(m, dtype=self.w0_multiplier.dtype)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
-                                      unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def state_shapes(self, batch_size: int):
         B, H, D = batch_size, self.num_heads, self.head_dim
         return (B, H, D, D), (B, H, D, D), (B, H, D, D), (B, H, D, 4)
 
-    def forward(self, x: torch.Tensor, state: SRWMState | None = None,
-                reset: torch.Tensor | None = None) -> tuple[torch.Tensor, SRWMState]:
+    def forward(
+        self, x: torch.Tensor, state: SRWMState | None = None, reset: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, SRWMState]:
         B, T = self.check_input(x, state)
         normed = self.norm(x) if self.norm is not None else x
         h = normed if self.pre_norm else x
@@ -175,13 +191,14 @@ class SRWM(FastWeightLayer):
             h = torch.softmax(h, dim=-1)
         W0 = self.initial_weights()
         start = W0 if state is None else tuple(w + s for w, s in zip(W0, state))
-        y, W_T = srwm(h, *start, reset=reset, reset_to=W0, backend=self.backend,
-                      checkpoint_every=self.checkpoint_every)
+        y, W_T = srwm(h, *start, reset=reset, reset_to=W0, backend=self.backend, checkpoint_every=self.checkpoint_every)
         new_state = SRWMState(*(w_t - w0.to(w_t.dtype) for w_t, w0 in zip(W_T, W0)))
         out = self.dropout(self.out_proj(y.reshape(B, T, self.num_heads * self.head_dim)))
         return (normed if self.norm_skip else x) + out, new_state
 
     def extra_repr(self) -> str:
-        return (f"d_model={self.d_model}, num_heads={self.num_heads}, head_dim={self.head_dim}, "
-                f"beta_init={self.beta_init}, input_softmax={self.input_softmax}, norm_skip={self.norm_skip}, "
-                f"pre_norm={self.pre_norm}, w0_multiplier={self._w0_multiplier:g}")
+        return (
+            f"d_model={self.d_model}, num_heads={self.num_heads}, head_dim={self.head_dim}, "
+            f"beta_init={self.beta_init}, input_softmax={self.input_softmax}, norm_skip={self.norm_skip}, "
+            f"pre_norm={self.pre_norm}, w0_multiplier={self._w0_multiplier:g}"
+        )

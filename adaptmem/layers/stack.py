@@ -26,8 +26,12 @@ class FeedForward(nn.Module):
         check_positive_int("FeedForward", "d_ff", d_ff)
         check_float("FeedForward", "dropout", dropout, lo=0.0, hi=1.0)
         self.net = nn.Sequential(
-            nn.LayerNorm(d_model), nn.Linear(d_model, d_ff), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(d_ff, d_model), nn.Dropout(dropout),
+            nn.LayerNorm(d_model),
+            nn.Linear(d_model, d_ff),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(d_ff, d_model),
+            nn.Dropout(dropout),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -47,8 +51,15 @@ class FastWeightBlock(nn.Module):
     Inputs/outputs as for the layer: ``forward(x, state=None, reset=None) -> (y, new_state)``.
     """
 
-    def __init__(self, kind: str | type[nn.Module], d_model: int, num_heads: int,
-                 d_ff: int | None = None, dropout: float = 0.0, **layer_kwargs: Any) -> None:
+    def __init__(
+        self,
+        kind: str | type[nn.Module],
+        d_model: int,
+        num_heads: int,
+        d_ff: int | None = None,
+        dropout: float = 0.0,
+        **layer_kwargs: Any,
+    ) -> None:
         super().__init__()
         self.fast = make_layer(kind, d_model, num_heads, dropout=dropout, **layer_kwargs)
         self.out_dim = self.fast.out_dim
@@ -102,9 +113,18 @@ class FastWeightStack(nn.Module):
         ...     state = detach_state(state)
     """
 
-    def __init__(self, kind: str | type[nn.Module], num_layers: int, d_model: int, num_heads: int,
-                 d_ff: int | None = None, dropout: float = 0.0, final_norm: bool = False,
-                 hidden_size: int | None = None, **layer_kwargs: Any) -> None:
+    def __init__(
+        self,
+        kind: str | type[nn.Module],
+        num_layers: int,
+        d_model: int,
+        num_heads: int,
+        d_ff: int | None = None,
+        dropout: float = 0.0,
+        final_norm: bool = False,
+        hidden_size: int | None = None,
+        **layer_kwargs: Any,
+    ) -> None:
         super().__init__()
         entry = layer_kind(kind, "FastWeightStack")
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers <= 0:
@@ -115,14 +135,23 @@ class FastWeightStack(nn.Module):
                 check_positive_int("FastWeightStack", arg, val)
         self.kind, self.d_model, self._bare = kind, d_model, not entry.blocks
         if entry.blocks:
-            blocks = [FastWeightBlock(kind, d_model, num_heads, d_ff, dropout, **layer_kwargs)
-                      for _ in range(num_layers)]
+            blocks = [
+                FastWeightBlock(kind, d_model, num_heads, d_ff, dropout, **layer_kwargs) for _ in range(num_layers)
+            ]
         else:
             blocks, width = [], d_model
             hidden = d_model if hidden_size is None else hidden_size
             for i in range(num_layers):  # dropout between layers, not after the last (as nn.LSTM)
-                blocks.append(make_layer(kind, width, num_heads, hidden_size=hidden,
-                                         dropout=dropout if i < num_layers - 1 else 0.0, **layer_kwargs))
+                blocks.append(
+                    make_layer(
+                        kind,
+                        width,
+                        num_heads,
+                        hidden_size=hidden,
+                        dropout=dropout if i < num_layers - 1 else 0.0,
+                        **layer_kwargs,
+                    )
+                )
                 width = blocks[-1].out_dim
         self.blocks = nn.ModuleList(blocks)
         self.out_dim = self.blocks[-1].out_dim
@@ -136,8 +165,10 @@ class FastWeightStack(nn.Module):
         if state is None:
             state = [None] * len(self.blocks)
         elif not isinstance(state, (list, tuple)) or len(state) != len(self.blocks):
-            raise ValueError(f"FastWeightStack: state must be a list of {len(self.blocks)} per-layer states, "
-                             f"got {type(state).__name__} of length {len(state) if hasattr(state, '__len__') else '?'}")
+            raise ValueError(
+                f"FastWeightStack: state must be a list of {len(self.blocks)} per-layer states, "
+                f"got {type(state).__name__} of length {len(state) if hasattr(state, '__len__') else '?'}"
+            )
         if reset is not None and isinstance(reset, torch.Tensor) and reset.dim() not in (1, 2):
             raise ValueError(f"FastWeightStack: reset must be bool [B] or [B, T], got shape {fmt_shape(reset)}")
         new_state = []
@@ -152,7 +183,7 @@ class FastWeightStack(nn.Module):
         # A stack of LSTM layers replaced the multi-layer nn.LSTM of earlier few-shot and demo
         # models: load such a state dict by renaming "weight_ih_l<i>" to "blocks.<i>.lstm.weight_ih_l0".
         for key in [k for k in state_dict if k.startswith(prefix)]:
-            m = _NN_LSTM_PARAM.fullmatch(key[len(prefix):])
+            m = _NN_LSTM_PARAM.fullmatch(key[len(prefix) :])
             if m and self._bare:
                 kind, gate, layer = m.groups()
                 state_dict[f"{prefix}blocks.{layer}.lstm.{kind}_{gate}_l0"] = state_dict.pop(key)

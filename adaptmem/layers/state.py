@@ -74,14 +74,18 @@ def mask_state(state: Any, keep: torch.Tensor) -> Any:
 def index_state(state: Any, rows: torch.Tensor | slice | int | list[int]) -> Any:
     """The rows ``rows`` of every tensor of a batch-first state (``t[rows]``)."""
     if isinstance(rows, torch.Tensor) and rows.dtype not in (torch.int64, torch.int32, torch.bool):
-        raise TypeError(f"index_state: rows must be an int64/int32/bool tensor, an int, a slice or a list, "
-                        f"got a tensor of dtype {rows.dtype}")
+        raise TypeError(
+            f"index_state: rows must be an int64/int32/bool tensor, an int, a slice or a list, "
+            f"got a tensor of dtype {rows.dtype}"
+        )
 
     def take(t: torch.Tensor) -> torch.Tensor:
         try:
             return t[rows]
         except IndexError as e:
-            raise ValueError(f"index_state: rows {rows!r} do not fit a state tensor of shape {fmt_shape(t)} ({e})") from e
+            raise ValueError(
+                f"index_state: rows {rows!r} do not fit a state tensor of shape {fmt_shape(t)} ({e})"
+            ) from e
 
     return map_state(take, state)
 

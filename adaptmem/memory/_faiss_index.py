@@ -135,8 +135,9 @@ class ApproxIndex:
                 if self.kind == "ivf":
                     index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, metric)
                 else:
-                    index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, self.params["pq_m"],
-                                             self.params["pq_nbits"], metric)
+                    index = faiss.IndexIVFPQ(
+                        quantizer, self.dim, nlist, self.params["pq_m"], self.params["pq_nbits"], metric
+                    )
                     index.pq.cp.seed = 1234
                 index.own_fields = True
                 quantizer.this.disown()  # the index frees its quantizer
@@ -216,8 +217,10 @@ class ApproxIndex:
         if _kind_of(index) != self.kind:
             return False
         if index.d != self.dim or index.ntotal > total:
-            raise ValueError(f"{fn}: the saved index holds {index.ntotal} keys of dimension {index.d}; "
-                             f"expected dimension {self.dim} and at most total = {total} keys")
+            raise ValueError(
+                f"{fn}: the saved index holds {index.ntotal} keys of dimension {index.d}; "
+                f"expected dimension {self.dim} and at most total = {total} keys"
+            )
         if self.kind != "hnsw":
             index = self._maybe_shard(index)
         self.index, self.built_size = index, built_size

@@ -39,8 +39,17 @@ class NeuralCache:
             cache.write(h_t, y_t)
     """
 
-    def __init__(self, key_dim: int, vocab_size: int, *, size: int = 2000, theta: float = 0.3,
-                 lambda_: float = 0.1, num_streams: int = 1, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        key_dim: int,
+        vocab_size: int,
+        *,
+        size: int = 2000,
+        theta: float = 0.3,
+        lambda_: float = 0.1,
+        num_streams: int = 1,
+        device: str | torch.device = "cpu",
+    ) -> None:
         fn = "NeuralCache"
         self.key_dim = check_positive_int(fn, "key_dim", key_dim)
         self.vocab_size = check_positive_int(fn, "vocab_size", vocab_size)
@@ -60,8 +69,10 @@ class NeuralCache:
         return min(self._count, self.size)
 
     def __repr__(self) -> str:
-        return (f"NeuralCache(key_dim={self.key_dim}, vocab_size={self.vocab_size}, size={self.size}, "
-                f"theta={self.theta}, lambda_={self.lambda_}, num_streams={self.num_streams}, len={len(self)})")
+        return (
+            f"NeuralCache(key_dim={self.key_dim}, vocab_size={self.vocab_size}, size={self.size}, "
+            f"theta={self.theta}, lambda_={self.lambda_}, num_streams={self.num_streams}, len={len(self)})"
+        )
 
     def reset(self) -> None:
         self._count = 0
@@ -69,15 +80,23 @@ class NeuralCache:
     def state_dict(self) -> dict:
         """The window and its position (CPU tensors), for resuming an evaluation exactly."""
         n = len(self)
-        return {"size": self.size, "key_dim": self.key_dim, "num_streams": self.num_streams, "count": self._count,
-                "keys": self._keys[:, :n].cpu().clone(), "tokens": self._tokens[:, :n].cpu().clone()}
+        return {
+            "size": self.size,
+            "key_dim": self.key_dim,
+            "num_streams": self.num_streams,
+            "count": self._count,
+            "keys": self._keys[:, :n].cpu().clone(),
+            "tokens": self._tokens[:, :n].cpu().clone(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`; ``size``, ``key_dim`` and ``num_streams`` must match."""
         for key in ("size", "key_dim", "num_streams"):
             if state[key] != getattr(self, key):
-                raise ValueError(f"NeuralCache.load_state_dict: {key} is {state[key]} in the state but "
-                                 f"{getattr(self, key)} in this cache")
+                raise ValueError(
+                    f"NeuralCache.load_state_dict: {key} is {state[key]} in the state but "
+                    f"{getattr(self, key)} in this cache"
+                )
         n = state["keys"].shape[1]
         self._keys[:, :n] = state["keys"].to(self.device)
         self._tokens[:, :n] = state["tokens"].to(self.device)
@@ -88,12 +107,15 @@ class NeuralCache:
         h = check_shape("NeuralCache.write", "h", h, (self.num_streams, self.key_dim), "[B, D]")
         tokens = check_tensor("NeuralCache.write", "tokens", tokens)
         if tuple(tokens.shape) != (self.num_streams,) or tokens.dtype != torch.long:
-            raise ValueError(f"NeuralCache.write: tokens must be int64 [B] = ({self.num_streams},), "
-                             f"got shape {fmt_shape(tokens)} dtype {tokens.dtype}")
+            raise ValueError(
+                f"NeuralCache.write: tokens must be int64 [B] = ({self.num_streams},), "
+                f"got shape {fmt_shape(tokens)} dtype {tokens.dtype}"
+            )
         lo, hi = int(tokens.min()), int(tokens.max())
         if lo < 0 or hi >= self.vocab_size:
-            raise ValueError(f"NeuralCache.write: tokens must be ids in [0, vocab_size = {self.vocab_size}), "
-                             f"got range [{lo}, {hi}]")
+            raise ValueError(
+                f"NeuralCache.write: tokens must be ids in [0, vocab_size = {self.vocab_size}), got range [{lo}, {hi}]"
+            )
         slot = self._count % self.size
         self._keys[:, slot] = h.detach().to(self.device, torch.float32)
         self._tokens[:, slot] = tokens.to(self.device)
@@ -141,8 +163,9 @@ def mix_log_probs(
         if lam > 0 and comp is None:
             raise ValueError(f"{fn}: lambda_{name} = {lam} > 0 but log_p_{name} is None")
         if comp is not None and comp.shape != log_p_model.shape:
-            raise ValueError(f"{fn}: log_p_{name} must have the shape of log_p_model "
-                             f"{fmt_shape(log_p_model)}, got {fmt_shape(comp)}")
+            raise ValueError(
+                f"{fn}: log_p_{name} must have the shape of log_p_model {fmt_shape(log_p_model)}, got {fmt_shape(comp)}"
+            )
     lam_model = 1.0 - lambda_cache - lambda_mbpa
     if lam_model < -1e-12:
         raise ValueError(f"{fn}: lambda_cache + lambda_mbpa must be <= 1, got {lambda_cache + lambda_mbpa}")
@@ -160,5 +183,7 @@ def _check_log_probs(fn: str, name: str, t: object) -> None:
     top = float(t.max())
     # log-softmax and logsumexp results may exceed 0 by rounding only
     if top > 8 * torch.finfo(t.dtype).eps:
-        raise ValueError(f"{fn}: {name} must hold log-probabilities (<= 0), got a maximum of {top:.4g}; "
-                         f"pass log-probabilities (e.g. .log_softmax(-1) or probs.log()), not probabilities")
+        raise ValueError(
+            f"{fn}: {name} must hold log-probabilities (<= 0), got a maximum of {top:.4g}; "
+            f"pass log-probabilities (e.g. .log_softmax(-1) or probs.log()), not probabilities"
+        )

@@ -167,8 +167,11 @@ class EpisodicMemory:
             )
         self.backend = ("faiss" if faiss_available() else "torch") if backend == "auto" else backend
         self.index = index
-        if isinstance(value_shape, (str, bytes)) or not isinstance(value_shape, Sequence) or not all(
-                isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value_shape):
+        if (
+            isinstance(value_shape, (str, bytes))
+            or not isinstance(value_shape, Sequence)
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value_shape)
+        ):
             raise TypeError(f"{fn}: value_shape must be a sequence of ints >= 0, got {value_shape!r}")
         self.value_shape = tuple(value_shape)
         self.value_dtype = value_dtype
@@ -187,10 +190,17 @@ class EpisodicMemory:
         self.nprobe = check_positive_int(fn, "nprobe", nprobe)
         self.threads = None if threads is None else check_positive_int(fn, "threads", threads)
         self.index_params: dict[str, Any] = {
-            "nlist": nlist, "nprobe": self.nprobe, "pq_m": pq_m, "pq_nbits": check_positive_int(fn, "pq_nbits", pq_nbits),
-            "hnsw_m": check_positive_int(fn, "hnsw_m", hnsw_m), "ef_search": check_positive_int(fn, "ef_search", ef_search),
-            "ef_construction": check_positive_int(fn, "ef_construction", ef_construction), "shard_gpus": bool(shard_gpus),
-            "k_factor": (8 if index == "ivfpq" else 1) if k_factor is None else check_positive_int(fn, "k_factor", k_factor),
+            "nlist": nlist,
+            "nprobe": self.nprobe,
+            "pq_m": pq_m,
+            "pq_nbits": check_positive_int(fn, "pq_nbits", pq_nbits),
+            "hnsw_m": check_positive_int(fn, "hnsw_m", hnsw_m),
+            "ef_search": check_positive_int(fn, "ef_search", ef_search),
+            "ef_construction": check_positive_int(fn, "ef_construction", ef_construction),
+            "shard_gpus": bool(shard_gpus),
+            "k_factor": (8 if index == "ivfpq" else 1)
+            if k_factor is None
+            else check_positive_int(fn, "k_factor", k_factor),
         }
         self.lock = threading.RLock()
         self._keys = torch.zeros(capacity, key_dim, dtype=torch.float32, device=self.device)
@@ -260,8 +270,9 @@ class EpisodicMemory:
             ring = sum(t.numel() * t.element_size() for t in (self._keys, self._sqnorms, self._values))
             return {"ring": ring, "index": self._approx.nbytes() if self._approx is not None else 0}
 
-    def set_search_params(self, *, nprobe: int | None = None, ef_search: int | None = None,
-                          k_factor: int | None = None) -> None:
+    def set_search_params(
+        self, *, nprobe: int | None = None, ef_search: int | None = None, k_factor: int | None = None
+    ) -> None:
         """Change the recall/speed trade-off of the approximate index without rebuilding it:
         ``nprobe`` (IVF kinds: lists visited per query), ``ef_search`` (HNSW), ``k_factor``
         (candidates re-ranked exactly, as a multiple of the candidate list)."""
@@ -371,7 +382,9 @@ class EpisodicMemory:
         slots, last = zip(*(_blocked_top_m(q_c, keys, sq, m, self.metric) for q_c in q.split(_QUERY_ROWS)))
         return torch.cat(slots), torch.cat(last)
 
-    def _candidates_dense(self, q: torch.Tensor, keys: torch.Tensor, sq: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _candidates_dense(
+        self, q: torch.Tensor, keys: torch.Tensor, sq: torch.Tensor, m: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Small memories, CUDA and long candidate lists: whole rows of distances, then topk."""
         rows = max(1, _CHUNK_ELEMENTS // self._size)
         slots, last = [], []
@@ -438,8 +451,9 @@ class EpisodicMemory:
         """
         a = self._approx
         if a is None:
-            a = self._approx = fx.ApproxIndex(self.index, self.key_dim, self.metric, self.index_params,
-                                              self._faiss_threads())
+            a = self._approx = fx.ApproxIndex(
+                self.index, self.key_dim, self.metric, self.index_params, self._faiss_threads()
+            )
         a.threads = self._faiss_threads()
         n = self._size
         if a.index is None or a.ntotal >= 2 * n or n >= 2 * a.built_size:
@@ -471,9 +485,7 @@ class EpisodicMemory:
         t = check_tensor(fn, name, t)
         _check_not_meta(fn, name, t)
         if t.dim() != 2 or t.shape[1] != self.key_dim:
-            raise ValueError(
-                f"{fn}: {name} must be [B, D] with D = key_dim = {self.key_dim}, got shape {fmt_shape(t)}"
-            )
+            raise ValueError(f"{fn}: {name} must be [B, D] with D = key_dim = {self.key_dim}, got shape {fmt_shape(t)}")
         if not t.is_floating_point():
             raise TypeError(f"{fn}: {name} must be floating point, got dtype {t.dtype}")
         if t.shape[0] == 0:
@@ -485,9 +497,14 @@ class EpisodicMemory:
     # ------------------------------------------------------------------ persistence
     def _config(self) -> dict[str, Any]:
         return {
-            "key_dim": self.key_dim, "capacity": self.capacity, "value_shape": list(self.value_shape),
-            "value_dtype": str(self.value_dtype).removeprefix("torch."), "metric": self.metric,
-            "nlist": self.nlist, "nprobe": self.nprobe, "index": self.index,
+            "key_dim": self.key_dim,
+            "capacity": self.capacity,
+            "value_shape": list(self.value_shape),
+            "value_dtype": str(self.value_dtype).removeprefix("torch."),
+            "metric": self.metric,
+            "nlist": self.nlist,
+            "nprobe": self.nprobe,
+            "index": self.index,
             "index_params": dict(self.index_params),
         }
 
@@ -541,21 +558,35 @@ class EpisodicMemory:
             if cfg.get(key) != mine[key]:
                 raise ValueError(f"{fn}: {key} is {cfg.get(key)!r} in the state but {mine[key]!r} in this memory")
         keys, values, total = state["keys"], state["values"], state["total"]
-        if not isinstance(keys, torch.Tensor) or keys.dtype != torch.float32 or keys.dim() != 2 \
-                or keys.shape[1] != self.key_dim or keys.shape[0] > self.capacity:
-            got = f"shape {fmt_shape(keys)} dtype {keys.dtype}" if isinstance(keys, torch.Tensor) else type(keys).__name__
-            raise ValueError(f"{fn}: keys must be float32 [n, {self.key_dim}] with n <= capacity = "
-                             f"{self.capacity}, got {got}")
+        if (
+            not isinstance(keys, torch.Tensor)
+            or keys.dtype != torch.float32
+            or keys.dim() != 2
+            or keys.shape[1] != self.key_dim
+            or keys.shape[0] > self.capacity
+        ):
+            got = (
+                f"shape {fmt_shape(keys)} dtype {keys.dtype}" if isinstance(keys, torch.Tensor) else type(keys).__name__
+            )
+            raise ValueError(
+                f"{fn}: keys must be float32 [n, {self.key_dim}] with n <= capacity = {self.capacity}, got {got}"
+            )
         n = keys.shape[0]
         want = (n, *self.value_shape)
         if not isinstance(values, torch.Tensor) or tuple(values.shape) != want or values.dtype != self.value_dtype:
-            got = f"shape {fmt_shape(values)} dtype {values.dtype}" if isinstance(values, torch.Tensor) else type(values).__name__
+            got = (
+                f"shape {fmt_shape(values)} dtype {values.dtype}"
+                if isinstance(values, torch.Tensor)
+                else type(values).__name__
+            )
             raise ValueError(f"{fn}: values must be {self.value_dtype} {fmt_shape(want)} (one per key), got {got}")
         if isinstance(total, bool) or not isinstance(total, int) or total < 0:
             raise ValueError(f"{fn}: total (writes ever made) must be an int >= 0, got {total!r}")
         if n != min(total, self.capacity):  # the ring fills slots 0..total-1 before it wraps
-            raise ValueError(f"{fn}: total = {total} writes into capacity {self.capacity} fill "
-                             f"{min(total, self.capacity)} slots, but the state holds {n} keys")
+            raise ValueError(
+                f"{fn}: total = {total} writes into capacity {self.capacity} fill "
+                f"{min(total, self.capacity)} slots, but the state holds {n} keys"
+            )
         if not bool(torch.isfinite(keys).all()):
             raise ValueError(f"{fn}: keys contain NaN or infinite entries")
         blob, built = state.get("ivf"), state.get("ivf_built_size", 0)
@@ -572,8 +603,15 @@ class EpisodicMemory:
         save_verified(self.state_dict(), path, format=FILE_FORMAT, version=FILE_VERSION)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, backend: str = "auto", device: str | torch.device = "cpu",
-             threads: int | None = None, allow_legacy: bool = False) -> EpisodicMemory:
+    def load(
+        cls,
+        path: str | os.PathLike,
+        *,
+        backend: str = "auto",
+        device: str | torch.device = "cpu",
+        threads: int | None = None,
+        allow_legacy: bool = False,
+    ) -> EpisodicMemory:
         """A memory restored from :meth:`save`; searches give bit-identical results.
 
         Raises ``FileNotFoundError``, or :class:`~adaptmem.utils.integrity.CorruptFileError`
@@ -591,8 +629,20 @@ class EpisodicMemory:
             dtype = getattr(torch, cfg["value_dtype"])
             if not isinstance(dtype, torch.dtype):
                 raise TypeError(f"value_dtype {cfg['value_dtype']!r} is not a torch dtype")
-            mem = cls(cfg["key_dim"], cfg["capacity"], tuple(cfg["value_shape"]), dtype, cfg["metric"], backend,
-                      device, index=index, nlist=cfg["nlist"], nprobe=cfg["nprobe"], threads=threads, **params)
+            mem = cls(
+                cfg["key_dim"],
+                cfg["capacity"],
+                tuple(cfg["value_shape"]),
+                dtype,
+                cfg["metric"],
+                backend,
+                device,
+                index=index,
+                nlist=cfg["nlist"],
+                nprobe=cfg["nprobe"],
+                threads=threads,
+                **params,
+            )
             mem.load_state_dict(state)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
             raise CorruptFileError(path, f"is not a valid EpisodicMemory file ({type(e).__name__}: {e})") from e
@@ -604,8 +654,9 @@ def _check_not_meta(fn: str, name: str, t: torch.Tensor) -> None:
         raise ValueError(f"{fn}: {name} is a meta tensor (no data); give it on a real device")
 
 
-def _blocked_top_m(q: torch.Tensor, keys: torch.Tensor, sqnorms: torch.Tensor, m: int,
-                   metric: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _blocked_top_m(
+    q: torch.Tensor, keys: torch.Tensor, sqnorms: torch.Tensor, m: int, metric: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-``m`` (unsorted) slots of ``q [Q, D]`` among ``keys [N, D]`` by matmul-form
     distances, and each row's largest kept value, without a ``[Q, N]`` matrix.
 
@@ -645,8 +696,9 @@ def _blocked_top_m(q: torch.Tensor, keys: torch.Tensor, sqnorms: torch.Tensor, m
     return best_i, last
 
 
-def _block_values(q_mat: torch.Tensor, keys: torch.Tensor, sqnorms: torch.Tensor, start: int,
-                  tile: torch.Tensor, metric: str) -> torch.Tensor:
+def _block_values(
+    q_mat: torch.Tensor, keys: torch.Tensor, sqnorms: torch.Tensor, start: int, tile: torch.Tensor, metric: str
+) -> torch.Tensor:
     """Matmul-form values ``[Q, _BLOCK]`` of keys ``start .. start + _BLOCK`` into ``tile``;
     columns past the last key are +inf."""
     stop = min(start + _BLOCK, keys.shape[0])
@@ -660,8 +712,9 @@ def _block_values(q_mat: torch.Tensor, keys: torch.Tensor, sqnorms: torch.Tensor
     return tile
 
 
-def _merge_kept(best_v: torch.Tensor, best_i: torch.Tensor,
-                kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+def _merge_kept(
+    best_v: torch.Tensor, best_i: torch.Tensor, kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The top-m of each row's current best and its kept groups (rows, values, slots)."""
     rows, m = best_v.shape
     row = torch.cat([r for r, _, _ in kept])

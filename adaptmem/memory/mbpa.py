@@ -99,7 +99,9 @@ class MbPA(nn.Module):
         if not isinstance(memory, EpisodicMemory):
             raise TypeError(f"{fn}: memory must be an EpisodicMemory, got {type(memory).__name__}")
         if memory.metric != "l2":
-            raise ValueError(f"{fn}: MbPA retrieves by Euclidean distance; memory.metric must be 'l2', got {memory.metric!r}")
+            raise ValueError(
+                f"{fn}: MbPA retrieves by Euclidean distance; memory.metric must be 'l2', got {memory.metric!r}"
+            )
         if memory.value_shape != () or memory.value_dtype not in (torch.long, torch.int32, torch.int64):
             raise ValueError(
                 f"{fn}: memory values must be integer class ids of shape (), got shape "
@@ -123,11 +125,14 @@ class MbPA(nn.Module):
         self.cache_logits = cache_logits
         linear = _is_plain_linear(head)
         if mode == "linear" and not linear:
-            raise ValueError(f"{fn}: mode='linear' needs a plain nn.Linear head (no subclass, no hooks), "
-                             f"got {type(head).__name__}; use mode='auto', 'vmap' or 'loop'")
+            raise ValueError(
+                f"{fn}: mode='linear' needs a plain nn.Linear head (no subclass, no hooks), "
+                f"got {type(head).__name__}; use mode='auto', 'vmap' or 'loop'"
+            )
         if linear and head.in_features != memory.key_dim:
-            raise ValueError(f"{fn}: the head takes {head.in_features} features but the memory keys have "
-                             f"key_dim = {memory.key_dim}")
+            raise ValueError(
+                f"{fn}: the head takes {head.in_features} features but the memory keys have key_dim = {memory.key_dim}"
+            )
         self.path, self.path_reason = self._choose_path(linear)
         self._table = NeighbourTable()
 
@@ -144,8 +149,12 @@ class MbPA(nn.Module):
         p = self._param
         dtype, device = (p.dtype, p.device) if p is not None else (torch.float32, torch.device("cpu"))
         d = self.memory.key_dim
-        probe = (torch.zeros(1, d, dtype=dtype, device=device), torch.zeros(1, 1, d, dtype=dtype, device=device),
-                 torch.zeros(1, 1, dtype=torch.long, device=device), torch.ones(1, 1, dtype=dtype, device=device))
+        probe = (
+            torch.zeros(1, d, dtype=dtype, device=device),
+            torch.zeros(1, 1, d, dtype=dtype, device=device),
+            torch.zeros(1, 1, dtype=torch.long, device=device),
+            torch.ones(1, 1, dtype=dtype, device=device),
+        )
         theta = {n: p.detach() for n, p in self.head.named_parameters()}
         buffers = {n: b.detach() for n, b in self.head.named_buffers()}
         try:
@@ -153,16 +162,19 @@ class MbPA(nn.Module):
                 vmap(self._adapt_one_func(theta, buffers, steps=1))(*probe)
         except Exception as err:  # vmap cannot trace some heads (data-dependent flow, .item())
             why = f"vmap probe failed: {type(err).__name__}: {err}"
-            warnings.warn(f"MbPA: the head cannot be vmapped ({why}); adapting one query at a time "
-                          f"(path='loop')", stacklevel=3)
+            warnings.warn(
+                f"MbPA: the head cannot be vmapped ({why}); adapting one query at a time (path='loop')", stacklevel=3
+            )
             return "loop", why
         return "vmap", "vmap probe passed"
 
     def extra_repr(self) -> str:
         cache = f", cache_logits={self.cache_logits}" if self.path == "linear" else ""
-        return (f"k={self.k}, steps={self.steps}, lr={self.lr}, l2={self.l2}, "
-                f"kernel_eps={self.kernel_eps}, chunk_size={self.chunk_size}, mode={self.mode!r}, "
-                f"path={self.path!r} ({self.path_reason}){cache}")
+        return (
+            f"k={self.k}, steps={self.steps}, lr={self.lr}, l2={self.l2}, "
+            f"kernel_eps={self.kernel_eps}, chunk_size={self.chunk_size}, mode={self.mode!r}, "
+            f"path={self.path!r} ({self.path_reason}){cache}"
+        )
 
     @torch.no_grad()
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -198,9 +210,21 @@ class MbPA(nn.Module):
             raise ValueError(f"MbPA.sweep_lr: lrs must be a non-empty list of numbers >= 0, got {lrs!r}")
         k = min(self.k, len(self.memory))
         if self.path != "linear" or self.steps != 1 or k == 0:
-            twins = [MbPA(self.head, self.memory, k=self.k, steps=self.steps, lr=lr, l2=self.l2,
-                          kernel_eps=self.kernel_eps, chunk_size=self.chunk_size, mode=self.path,
-                          cache_logits=self.cache_logits) for lr in lrs]
+            twins = [
+                MbPA(
+                    self.head,
+                    self.memory,
+                    k=self.k,
+                    steps=self.steps,
+                    lr=lr,
+                    l2=self.l2,
+                    kernel_eps=self.kernel_eps,
+                    chunk_size=self.chunk_size,
+                    mode=self.path,
+                    cache_logits=self.cache_logits,
+                )
+                for lr in lrs
+            ]
             return torch.stack([m(h) for m in twins])
         self._check_queries("MbPA.sweep_lr", h)
         with self.memory.lock:
@@ -211,8 +235,10 @@ class MbPA(nn.Module):
         h = check_shape(fn, "h", h, (None, self.memory.key_dim), "[B, D]")
         p = self._param
         if p is not None and (h.dtype != p.dtype or h.device != p.device):
-            raise TypeError(f"{fn}: h must have the head's dtype {p.dtype} and device {p.device}, "
-                            f"got dtype {h.dtype} device {h.device}")
+            raise TypeError(
+                f"{fn}: h must have the head's dtype {p.dtype} and device {p.device}, "
+                f"got dtype {h.dtype} device {h.device}"
+            )
         if h.device.type != "meta" and not bool(torch.isfinite(h).all()):
             raise ValueError(f"{fn}: h contains NaN or infinite entries")
 
@@ -229,8 +255,14 @@ class MbPA(nn.Module):
         return self(h).argmax(-1)
 
     # ------------------------------------------------------------------ internals
-    def _adapt_linear(self, q: torch.Tensor, labels: torch.Tensor, w: torch.Tensor, slots: torch.Tensor,
-                      lrs: Sequence[float] | None = None) -> torch.Tensor:
+    def _adapt_linear(
+        self,
+        q: torch.Tensor,
+        labels: torch.Tensor,
+        w: torch.Tensor,
+        slots: torch.Tensor,
+        lrs: Sequence[float] | None = None,
+    ) -> torch.Tensor:
         weight = self.head.weight.detach()
         bias = None if self.head.bias is None else self.head.bias.detach()
         distinct, inverse = torch.unique(slots, return_inverse=True)
@@ -242,9 +274,20 @@ class MbPA(nn.Module):
         else:
             table, index = neighbour_table(keys_u, weight, bias, kind), inverse
         if lrs is None:
-            return adapt_linear_softmax(q, F.linear(q, weight, bias), keys_u[inverse], labels, w, table, index,
-                                        table_kind=kind, steps=self.steps, lr=self.lr, l2=self.l2,
-                                        bias=bias is not None)
+            return adapt_linear_softmax(
+                q,
+                F.linear(q, weight, bias),
+                keys_u[inverse],
+                labels,
+                w,
+                table,
+                index,
+                table_kind=kind,
+                steps=self.steps,
+                lr=self.lr,
+                l2=self.l2,
+                bias=bias is not None,
+            )
         a = torch.einsum("bkd,bd->bk", keys_u[inverse], q) + (0.0 if bias is None else 1.0)
         d = one_step_direction(a, labels, w, table, index, table_kind=kind)
         z = F.linear(q, weight, bias)
@@ -259,6 +302,7 @@ class MbPA(nn.Module):
         def nll(params: Params, keys: torch.Tensor, labels: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
             logp = F.log_softmax(functional_call(self.head, (params, buffers), (keys,)), dim=-1)
             return -(w * logp.gather(-1, labels[:, None])[:, 0]).sum()
+
         return nll
 
     def _step(self, theta: Params, params: Params, grads: Params) -> Params:
@@ -277,6 +321,7 @@ class MbPA(nn.Module):
             for _ in range(steps):
                 params = self._step(theta, params, grad_nll(params, keys, labels, w))
             return self._predict(params, buffers, q)
+
         return adapt
 
     def _adapt_one_loop(self, theta: Params, buffers: Params, q, keys, labels, w) -> torch.Tensor:

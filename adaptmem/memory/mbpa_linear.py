@@ -72,8 +72,10 @@ def adapt_linear_softmax(
     shrink = 1.0 + 2.0 * lr * l2
     a = torch.einsum("bkd,bd->bk", keys, q) + one  # a_i = x̃_i · q̃
     if steps == 1:
-        return F.log_softmax(logits_q + (lr / shrink) * one_step_direction(a, labels, weights, table, index,
-                                                                            table_kind=table_kind), dim=-1)
+        return F.log_softmax(
+            logits_q + (lr / shrink) * one_step_direction(a, labels, weights, table, index, table_kind=table_kind),
+            dim=-1,
+        )
     out = []
     per = max(1, _MULTI_STEP_ELEMENTS // (keys.shape[1] * table.shape[1]))
     for sl in (slice(i, i + per) for i in range(0, q.shape[0], per)):
@@ -90,8 +92,15 @@ def adapt_linear_softmax(
     return F.log_softmax(torch.cat(out), dim=-1)
 
 
-def one_step_direction(a: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, table: torch.Tensor,
-                       index: torch.Tensor, *, table_kind: str) -> torch.Tensor:
+def one_step_direction(
+    a: torch.Tensor,
+    labels: torch.Tensor,
+    weights: torch.Tensor,
+    table: torch.Tensor,
+    index: torch.Tensor,
+    *,
+    table_kind: str,
+) -> torch.Tensor:
     """``d = Σ_i w_i a_i (e_{y_i} - p_i^0)`` ``[B, V]``: one step moves the logits by ``lr / (1 + 2 lr l2) · d``.
 
     Independent of ``lr`` and ``l2``, so a sweep over them costs one ``log_softmax`` each.
@@ -110,8 +119,9 @@ def _rows_times(coef: torch.Tensor, index: torch.Tensor, rows: torch.Tensor) -> 
     if rows.dtype not in (torch.float32, torch.float64):  # sparse mm has no reduced-precision kernels
         return torch.bmm(coef[:, None, :], rows[index])[:, 0]
     r = torch.arange(b, device=index.device).repeat_interleave(k)
-    mat = torch.sparse_coo_tensor(torch.stack([r, index.reshape(-1)]), coef.reshape(-1), (b, rows.shape[0]),
-                                  check_invariants=False)
+    mat = torch.sparse_coo_tensor(
+        torch.stack([r, index.reshape(-1)]), coef.reshape(-1), (b, rows.shape[0]), check_invariants=False
+    )
     return torch.sparse.mm(mat, rows)
 
 
@@ -149,8 +159,16 @@ class NeighbourTable:
         self._params: tuple | None = None
         self._kind = ""
 
-    def lookup(self, weight: torch.Tensor, bias: torch.Tensor | None, slots: torch.Tensor,
-               keys: torch.Tensor, *, capacity: int, kind: str) -> torch.Tensor:
+    def lookup(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        slots: torch.Tensor,
+        keys: torch.Tensor,
+        *,
+        capacity: int,
+        kind: str,
+    ) -> torch.Tensor:
         """The table ``[capacity, V]``, with the rows of ``slots [U]`` (distinct, keys ``[U, D]``) exact."""
         if not self._matches(weight, bias, capacity, kind):
             v = weight.shape[0]

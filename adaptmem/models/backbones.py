@@ -38,8 +38,13 @@ class Conv4(nn.Module):
         self.in_channels, self.channels = in_channels, channels
         blocks = []
         for i in range(4):
-            blocks += [nn.Conv2d(in_channels if i == 0 else channels, channels, 3, padding=1),
-                       nn.BatchNorm2d(channels), nn.MaxPool2d(2), nn.Dropout(dropout), nn.ReLU(inplace=True)]
+            blocks += [
+                nn.Conv2d(in_channels if i == 0 else channels, channels, 3, padding=1),
+                nn.BatchNorm2d(channels),
+                nn.MaxPool2d(2),
+                nn.Dropout(dropout),
+                nn.ReLU(inplace=True),
+            ]
         self.net = nn.Sequential(*blocks, nn.Flatten())
 
     def out_features(self, image_size: int) -> int:
@@ -52,8 +57,10 @@ class Conv4(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"Conv4: x must be [N, {self.in_channels}, H, W], got "
-                             f"{fmt_shape(x) if isinstance(x, torch.Tensor) else type(x).__name__}")
+            raise ValueError(
+                f"Conv4: x must be [N, {self.in_channels}, H, W], got "
+                f"{fmt_shape(x) if isinstance(x, torch.Tensor) else type(x).__name__}"
+            )
         return self.net(x)
 
 
@@ -87,11 +94,17 @@ class ResNet12(nn.Module):
         torch.Size([2, 256])
     """
 
-    def __init__(self, in_channels: int = 3, channels: Sequence[int] = (64, 96, 128, 256), dropout: float = 0.0) -> None:
+    def __init__(
+        self, in_channels: int = 3, channels: Sequence[int] = (64, 96, 128, 256), dropout: float = 0.0
+    ) -> None:
         super().__init__()
         check_positive_int("ResNet12", "in_channels", in_channels)
-        if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence) or len(channels) != 4 or not all(
-                isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels):
+        if (
+            isinstance(channels, (str, bytes))
+            or not isinstance(channels, Sequence)
+            or len(channels) != 4
+            or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels)
+        ):
             raise ValueError(f"ResNet12: channels must list 4 positive int widths, got {channels!r}")
         check_float("ResNet12", "dropout", dropout, lo=0.0, hi=1.0)
         self.in_channels, self.channels = in_channels, tuple(channels)
@@ -103,6 +116,8 @@ class ResNet12(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"ResNet12: x must be [N, {self.in_channels}, H, W], got "
-                             f"{fmt_shape(x) if isinstance(x, torch.Tensor) else type(x).__name__}")
+            raise ValueError(
+                f"ResNet12: x must be [N, {self.in_channels}, H, W], got "
+                f"{fmt_shape(x) if isinstance(x, torch.Tensor) else type(x).__name__}"
+            )
         return self.blocks(x).mean(dim=(-2, -1))

@@ -22,8 +22,7 @@ from torch import nn
 
 from adaptmem.data.fewshot.episodes import Episode
 from adaptmem.layers import FastWeightStack, layer_kinds, repeat_rows
-from adaptmem.utils.checks import (check_choice, check_float, check_floating, check_positive_int, check_tensor,
-                                   fmt_shape)
+from adaptmem.utils.checks import check_choice, check_float, check_floating, check_positive_int, check_tensor, fmt_shape
 
 MODELS = layer_kinds()  # the kinds registered at import; the constructor checks the current ones
 PROTOCOLS = ("sync", "delayed")
@@ -69,15 +68,31 @@ class SequentialFewShotLearner(nn.Module):
         ...              torch.rand(2, 3, 1, 28, 28))          # [2, 3, 5]
     """
 
-    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, *, model: str = "srwm",
-                 d_model: int = 256, num_layers: int = 2, num_heads: int = 16, d_ff: int | None = None,
-                 dropout: float = 0.0, lstm_hidden: int | None = None, feature_norm: bool = True,
-                 **layer_kwargs: Any) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int,
+        num_classes: int,
+        *,
+        model: str = "srwm",
+        d_model: int = 256,
+        num_layers: int = 2,
+        num_heads: int = 16,
+        d_ff: int | None = None,
+        dropout: float = 0.0,
+        lstm_hidden: int | None = None,
+        feature_norm: bool = True,
+        **layer_kwargs: Any,
+    ) -> None:
         super().__init__()
         fn = "SequentialFewShotLearner"
         check_choice(fn, "model", model, layer_kinds())
-        for name, v in (("feature_dim", feature_dim), ("num_classes", num_classes), ("d_model", d_model),
-                        ("num_layers", num_layers)):
+        for name, v in (
+            ("feature_dim", feature_dim),
+            ("num_classes", num_classes),
+            ("d_model", d_model),
+            ("num_layers", num_layers),
+        ):
             check_positive_int(fn, name, v)
         self.backbone, self.model_kind, self.num_classes = backbone, model, num_classes
         # ReLU features of different images start out nearly parallel (cosine ~0.8 for a fresh
@@ -90,8 +105,17 @@ class SequentialFewShotLearner(nn.Module):
         self.label_embed = nn.Embedding(num_classes + 1, d_model)
         # The registry decides how a kind is stacked: fast-weight blocks end in a LayerNorm, the
         # LSTM's layers are chained bare (the model this class built with nn.LSTM before).
-        self.seq = FastWeightStack(model, num_layers, d_model, num_heads, d_ff, dropout, final_norm=True,
-                                   hidden_size=lstm_hidden, **layer_kwargs)
+        self.seq = FastWeightStack(
+            model,
+            num_layers,
+            d_model,
+            num_heads,
+            d_ff,
+            dropout,
+            final_norm=True,
+            hidden_size=lstm_hidden,
+            **layer_kwargs,
+        )
         self.head = nn.Linear(self.seq.out_dim, num_classes)
 
     # -- pieces ---------------------------------------------------------------------------
@@ -115,8 +139,10 @@ class SequentialFewShotLearner(nn.Module):
     def _check(self, name: str, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
         fn = f"{type(self).__name__}.{name}"
         if not isinstance(x, torch.Tensor) or x.dim() != 5 or not x.is_floating_point():
-            raise ValueError(f"{fn}: images must be float [B, T, C, H, W], got "
-                             f"{fmt_shape(x) if isinstance(x, torch.Tensor) else type(x).__name__}")
+            raise ValueError(
+                f"{fn}: images must be float [B, T, C, H, W], got "
+                f"{fmt_shape(x) if isinstance(x, torch.Tensor) else type(x).__name__}"
+            )
         param = next(self.parameters())
         if x.device != param.device:
             raise ValueError(f"{fn}: images are on {x.device} but the model is on {param.device}")
@@ -125,15 +151,20 @@ class SequentialFewShotLearner(nn.Module):
             raise ValueError(f"{fn}: images have {x.shape[2]} channels, the backbone takes {want} (in_channels)")
         if y is not None:
             if not isinstance(y, torch.Tensor) or y.shape != x.shape[:2] or y.is_floating_point():
-                raise ValueError(f"{fn}: labels must be int [B, T] = {fmt_shape(x.shape[:2])}, got "
-                                 f"{fmt_shape(y) if isinstance(y, torch.Tensor) else type(y).__name__}")
+                raise ValueError(
+                    f"{fn}: labels must be int [B, T] = {fmt_shape(x.shape[:2])}, got "
+                    f"{fmt_shape(y) if isinstance(y, torch.Tensor) else type(y).__name__}"
+                )
             if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
-                raise ValueError(f"{fn}: labels must lie in [0, {self.num_classes}) (num_classes), got range "
-                                 f"[{int(y.min())}, {int(y.max())}]")
+                raise ValueError(
+                    f"{fn}: labels must lie in [0, {self.num_classes}) (num_classes), got range "
+                    f"[{int(y.min())}, {int(y.max())}]"
+                )
 
     # -- protocols -----------------------------------------------------------------------
-    def forward(self, support_x: torch.Tensor, support_y: torch.Tensor,
-                query_x: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Synchronous labels: logits ``[B, Q, num_classes]`` of every query given the support set.
 
         With ``query_x=None`` this is the delayed protocol on the sequence ``(support_x,
@@ -146,8 +177,10 @@ class SequentialFewShotLearner(nn.Module):
         B, S = support_y.shape
         Q = query_x.shape[1]
         if query_x.shape[0] != B or query_x.shape[2:] != support_x.shape[2:]:
-            raise ValueError(f"{type(self).__name__}.forward: query_x {fmt_shape(query_x)} must match support_x "
-                             f"{fmt_shape(support_x)} in batch size and image shape")
+            raise ValueError(
+                f"{type(self).__name__}.forward: query_x {fmt_shape(query_x)} must match support_x "
+                f"{fmt_shape(support_x)} in batch size and image shape"
+            )
         feats = self.encode(torch.cat([support_x, query_x], dim=1))
         _, state = self.seq(self._inputs(feats[:, :S], support_y))
         # Every query continues from the post-support state on its own row: the same as B*Q
@@ -174,8 +207,10 @@ class SequentialFewShotLearner(nn.Module):
         def classify(support_x: torch.Tensor, support_y: torch.Tensor, query_x: torch.Tensor) -> torch.Tensor:
             n = int(support_y.max()) + 1
             if n > self.num_classes:
-                raise ValueError(f"{type(self).__name__}.classifier: the task has {n} classes but the model has "
-                                 f"{self.num_classes} label slots; train with num_classes >= {n}")
+                raise ValueError(
+                    f"{type(self).__name__}.classifier: the task has {n} classes but the model has "
+                    f"{self.num_classes} label slots; train with num_classes >= {n}"
+                )
             dev = next(self.parameters()).device
             logits = self(support_x[None].to(dev), support_y[None].to(dev), query_x[None].to(dev))
             return logits[0].argmax(-1).cpu()
@@ -197,8 +232,7 @@ def occurrence_index(y: torch.Tensor) -> torch.Tensor:
     return (same & earlier).sum(-1)
 
 
-def episode_loss(model: nn.Module, ep: Episode, protocol: str = "sync", *,
-                 return_logits: bool = False):
+def episode_loss(model: nn.Module, ep: Episode, protocol: str = "sync", *, return_logits: bool = False):
     """Cross-entropy of one batch of episodes and each episode's accuracy ``[B]``.
 
     ``sync``: over the queries. ``delayed``: the support sequence alone, loss at every step;
@@ -227,8 +261,9 @@ def accuracy_by_shot(logits: torch.Tensor, y: torch.Tensor, max_shot: int) -> to
     _check_labels("accuracy_by_shot", "y", y)
     check_floating("accuracy_by_shot", "logits", logits)
     if logits.dim() != 3 or logits.shape[:2] != y.shape:
-        raise ValueError(f"accuracy_by_shot: logits must be [B, T, C] with [B, T] = y's {fmt_shape(y)}, "
-                         f"got {fmt_shape(logits)}")
+        raise ValueError(
+            f"accuracy_by_shot: logits must be [B, T, C] with [B, T] = y's {fmt_shape(y)}, got {fmt_shape(logits)}"
+        )
     if isinstance(max_shot, bool) or not isinstance(max_shot, int) or max_shot < 0:
         raise ValueError(f"accuracy_by_shot: max_shot must be an int >= 0, got {max_shot!r}")
     occ = occurrence_index(y)
@@ -241,26 +276,42 @@ def accuracy_by_shot(logits: torch.Tensor, y: torch.Tensor, max_shot: int) -> to
     return out
 
 
-def build_fewshot_learner(model: str = "srwm", *, num_classes: int, in_channels: int, image_size: int,
-                          backbone: str = "conv4", conv_channels: int = 64, vision_dropout: float = 0.0,
-                          **seq_kwargs: Any) -> SequentialFewShotLearner:
+def build_fewshot_learner(
+    model: str = "srwm",
+    *,
+    num_classes: int,
+    in_channels: int,
+    image_size: int,
+    backbone: str = "conv4",
+    conv_channels: int = 64,
+    vision_dropout: float = 0.0,
+    **seq_kwargs: Any,
+) -> SequentialFewShotLearner:
     """A :class:`SequentialFewShotLearner` on a Conv-4 (``conv_channels`` wide) or ResNet-12 stem."""
     from adaptmem.models.backbones import Conv4, ResNet12
 
     fn = "build_fewshot_learner"
     check_choice(fn, "backbone", backbone, ("conv4", "resnet12"))
-    for name, value in (("num_classes", num_classes), ("in_channels", in_channels), ("image_size", image_size),
-                        ("conv_channels", conv_channels)):
+    for name, value in (
+        ("num_classes", num_classes),
+        ("in_channels", in_channels),
+        ("image_size", image_size),
+        ("conv_channels", conv_channels),
+    ):
         check_positive_int(fn, name, value)
     check_float(fn, "vision_dropout", vision_dropout, lo=0.0, hi=1.0)
-    net = Conv4(in_channels, conv_channels, vision_dropout) if backbone == "conv4" else \
-        ResNet12(in_channels, dropout=vision_dropout)
+    net = (
+        Conv4(in_channels, conv_channels, vision_dropout)
+        if backbone == "conv4"
+        else ResNet12(in_channels, dropout=vision_dropout)
+    )
     return SequentialFewShotLearner(net, net.out_features(image_size), num_classes, model=model, **seq_kwargs)
 
 
 @torch.no_grad()
-def evaluate_episodes(model: nn.Module, loader: Any, protocol: str = "sync", *,
-                      device: torch.device | str = "cpu", amp: str | None = None) -> dict[str, Any]:
+def evaluate_episodes(
+    model: nn.Module, loader: Any, protocol: str = "sync", *, device: torch.device | str = "cpu", amp: str | None = None
+) -> dict[str, Any]:
     """Accuracy over every episode of ``loader``: ``{"acc", "ci95", "episodes"}`` (+ ``"acc_by_shot"``
     for the delayed protocol), with ``ci95 = 1.96 * std / sqrt(n)`` over episodes."""
     from adaptmem.data.fewshot.episodes import accuracy_ci

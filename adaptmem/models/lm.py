@@ -23,8 +23,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from adaptmem.layers import FastWeightStack, FeedForward, detach_state, layer_kinds
-from adaptmem.utils.checks import (check_bool, check_choice, check_float, check_floating, check_positive_int, check_tensor,
-                                   fmt_shape)
+from adaptmem.utils.checks import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_floating,
+    check_positive_int,
+    check_tensor,
+    fmt_shape,
+)
 from adaptmem.utils.parameters import count_parameters
 
 # The LM is a stack of residual blocks, so it takes the fast-weight kinds (blocks=True): an LSTM
@@ -40,8 +47,10 @@ NO_TOKEN = -1  # a forgotten position in a TransformerLM context (masked out of 
 def _check_tokens(fn: str, idx: Any, vocab_size: int) -> torch.Tensor:
     idx = check_tensor(fn, "idx", idx)
     if idx.dim() != 2 or idx.shape[1] == 0 or idx.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"{fn}: idx must be [B, T] int64 (or int32) token ids with T > 0, got shape "
-                         f"{fmt_shape(idx)} dtype {idx.dtype}")
+        raise ValueError(
+            f"{fn}: idx must be [B, T] int64 (or int32) token ids with T > 0, got shape "
+            f"{fmt_shape(idx)} dtype {idx.dtype}"
+        )
     if idx.is_meta:
         raise ValueError(f"{fn}: idx is a meta tensor; token ids must hold data")
     if idx.numel() == 0:  # B = 0: nothing to check
@@ -85,9 +94,18 @@ class FastWeightLM(nn.Module):
         >>> logits, state = lm(torch.randint(65, (8, 32)), detach_state(state))  # continue
     """
 
-    def __init__(self, vocab_size: int, kind: str = "srwm", num_layers: int = 4, d_model: int = 128,
-                 num_heads: int = 8, d_ff: int | None = None, dropout: float = 0.0, tie_weights: bool = True,
-                 **layer_kwargs: Any) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        kind: str = "srwm",
+        num_layers: int = 4,
+        d_model: int = 128,
+        num_heads: int = 8,
+        d_ff: int | None = None,
+        dropout: float = 0.0,
+        tie_weights: bool = True,
+        **layer_kwargs: Any,
+    ) -> None:
         super().__init__()
         check_positive_int("FastWeightLM", "vocab_size", vocab_size)
         check_choice("FastWeightLM", "kind", kind, layer_kinds(blocks=True))
@@ -95,8 +113,9 @@ class FastWeightLM(nn.Module):
         self.vocab_size, self.kind = vocab_size, kind
         self.embed = nn.Embedding(vocab_size, d_model)
         self.drop = nn.Dropout(dropout)
-        self.stack = FastWeightStack(kind, num_layers, d_model, num_heads, d_ff, dropout, final_norm=True,
-                                     **layer_kwargs)
+        self.stack = FastWeightStack(
+            kind, num_layers, d_model, num_heads, d_ff, dropout, final_norm=True, **layer_kwargs
+        )
         self.head = nn.Linear(d_model, vocab_size, bias=False)
         if tie_weights:
             self.head.weight = self.embed.weight
@@ -111,8 +130,9 @@ class FastWeightLM(nn.Module):
         """The fresh state for ``batch_size`` rows."""
         return self.stack.init_state(batch_size, device or self.embed.weight.device)
 
-    def forward(self, idx: torch.Tensor, state: list | None = None,
-                reset: torch.Tensor | None = None) -> tuple[torch.Tensor, list]:
+    def forward(
+        self, idx: torch.Tensor, state: list | None = None, reset: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, list]:
         idx = _check_tokens("FastWeightLM", idx, self.vocab_size)
         h, state = self.stack(self.drop(self.embed_norm(self.embed(idx))), state, reset)
         return self.head(h), state
@@ -176,8 +196,17 @@ class TransformerLM(nn.Module):
         >>> logits, context = lm(torch.randint(65, (8, 32)))
     """
 
-    def __init__(self, vocab_size: int, num_layers: int = 4, d_model: int = 128, num_heads: int = 4,
-                 d_ff: int | None = None, dropout: float = 0.0, tie_weights: bool = True, max_len: int = 256) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        num_layers: int = 4,
+        d_model: int = 128,
+        num_heads: int = 4,
+        d_ff: int | None = None,
+        dropout: float = 0.0,
+        tie_weights: bool = True,
+        max_len: int = 256,
+    ) -> None:
         super().__init__()
         check_positive_int("TransformerLM", "vocab_size", vocab_size)
         check_positive_int("TransformerLM", "num_layers", num_layers)
@@ -192,9 +221,14 @@ class TransformerLM(nn.Module):
         self.pos = nn.Embedding(max_len, d_model)
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            nn.ModuleDict({"attn": CausalSelfAttention(d_model, num_heads, dropout),
-                           "ff": FeedForward(d_model, 4 * d_model if d_ff is None else d_ff, dropout)})
-            for _ in range(num_layers))
+            nn.ModuleDict(
+                {
+                    "attn": CausalSelfAttention(d_model, num_heads, dropout),
+                    "ff": FeedForward(d_model, 4 * d_model if d_ff is None else d_ff, dropout),
+                }
+            )
+            for _ in range(num_layers)
+        )
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size, bias=False)
         if tie_weights:
@@ -217,21 +251,32 @@ class TransformerLM(nn.Module):
             raise ValueError(f"TransformerLM.init_state: batch_size must be an int >= 0, got {batch_size!r}")
         return torch.zeros(batch_size, 0, dtype=torch.int64, device=device or self.embed.weight.device)
 
-    def forward(self, idx: torch.Tensor, state: torch.Tensor | None = None,
-                reset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, idx: torch.Tensor, state: torch.Tensor | None = None, reset: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         idx = _check_tokens("TransformerLM", idx, self.vocab_size)
         B = idx.shape[0]
         context = self.init_state(B) if state is None else state
         if not isinstance(context, torch.Tensor):
-            raise TypeError(f"TransformerLM: state must be the previous tokens [B={B}, S] (a tensor), "
-                            f"got {type(context).__name__}")
+            raise TypeError(
+                f"TransformerLM: state must be the previous tokens [B={B}, S] (a tensor), got {type(context).__name__}"
+            )
         if context.dim() != 2 or context.shape[0] != B or context.dtype != idx.dtype:
-            raise ValueError(f"TransformerLM: state must be the previous tokens [B={B}, S] {idx.dtype}, "
-                             f"got shape {fmt_shape(context)} dtype {context.dtype}")
+            raise ValueError(
+                f"TransformerLM: state must be the previous tokens [B={B}, S] {idx.dtype}, "
+                f"got shape {fmt_shape(context)} dtype {context.dtype}"
+            )
         if reset is not None:
-            if not isinstance(reset, torch.Tensor) or reset.dim() != 1 or reset.shape[0] != B or reset.dtype != torch.bool:
-                raise ValueError(f"TransformerLM: reset must be bool [B={B}] (a whole row's context), "
-                                 f"got {fmt_shape(reset) if isinstance(reset, torch.Tensor) else type(reset).__name__}")
+            if (
+                not isinstance(reset, torch.Tensor)
+                or reset.dim() != 1
+                or reset.shape[0] != B
+                or reset.dtype != torch.bool
+            ):
+                raise ValueError(
+                    f"TransformerLM: reset must be bool [B={B}] (a whole row's context), "
+                    f"got {fmt_shape(reset) if isinstance(reset, torch.Tensor) else type(reset).__name__}"
+                )
             context = torch.where(reset[:, None], NO_TOKEN, context)
         logits = []
         for chunk in idx.split(self.max_len, dim=1):
@@ -241,7 +286,7 @@ class TransformerLM(nn.Module):
 
     def _window(self, idx: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         T = idx.shape[1]
-        window = torch.cat((context[:, max(0, context.shape[1] - (self.max_len - T)):], idx), dim=1)
+        window = torch.cat((context[:, max(0, context.shape[1] - (self.max_len - T)) :], idx), dim=1)
         valid = window != NO_TOKEN
         if bool(valid.all()):
             valid, pos = None, self.pos.weight[: window.shape[1]]
@@ -251,15 +296,25 @@ class TransformerLM(nn.Module):
         for block in self.blocks:
             h = block["ff"](block["attn"](h, valid))
         logits = self.head(self.norm(h[:, -T:]))
-        return logits, window[:, max(0, window.shape[1] - (self.max_len - 1)):]
+        return logits, window[:, max(0, window.shape[1] - (self.max_len - 1)) :]
 
     def extra_repr(self) -> str:
         return f"vocab_size={self.vocab_size}, max_len={self.max_len}"
 
 
-def build_lm(kind: str, vocab_size: int, *, num_layers: int = 4, d_model: int = 128, num_heads: int = 8,
-             d_ff: int | None = None, dropout: float = 0.0, tie_weights: bool = True, max_len: int = 256,
-             **layer_kwargs: Any) -> FastWeightLM | TransformerLM:
+def build_lm(
+    kind: str,
+    vocab_size: int,
+    *,
+    num_layers: int = 4,
+    d_model: int = 128,
+    num_heads: int = 8,
+    d_ff: int | None = None,
+    dropout: float = 0.0,
+    tie_weights: bool = True,
+    max_len: int = 256,
+    **layer_kwargs: Any,
+) -> FastWeightLM | TransformerLM:
     """A :class:`TransformerLM` for ``kind="transformer"``, else a :class:`FastWeightLM`.
     ``max_len`` only applies to the Transformer, ``layer_kwargs`` only to fast-weight layers
     (on top of :data:`SEGMENT_DEFAULTS`)."""
@@ -306,12 +361,22 @@ class TokenStreams:
     ``None``; pass it to the model.
     """
 
-    def __init__(self, tokens: torch.Tensor, batch_size: int, seq_len: int, *, reset_every: int | None = None,
-                 seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        tokens: torch.Tensor,
+        batch_size: int,
+        seq_len: int,
+        *,
+        reset_every: int | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         tokens = check_tensor("TokenStreams", "tokens", tokens)
         if tokens.dim() != 1 or tokens.is_floating_point():
-            raise ValueError(f"TokenStreams: tokens must be 1-D int64 ids, got shape {fmt_shape(tokens)} "
-                             f"dtype {tokens.dtype}")
+            raise ValueError(
+                f"TokenStreams: tokens must be 1-D int64 ids, got shape {fmt_shape(tokens)} dtype {tokens.dtype}"
+            )
         self.batch_size = check_positive_int("TokenStreams", "batch_size", batch_size)
         self.seq_len = check_positive_int("TokenStreams", "seq_len", seq_len)
         self.period = _reset_period("TokenStreams", reset_every, seq_len)
@@ -322,8 +387,10 @@ class TokenStreams:
         rows = batch_size * world_size
         usable = (tokens.numel() - seq_len) // rows  # stream length after the largest prefix drop
         if usable < 2:
-            raise ValueError(f"TokenStreams: {tokens.numel()} tokens are too few for {rows} streams "
-                             f"(batch_size {batch_size} x world_size {world_size}) of >= 2 tokens")
+            raise ValueError(
+                f"TokenStreams: {tokens.numel()} tokens are too few for {rows} streams "
+                f"(batch_size {batch_size} x world_size {world_size}) of >= 2 tokens"
+            )
         self.segments_per_epoch = -(-(usable - 1) // seq_len)
         self._usable, self._epoch, self._streams = usable, -1, None
 
@@ -335,14 +402,14 @@ class TokenStreams:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             offset = int(torch.randint(self.seq_len, (1,), generator=g))
             rows = self.batch_size * self.world_size
-            streams = self.tokens[offset: offset + rows * self._usable].view(rows, self._usable)
-            self._streams = streams[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+            streams = self.tokens[offset : offset + rows * self._usable].view(rows, self._usable)
+            self._streams = streams[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
             self._epoch = epoch
         t0 = i * self.seq_len
         t1 = min(t0 + self.seq_len, self._usable - 1)
         first_row = self.rank * self.batch_size
         reset = stream_resets(i, self.batch_size, self.period, first_row)
-        return self._streams[:, t0:t1], self._streams[:, t0 + 1:t1 + 1], reset
+        return self._streams[:, t0:t1], self._streams[:, t0 + 1 : t1 + 1], reset
 
 
 def _check_rank(fn: str, rank: object, world_size: object) -> None:
@@ -373,9 +440,18 @@ def stream_resets(segment: int, batch_size: int, period: int | None, first_row: 
     return reset if bool(reset.any()) else None
 
 
-def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, state: Any, optimizer: torch.optim.Optimizer, *,
-               reset: torch.Tensor | None = None, grad_clip: float | None = 1.0,
-               scaler: torch.amp.GradScaler | None = None, amp_dtype: str | None = None) -> tuple[float, Any]:
+def train_step(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    state: Any,
+    optimizer: torch.optim.Optimizer,
+    *,
+    reset: torch.Tensor | None = None,
+    grad_clip: float | None = 1.0,
+    scaler: torch.amp.GradScaler | None = None,
+    amp_dtype: str | None = None,
+) -> tuple[float, Any]:
     """One truncated-BPTT update: forward from ``state`` (rows in ``reset`` start afresh),
     backward through this segment only, clip, step; returns ``(loss, state detached for the next
     segment)``.
@@ -385,8 +461,12 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, state: Any, o
     """
     from adaptmem.utils.amp import autocast
 
-    check_choice("train_step", "amp_dtype", amp_dtype, (None, "bf16", "fp16", "fp32", torch.bfloat16, torch.float16,
-                                                        torch.float32))
+    check_choice(
+        "train_step",
+        "amp_dtype",
+        amp_dtype,
+        (None, "bf16", "fp16", "fp32", torch.bfloat16, torch.float16, torch.float32),
+    )
     if grad_clip is not None:
         check_float("train_step", "grad_clip", grad_clip, lo=0.0)
     with autocast(x.device, amp_dtype):
@@ -413,20 +493,37 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     check_floating("lm_loss", "logits", logits)
     check_tensor("lm_loss", "targets", targets)
     if logits.dim() != 3 or targets.shape != logits.shape[:2]:
-        raise ValueError(f"lm_loss: logits must be [B, T, V] and targets [B, T], got shapes {fmt_shape(logits)} "
-                         f"and {fmt_shape(targets)}")
+        raise ValueError(
+            f"lm_loss: logits must be [B, T, V] and targets [B, T], got shapes {fmt_shape(logits)} "
+            f"and {fmt_shape(targets)}"
+        )
     if targets.dtype not in (torch.int64, torch.int32) or (
-            targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= logits.shape[-1])):
-        raise ValueError(f"lm_loss: targets must be int64 token ids in [0, {logits.shape[-1]}), got dtype "
-                         f"{targets.dtype}" + (f" values in [{int(targets.min())}, {int(targets.max())}]"
-                                               if targets.numel() and not targets.is_floating_point() else ""))
+        targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= logits.shape[-1])
+    ):
+        raise ValueError(
+            f"lm_loss: targets must be int64 token ids in [0, {logits.shape[-1]}), got dtype "
+            f"{targets.dtype}"
+            + (
+                f" values in [{int(targets.min())}, {int(targets.max())}]"
+                if targets.numel() and not targets.is_floating_point()
+                else ""
+            )
+        )
     return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, tokens: torch.Tensor, *, batch_size: int, seq_len: int,
-             reset_every: int | None = None, max_tokens: int | None = None, rank: int = 0,
-             world_size: int = 1) -> float:
+def evaluate(
+    model: nn.Module,
+    tokens: torch.Tensor,
+    *,
+    batch_size: int,
+    seq_len: int,
+    reset_every: int | None = None,
+    max_tokens: int | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+) -> float:
     """Mean loss (nats/token) on ``tokens`` read as ``batch_size`` contiguous streams in
     ``seq_len`` segments, carrying the state through each whole stream (the same truncated-BPTT
     protocol as training, including the staggered resets of ``reset_every``; see
@@ -466,8 +563,15 @@ def evaluate(model: nn.Module, tokens: torch.Tensor, *, batch_size: int, seq_len
 
 
 @torch.no_grad()
-def generate(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0,
-             top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+def generate(
+    model: nn.Module,
+    prompt: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Sample ``max_new_tokens`` tokens after ``prompt`` (``[T0]`` or ``[B, T0]`` int64), one per
     step through the recurrent state: the prompt is read once, then each call sees only the new
     token (a :class:`TransformerLM` recomputes its window inside; fast-weight models do not).
@@ -480,7 +584,9 @@ def generate(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, *, tem
     squeeze = prompt.dim() == 1
     idx = prompt.unsqueeze(0) if squeeze else prompt
     if idx.dim() != 2 or idx.shape[1] == 0:
-        raise ValueError(f"generate: prompt must be [T0] or [B, T0] token ids with T0 > 0, got shape {fmt_shape(prompt)}")
+        raise ValueError(
+            f"generate: prompt must be [T0] or [B, T0] token ids with T0 > 0, got shape {fmt_shape(prompt)}"
+        )
     check_positive_int("generate", "max_new_tokens", max_new_tokens)
     check_float("generate", "temperature", temperature, lo=0.0)
     if top_k is not None:
@@ -509,6 +615,18 @@ def generate(model: nn.Module, prompt: torch.Tensor, max_new_tokens: int, *, tem
 
 
 __all__ = [
-    "FAST_KINDS", "KINDS", "CausalSelfAttention", "FastWeightLM", "TokenStreams", "TransformerLM", "build_lm",
-    "count_parameters", "evaluate", "generate", "lm_loss", "match_d_ff", "stream_resets", "train_step",
+    "FAST_KINDS",
+    "KINDS",
+    "CausalSelfAttention",
+    "FastWeightLM",
+    "TokenStreams",
+    "TransformerLM",
+    "build_lm",
+    "count_parameters",
+    "evaluate",
+    "generate",
+    "lm_loss",
+    "match_d_ff",
+    "stream_resets",
+    "train_step",
 ]

@@ -77,13 +77,17 @@ def check_linear_state(fn: str, state, normalize: bool) -> tuple[torch.Tensor | 
         return None, None
     if normalize:
         if not (isinstance(state, (tuple, list)) and len(state) == 2):
-            raise TypeError(f"{fn}: with normalize=True, initial_state must be a tuple (S, z), got {type(state).__name__}")
+            raise TypeError(
+                f"{fn}: with normalize=True, initial_state must be a tuple (S, z), got {type(state).__name__}"
+            )
         S, z = state
         check_floating(fn, "initial_state S", S)
         check_floating(fn, "initial_state z", z)
         if z.shape != S.shape[:-1]:
-            raise ValueError(f"{fn}: initial_state z must be [B, H, Dk] matching S [B, H, Dk, Dv], got "
-                             f"shapes {fmt_shape(z)} and {fmt_shape(S)}")
+            raise ValueError(
+                f"{fn}: initial_state z must be [B, H, Dk] matching S [B, H, Dk, Dv], got "
+                f"shapes {fmt_shape(z)} and {fmt_shape(S)}"
+            )
         check_same_device(fn, **{"initial_state S": S, "initial_state z": z})
         return S, z
     if isinstance(state, (tuple, list)):
@@ -115,8 +119,9 @@ def check_srwm_inputs(fn: str, x, weights, reset_to=None) -> tuple[int, int, int
     return B, T, H, D
 
 
-def check_recurrent_delta_inputs(fn: str, q, k, v, beta, R_q, R_k, R_v, r_b,
-                                 initial_state) -> tuple[int, int, int, int]:
+def check_recurrent_delta_inputs(
+    fn: str, q, k, v, beta, R_q, R_k, R_v, r_b, initial_state
+) -> tuple[int, int, int, int]:
     """q, k, v ``[B, T, H, D]``, beta ``[B, T, H]``, R_* ``[H, D, D]``, r_b ``[H, D]``, state ``(S, y)``."""
     B, T, H, D = check_sequence(fn, "q", q, "[B, T, H, D]")
     for name, t in (("k", k), ("v", v)):
@@ -127,12 +132,16 @@ def check_recurrent_delta_inputs(fn: str, q, k, v, beta, R_q, R_k, R_v, r_b,
     check_shape(fn, "r_b", r_b, (H, D), "[H, D]")
     if initial_state is not None:
         if not isinstance(initial_state, (tuple, list)) or len(initial_state) != 2:
-            got = (f"length {len(initial_state)}" if isinstance(initial_state, (tuple, list))
-                   else type(initial_state).__name__)
+            got = (
+                f"length {len(initial_state)}"
+                if isinstance(initial_state, (tuple, list))
+                else type(initial_state).__name__
+            )
             raise TypeError(f"{fn}: initial_state must be a RecurrentDeltaState (S, y) or a pair of tensors, got {got}")
         check_shape(fn, "initial_state.S", initial_state[0], (B, H, D, D), "[B, H, D, D]")
         check_shape(fn, "initial_state.y", initial_state[1], (B, H, D), "[B, H, D]")
     S, y = (None, None) if initial_state is None else initial_state
-    check_same_device(fn, q=q, k=k, v=v, beta=beta, R_q=R_q, R_k=R_k, R_v=R_v, r_b=r_b,
-                      **{"initial_state.S": S, "initial_state.y": y})
+    check_same_device(
+        fn, q=q, k=k, v=v, beta=beta, R_q=R_q, R_k=R_k, R_v=R_v, r_b=r_b, **{"initial_state.S": S, "initial_state.y": y}
+    )
     return B, T, H, D

@@ -65,8 +65,9 @@ Build = Callable[..., tuple[Step, Sequence[torch.Tensor]]]
 Loop = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def scan_chunks(S: torch.Tensor, inputs: Sequence[torch.Tensor], build: Build, loop: Loop,
-                reset_any: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def scan_chunks(
+    S: torch.Tensor, inputs: Sequence[torch.Tensor], build: Build, loop: Loop, reset_any: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Run the chunk recurrence ``O_c, S = step(c, S)``; returns ``(O [B, H, n, C, Dv], S_n)``.
 
     Args:
@@ -98,8 +99,9 @@ def scan_chunks(S: torch.Tensor, inputs: Sequence[torch.Tensor], build: Build, l
     return _scan(S, n, step, loop, rerun)
 
 
-def _scan(S: torch.Tensor, n: int, step: Step, loop: Loop | None = None,
-          rerun: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _scan(
+    S: torch.Tensor, n: int, step: Step, loop: Loop | None = None, rerun: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     outs = []
     chunks = set(rerun.any(1).any(0).nonzero().flatten().tolist()) if rerun is not None else set()
     for c in range(n):
@@ -116,8 +118,9 @@ def _scan(S: torch.Tensor, n: int, step: Step, loop: Loop | None = None,
     return torch.stack(outs, dim=2), S
 
 
-def _chunks_to_rerun(S: torch.Tensor, n: int, step: Step, loop: Loop, parts: Sequence[torch.Tensor],
-                     reset_any: torch.Tensor | None) -> torch.Tensor:
+def _chunks_to_rerun(
+    S: torch.Tensor, n: int, step: Step, loop: Loop, parts: Sequence[torch.Tensor], reset_any: torch.Tensor | None
+) -> torch.Tensor:
     """``[B, H, n]`` bool: the chunks of each (row, head) the fast form may get wrong.
 
     The fast form is trusted for a chunk when its ``parts`` are finite and either the incoming

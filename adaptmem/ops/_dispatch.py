@@ -48,8 +48,10 @@ MODES = {
 # Old spellings, still accepted with a DeprecationWarning: (argument, old value) -> (mode, backend).
 RENAMED = {
     "srwm": {("backend", "reference"): ("reference", "auto")},
-    "recurrent_delta_rule": {("mode", "checkpoint"): ("checkpointed", None),
-                             ("mode", "recurrent"): ("reference", None)},
+    "recurrent_delta_rule": {
+        ("mode", "checkpoint"): ("checkpointed", None),
+        ("mode", "recurrent"): ("reference", None),
+    },
 }
 TRITON_MAX_HEAD_DIM = {"srwm": 128, "delta_rule": 256, "linear_attention": 256}  # registers per program
 FLA_MAX_HEAD_DIM = 256
@@ -73,15 +75,33 @@ class OpCall:
     interpret: bool = False  # TRITON_INTERPRET=1: Triton kernels may run on CPU tensors
 
     @classmethod
-    def of(cls, op: str, mode: str, inputs: Sequence[torch.Tensor | None], others: Sequence[torch.Tensor | None] = (),
-           *, key_dim: int, value_dim: int, reset: torch.Tensor | None = None, normalize: bool = False) -> OpCall:
+    def of(
+        cls,
+        op: str,
+        mode: str,
+        inputs: Sequence[torch.Tensor | None],
+        others: Sequence[torch.Tensor | None] = (),
+        *,
+        key_dim: int,
+        value_dim: int,
+        reset: torch.Tensor | None = None,
+        normalize: bool = False,
+    ) -> OpCall:
         """Describe a call from its sequence inputs (the first is ``[B, T, H, ...]``) and other tensors."""
         first = inputs[0]
         return cls(
-            op, mode, device=str(first.device), dtypes=frozenset(t.dtype for t in inputs if t is not None),
+            op,
+            mode,
+            device=str(first.device),
+            dtypes=frozenset(t.dtype for t in inputs if t is not None),
             float64=any(t is not None and t.dtype == torch.float64 for t in (*inputs, *others)),
-            key_dim=key_dim, value_dim=value_dim, steps=first.shape[1], heads=first.shape[2],
-            reset=reset is not None, normalize=normalize, interpret=os.environ.get("TRITON_INTERPRET") == "1",
+            key_dim=key_dim,
+            value_dim=value_dim,
+            steps=first.shape[1],
+            heads=first.shape[2],
+            reset=reset is not None,
+            normalize=normalize,
+            interpret=os.environ.get("TRITON_INTERPRET") == "1",
         )
 
     @property
@@ -108,30 +128,39 @@ class Choice(NamedTuple):
     passed_over: tuple[tuple[str, str], ...] = ()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def installed(package: str) -> bool:
     """Whether ``package`` is importable (found without importing it)."""
     return importlib.util.find_spec(package) is not None
 
 
 def _installed(package: str, name: str, extra: str) -> Rule:
-    return Rule(lambda c: None if installed(package) else f"{name} is not installed: {install_hint(extra)}",
-                ImportError)
+    return Rule(
+        lambda c: None if installed(package) else f"{name} is not installed: {install_hint(extra)}", ImportError
+    )
 
 
 def _triton_rules(op: str, *form_rules: Rule) -> tuple[Rule, ...]:
     limit = TRITON_MAX_HEAD_DIM[op]
     return (
         _installed("triton", "Triton", "triton"),
-        Rule(lambda c: None if c.device_type == "cuda" or (c.device_type == "cpu" and c.interpret) else
-             f"Triton needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors), got a tensor on {c.device}",
-             ValueError),
+        Rule(
+            lambda c: (
+                None
+                if c.device_type == "cuda" or (c.device_type == "cpu" and c.interpret)
+                else f"Triton needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tensors), got a tensor on {c.device}"
+            ),
+            ValueError,
+        ),
         Rule(lambda c: None if c.device_type == "cuda" else "auto runs Triton kernels on CUDA only", AUTO_ONLY),
         *form_rules,
-        Rule(lambda c: "the kernel accumulates in float32, float64 inputs run on torch" if c.float64 else None,
-             FALLBACK),
-        Rule(lambda c: None if c.key_dim <= limit else f"the kernel holds head dims up to {limit}, got {c.key_dim}",
-             FALLBACK),
+        Rule(
+            lambda c: "the kernel accumulates in float32, float64 inputs run on torch" if c.float64 else None, FALLBACK
+        ),
+        Rule(
+            lambda c: None if c.key_dim <= limit else f"the kernel holds head dims up to {limit}, got {c.key_dim}",
+            FALLBACK,
+        ),
     )
 
 
@@ -159,25 +188,42 @@ FLA_RULES = (
     Rule(lambda c: "fla has no in-sequence reset" if c.reset else None, ValueError),
     Rule(lambda c: "fla has no float64 kernels" if c.float64 else None, ValueError),
     Rule(_fla_dtype_rule, ValueError),
-    Rule(lambda c: None if max(c.key_dim, c.value_dim) <= FLA_MAX_HEAD_DIM else
-         f"fla supports head dims up to {FLA_MAX_HEAD_DIM}, got Dk={c.key_dim}, Dv={c.value_dim}", ValueError),
-    Rule(lambda c: "fla's normalised linear attention uses another epsilon and state" if c.normalize else None,
-         ValueError),
-    Rule(lambda c: "fla's chunk linear attention rejects T < H (it takes it for a head-first layout)"
-         if c.op == "linear_attention" and c.steps < c.heads else None, ValueError),
+    Rule(
+        lambda c: (
+            None
+            if max(c.key_dim, c.value_dim) <= FLA_MAX_HEAD_DIM
+            else f"fla supports head dims up to {FLA_MAX_HEAD_DIM}, got Dk={c.key_dim}, Dv={c.value_dim}"
+        ),
+        ValueError,
+    ),
+    Rule(
+        lambda c: "fla's normalised linear attention uses another epsilon and state" if c.normalize else None,
+        ValueError,
+    ),
+    Rule(
+        lambda c: (
+            "fla's chunk linear attention rejects T < H (it takes it for a head-first layout)"
+            if c.op == "linear_attention" and c.steps < c.heads
+            else None
+        ),
+        ValueError,
+    ),
     Rule(_fla_passes_check, AUTO_ONLY),  # last: it runs fla once per configuration
 )
 
-_MODE_CHECKPOINTED = Rule(lambda c: None if c.mode == "checkpointed" else
-                          "the kernel implements mode='checkpointed' only", ValueError)
+_MODE_CHECKPOINTED = Rule(
+    lambda c: None if c.mode == "checkpointed" else "the kernel implements mode='checkpointed' only", ValueError
+)
 
 # The fused CPU kernels (<op>/fused_cpu.py): float32 and float64 (half precision is computed in
 # float32 by the ops, as on torch).
 NUMBA_RULES = (
     _installed("numba", "numba", "numba"),
     _MODE_CHECKPOINTED,
-    Rule(lambda c: None if c.device_type == "cpu" else f"numba runs on CPU tensors, got a tensor on {c.device}",
-         ValueError),
+    Rule(
+        lambda c: None if c.device_type == "cpu" else f"numba runs on CPU tensors, got a tensor on {c.device}",
+        ValueError,
+    ),
 )
 
 # op -> backend -> rules, backends in the order "auto" tries them, rules in the order they are checked.
@@ -220,8 +266,9 @@ def resolve_backend(call: OpCall, backend: str = "auto") -> Choice:
         rule, reason = failure
         if rule.on_explicit == FALLBACK:
             return Choice("torch", ((backend, reason),))
-        raise rule.on_explicit(f"{call.op}: backend={backend!r} cannot run this call: {reason}; "
-                               "use backend='auto' or 'torch'")
+        raise rule.on_explicit(
+            f"{call.op}: backend={backend!r} cannot run this call: {reason}; use backend='auto' or 'torch'"
+        )
     passed_over = []
     for candidate in TABLE[call.op]:
         failure = _first_failure(call, candidate, explicit=False)

@@ -58,7 +58,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def fla_passes_check(op: str, mode: str, dtype: torch.dtype, K: int, V: int, device: str) -> bool:
     """Forward and backward of fla vs our reference on a small random problem (cached).
 
@@ -96,16 +96,20 @@ def _check(op: str, mode: str, dtype: torch.dtype, K: int, V: int, device: str) 
         return [o.float(), S.float()] + [t.grad.float() for t in leaves if t is not None]
 
     if op == "delta_rule":
+
         def ref(q, k, v, beta, h0):
             return delta_rule_reference(q, k, v, beta, initial_state=h0)
     else:
+
         def ref(q, k, v, beta, h0):
             return linear_attention_reference(q, k, v, initial_state=h0)
 
     try:
         got = grads(lambda q, k, v, beta, h0: run_fla(op, mode, q, k, v, beta, h0), dtype)
     except Exception as err:  # an fla that fails to import or launch is simply not used
-        warnings.warn(f"adaptmem: flash-linear-attention {op} ({mode}) failed its check and is not used: {err!r}")
+        warnings.warn(
+            f"adaptmem: flash-linear-attention {op} ({mode}) failed its check and is not used: {err!r}", stacklevel=2
+        )
         return False
     want = grads(ref, torch.float32)
     errors = [_rel(a, b) for a, b in zip(got, want)]
@@ -114,7 +118,8 @@ def _check(op: str, mode: str, dtype: torch.dtype, K: int, V: int, device: str) 
         worst = max(zip(errors, names))
         warnings.warn(
             f"adaptmem: flash-linear-attention {op} ({mode}, {dtype}, Dk={K}, Dv={V}) disagrees with the "
-            f"reference (relative error {worst[0]:.2e} in {worst[1]}); using adaptmem's own kernel instead"
+            f"reference (relative error {worst[0]:.2e} in {worst[1]}); using adaptmem's own kernel instead",
+            stacklevel=2,
         )
         return False
     return True

@@ -39,11 +39,25 @@ from adaptmem.ops._triton_utils import rsum
 
 @triton.jit
 def recurrent_fwd_kernel(
-    q_ptr, k_ptr, v_ptr, beta_ptr, h0_ptr, reset_ptr,  # q, k [B, T, H, K]; v [B, T, H, V]; beta [B, T, H]; h0 [B, H, K, V]; reset [B, T] int8
-    o_ptr, ht_ptr, r_ptr,  # o [B, T, H, V]; hT [B, H, K, V] fp32; r [B, T, H, V] fp32
-    T, H,
-    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    IS_DELTA: tl.constexpr, HAS_H0: tl.constexpr, HAS_RESET: tl.constexpr, SAVE_R: tl.constexpr,
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    beta_ptr,
+    h0_ptr,
+    reset_ptr,  # q, k [B, T, H, K]; v [B, T, H, V]; beta [B, T, H]; h0 [B, H, K, V]; reset [B, T] int8
+    o_ptr,
+    ht_ptr,
+    r_ptr,  # o [B, T, H, V]; hT [B, H, K, V] fp32; r [B, T, H, V] fp32
+    T,
+    H,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    IS_DELTA: tl.constexpr,
+    HAS_H0: tl.constexpr,
+    HAS_RESET: tl.constexpr,
+    SAVE_R: tl.constexpr,
 ):
     n = tl.program_id(0).to(tl.int64)
     iv = tl.program_id(1).to(tl.int64)
@@ -82,11 +96,29 @@ def recurrent_fwd_kernel(
 
 @triton.jit
 def recurrent_bwd_reverse_kernel(
-    q_ptr, k_ptr, v_ptr, beta_ptr, r_ptr, reset_ptr, do_ptr, dht_ptr,
-    dk_ptr, dv_ptr, dbeta_ptr, dh0_ptr,  # dk [NV, B, T, H, K]; dv [B, T, H, V]; dbeta [NV, B, T, H]; dh0 [B, H, K, V]; all fp32
-    T, H, B,
-    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    IS_DELTA: tl.constexpr, HAS_DHT: tl.constexpr, HAS_RESET: tl.constexpr, STORE_DH0: tl.constexpr,
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    beta_ptr,
+    r_ptr,
+    reset_ptr,
+    do_ptr,
+    dht_ptr,
+    dk_ptr,
+    dv_ptr,
+    dbeta_ptr,
+    dh0_ptr,  # dk [NV, B, T, H, K]; dv [B, T, H, V]; dbeta [NV, B, T, H]; dh0 [B, H, K, V]; all fp32
+    T,
+    H,
+    B,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    IS_DELTA: tl.constexpr,
+    HAS_DHT: tl.constexpr,
+    HAS_RESET: tl.constexpr,
+    STORE_DH0: tl.constexpr,
 ):
     n = tl.program_id(0).to(tl.int64)
     iv = tl.program_id(1).to(tl.int64)
@@ -133,11 +165,27 @@ def recurrent_bwd_reverse_kernel(
 
 @triton.jit
 def recurrent_bwd_forward_kernel(
-    q_ptr, k_ptr, v_ptr, beta_ptr, r_ptr, h0_ptr, reset_ptr, do_ptr, dv_ptr,
-    dq_ptr, dk_ptr,  # dq, dk [NV, B, T, H, K] fp32 (dk holds pass 1's partials and is updated)
-    T, H, B,
-    K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    IS_DELTA: tl.constexpr, HAS_H0: tl.constexpr, HAS_RESET: tl.constexpr,
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    beta_ptr,
+    r_ptr,
+    h0_ptr,
+    reset_ptr,
+    do_ptr,
+    dv_ptr,
+    dq_ptr,
+    dk_ptr,  # dq, dk [NV, B, T, H, K] fp32 (dk holds pass 1's partials and is updated)
+    T,
+    H,
+    B,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    IS_DELTA: tl.constexpr,
+    HAS_H0: tl.constexpr,
+    HAS_RESET: tl.constexpr,
 ):
     n = tl.program_id(0).to(tl.int64)
     iv = tl.program_id(1).to(tl.int64)
@@ -196,13 +244,27 @@ def _forward(q, k, v, beta, h0, reset8, save: bool):
     r = torch.empty(B, T, H, V, device=q.device, dtype=torch.float32) if save_r else None
     dummy = hT  # stands in for absent pointers; the kernel's flags compile their uses away
     recurrent_fwd_kernel[(B * H, NV)](
-        q, k, v, beta if is_delta else dummy, h0 if h0 is not None else dummy,
+        q,
+        k,
+        v,
+        beta if is_delta else dummy,
+        h0 if h0 is not None else dummy,
         reset8 if reset8 is not None else dummy,
-        o, hT, r if save_r else dummy,
-        T, H,
-        K=K, V=V, BK=BK, BV=BV,
-        IS_DELTA=is_delta, HAS_H0=h0 is not None, HAS_RESET=reset8 is not None, SAVE_R=save_r,
-        num_warps=num_warps, enable_fp_fusion=True,  # explicit: Triton 3.9 warns when it is left to a default
+        o,
+        hT,
+        r if save_r else dummy,
+        T,
+        H,
+        K=K,
+        V=V,
+        BK=BK,
+        BV=BV,
+        IS_DELTA=is_delta,
+        HAS_H0=h0 is not None,
+        HAS_RESET=reset8 is not None,
+        SAVE_R=save_r,
+        num_warps=num_warps,
+        enable_fp_fusion=True,  # explicit: Triton 3.9 warns when it is left to a default
     )
     return o, hT, r
 
@@ -234,21 +296,53 @@ class FusedRecurrentFunction(torch.autograd.Function):
         store_dh0 = h0 is not None and ctx.needs_input_grad[4]
         dh0 = torch.empty(B, H, K, V, **f32) if store_dh0 else dv
         dummy = dv
-        common = dict(K=K, V=V, BK=BK, BV=BV, IS_DELTA=is_delta, HAS_RESET=reset8 is not None, num_warps=num_warps,
-                      enable_fp_fusion=True)
+        common = dict(
+            K=K,
+            V=V,
+            BK=BK,
+            BV=BV,
+            IS_DELTA=is_delta,
+            HAS_RESET=reset8 is not None,
+            num_warps=num_warps,
+            enable_fp_fusion=True,
+        )
         recurrent_bwd_reverse_kernel[(B * H, NV)](
-            q, k, v, beta if is_delta else dummy, r if is_delta else dummy,
-            reset8 if reset8 is not None else dummy, do, dhT.contiguous() if dhT is not None else dummy,
-            dk, dv, dbeta, dh0,
-            T, H, B,
-            HAS_DHT=dhT is not None, STORE_DH0=store_dh0, **common,
+            q,
+            k,
+            v,
+            beta if is_delta else dummy,
+            r if is_delta else dummy,
+            reset8 if reset8 is not None else dummy,
+            do,
+            dhT.contiguous() if dhT is not None else dummy,
+            dk,
+            dv,
+            dbeta,
+            dh0,
+            T,
+            H,
+            B,
+            HAS_DHT=dhT is not None,
+            STORE_DH0=store_dh0,
+            **common,
         )
         recurrent_bwd_forward_kernel[(B * H, NV)](
-            q, k, v, beta if is_delta else dummy, r if is_delta else dummy, h0 if h0 is not None else dummy,
-            reset8 if reset8 is not None else dummy, do, dv,
-            dq, dk,
-            T, H, B,
-            HAS_H0=h0 is not None, **common,
+            q,
+            k,
+            v,
+            beta if is_delta else dummy,
+            r if is_delta else dummy,
+            h0 if h0 is not None else dummy,
+            reset8 if reset8 is not None else dummy,
+            do,
+            dv,
+            dq,
+            dk,
+            T,
+            H,
+            B,
+            HAS_H0=h0 is not None,
+            **common,
         )
         dq, dk = dq.sum(0).to(q.dtype), dk.sum(0).to(k.dtype)
         dbeta = dbeta.sum(0).to(beta.dtype) if is_delta else None

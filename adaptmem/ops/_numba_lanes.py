@@ -9,8 +9,9 @@ of time steps at a time (per step, the 8 rows' short pieces are 8 cache misses).
 These are separate functions that LLVM inlines into the kernels (numba-level inlining,
 ``inline="always"``, measured no faster and compiled ~20% slower). numba's disk cache checks
 only each kernel's own file: after editing this module or :mod:`adaptmem.ops._numba_simd` in
-a checkout, touch the ``*fused_cpu_kernels.py`` files (or clear their ``__pycache__``) so the
-kernels recompile. (An install rewrites every file, which invalidates the cache.)
+a checkout, touch the ``*fused_cpu_kernels.py`` files and ``adaptmem/weights/_lstm_numba.py``
+(or clear their ``__pycache__``) so the kernels recompile. (An install rewrites every file,
+which invalidates the cache.)
 """
 
 from __future__ import annotations

@@ -41,8 +41,12 @@ def kernel(fn):
     except RuntimeError as e:  # "cannot cache function ...: no locator available for file ..."
         if not _warned_no_cache:
             _warned_no_cache = True
-            warnings.warn(f"adaptmem: {e}; the fused CPU kernels compile in every process (~10 s per dtype). "
-                          "Set NUMBA_CACHE_DIR to a writable directory to cache them.", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"adaptmem: {e}; the fused CPU kernels compile in every process (~10 s per dtype). "
+                "Set NUMBA_CACHE_DIR to a writable directory to cache them.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         return numba.njit(cache=False, **options)(fn)
 
 
@@ -65,7 +69,11 @@ class _VecModel(models.PrimitiveModel):
 
 def _llvm_vector_fn(builder, name: str, vty, nargs: int):
     """The LLVM intrinsic ``llvm.<name>`` on ``vty`` vectors (llvmlite's helpers take scalars only)."""
-    bits = vty.element.width if isinstance(vty.element, ir.IntType) else (32 if isinstance(vty.element, ir.FloatType) else 64)
+    bits = (
+        vty.element.width
+        if isinstance(vty.element, ir.IntType)
+        else (32 if isinstance(vty.element, ir.FloatType) else 64)
+    )
     fnty = ir.FunctionType(vty, [vty] * nargs)
     return cgutils.get_or_insert_function(builder.module, fnty, f"llvm.{name}.v{LANES}f{bits}")
 
@@ -94,7 +102,9 @@ def vload(typingctx, a, row):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = _row_pointer(context, builder, sig.args[0], args[0], context.cast(builder, args[1], sig.args[1], types.intp))
+        ptr = _row_pointer(
+            context, builder, sig.args[0], args[0], context.cast(builder, args[1], sig.args[1], types.intp)
+        )
         return builder.load(ptr, align=sig.args[0].dtype.bitwidth // 8)
 
     return Vec(a.dtype)(a, row), codegen
@@ -107,7 +117,9 @@ def vstore(typingctx, a, row, v):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = _row_pointer(context, builder, sig.args[0], args[0], context.cast(builder, args[1], sig.args[1], types.intp))
+        ptr = _row_pointer(
+            context, builder, sig.args[0], args[0], context.cast(builder, args[1], sig.args[1], types.intp)
+        )
         builder.store(args[2], ptr, align=sig.args[0].dtype.bitwidth // 8)
         return context.get_dummy_value()
 
@@ -215,8 +227,9 @@ def vexp_neg(typingctx, z):
         x = builder.select(builder.fcmp_ordered("<", args[0], c(p["lo"])), c(p["lo"]), args[0])
         n = builder.call(_llvm_vector_fn(builder, "floor", vty, 1), [_fma(builder, x, c(np.log2(np.e)), c(0.5))])
         # ln 2 in two parts, so that n*ln2_hi is exact and r keeps full precision
-        ln2_hi, ln2_lo = (0.693145751953125, 1.428606765330187e-06) if bits == 32 else (
-            0.6931471803691238, 1.9082149292705877e-10)
+        ln2_hi, ln2_lo = (
+            (0.693145751953125, 1.428606765330187e-06) if bits == 32 else (0.6931471803691238, 1.9082149292705877e-10)
+        )
         r = _fma(builder, n, c(-ln2_hi), x)
         r = _fma(builder, n, c(-ln2_lo), r)
         inv = [1.0]
@@ -233,6 +246,7 @@ def vexp_neg(typingctx, z):
 
 
 for _op, _fn in ((operator.add, vadd), (operator.sub, vsub), (operator.mul, vmul), (operator.truediv, vdiv)):
+
     def _make(fn):
         def impl(a, b):
             if isinstance(a, Vec) and a == b:
@@ -243,5 +257,20 @@ for _op, _fn in ((operator.add, vadd), (operator.sub, vsub), (operator.mul, vmul
 
     overload(_op)(_make(_fn))
 
-__all__ = ["LANES", "Vec", "kernel", "vadd", "vdiv", "vexp_neg", "vfill", "vfma", "vload", "vmax", "vmul", "vstore",
-           "vsub", "vwhere_nonneg", "vzeros"]
+__all__ = [
+    "LANES",
+    "Vec",
+    "kernel",
+    "vadd",
+    "vdiv",
+    "vexp_neg",
+    "vfill",
+    "vfma",
+    "vload",
+    "vmax",
+    "vmul",
+    "vstore",
+    "vsub",
+    "vwhere_nonneg",
+    "vzeros",
+]

@@ -43,4 +43,3 @@ if INTERPRET and _SUM is not None and _MAX is not None:
 
 else:
     rsum, rmax, sigmoid = tl.sum, tl.max, tl.sigmoid
-

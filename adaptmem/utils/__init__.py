@@ -10,18 +10,34 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from adaptmem.utils.paths import default_data_root
-from adaptmem.utils.progress import Progress, progress
-from adaptmem.utils.threads import ThreadConfig, configure_threads
+# Re-exported (__all__ below is built from _LAZY, which ruff cannot read).
+from adaptmem.utils.paths import default_data_root  # noqa: F401
+from adaptmem.utils.progress import Progress, progress  # noqa: F401
+from adaptmem.utils.threads import ThreadConfig, configure_threads  # noqa: F401
 
 _LAZY = {  # name -> module that defines it (these import torch, or are rarely needed)
-    "atomic_write": "atomic", "atomic_write_text": "atomic",
-    "atomic_save": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
-    "read_checkpoint": "checkpoint", "resolve_resume_args": "checkpoint", "given_flags": "cli",
-    "CorruptFileError": "integrity", "load_verified": "integrity", "save_verified": "integrity",
-    "check_floating": "checks", "check_same_device": "checks", "check_shape": "checks", "fmt_shape": "checks",
-    "MetricLogger": "logging", "markdown_table": "logging", "count_parameters": "parameters",
-    "get_rng_state": "seed", "seed_everything": "seed", "set_rng_state": "seed", "set_threads": "seed",
+    "atomic_write": "atomic",
+    "atomic_write_text": "atomic",
+    "atomic_save": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "read_checkpoint": "checkpoint",
+    "resolve_resume_args": "checkpoint",
+    "given_flags": "cli",
+    "CorruptFileError": "integrity",
+    "load_verified": "integrity",
+    "save_verified": "integrity",
+    "check_floating": "checks",
+    "check_same_device": "checks",
+    "check_shape": "checks",
+    "fmt_shape": "checks",
+    "MetricLogger": "logging",
+    "markdown_table": "logging",
+    "count_parameters": "parameters",
+    "get_rng_state": "seed",
+    "seed_everything": "seed",
+    "set_rng_state": "seed",
+    "set_threads": "seed",
 }
 
 __all__ = sorted([*_LAZY, "Progress", "ThreadConfig", "configure_threads", "default_data_root", "progress"])

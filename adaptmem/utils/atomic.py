@@ -21,8 +21,14 @@ from typing import IO, Any
 _TEMP_PATTERN = r"\.{name}\.(\d+)-[0-9a-f]{{8}}\.tmp"
 
 
-def atomic_write(path: str | os.PathLike, write_fn: Callable[[IO[Any]], Any], *, text: bool = False,
-                 encoding: str = "utf-8", newline: str | None = None) -> Path:
+def atomic_write(
+    path: str | os.PathLike,
+    write_fn: Callable[[IO[Any]], Any],
+    *,
+    text: bool = False,
+    encoding: str = "utf-8",
+    newline: str | None = None,
+) -> Path:
     """Write ``path`` all at once: ``write_fn(f)`` fills a temporary file, which then replaces ``path``.
 
     Args:

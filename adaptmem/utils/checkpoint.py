@@ -64,8 +64,9 @@ def save_checkpoint(
     save_verified(state, path, format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION)
 
 
-def read_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu",
-                    allow_legacy: bool = False) -> dict[str, Any]:
+def read_checkpoint(
+    path: str | os.PathLike, *, map_location: str | torch.device = "cpu", allow_legacy: bool = False
+) -> dict[str, Any]:
     """The verified contents of a checkpoint: ``{"model", "optimizer", "scheduler", "scaler",
     "step", "rng", "extra"}``, without restoring anything.
 
@@ -74,8 +75,13 @@ def read_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     are the only objects unpickled). Raises ``FileNotFoundError`` or
     :class:`~adaptmem.utils.integrity.CorruptFileError`.
     """
-    state = load_verified(path, format=CHECKPOINT_FORMAT, versions=(CHECKPOINT_VERSION,),
-                          map_location=map_location, allow_legacy=allow_legacy)
+    state = load_verified(
+        path,
+        format=CHECKPOINT_FORMAT,
+        versions=(CHECKPOINT_VERSION,),
+        map_location=map_location,
+        allow_legacy=allow_legacy,
+    )
     _check_structure(path, state)
     return state
 
@@ -122,14 +128,19 @@ def load_checkpoint(
     _check_targets("load_checkpoint", model, optimizer, scheduler, scaler)
     state = read_checkpoint(path, map_location=map_location, allow_legacy=allow_legacy)
     targets = [(getattr(model, "module", model), "model")]
-    targets += [(obj, key) for obj, key in ((optimizer, "optimizer"), (scheduler, "scheduler"), (scaler, "scaler"))
-                if obj is not None and state[key] is not None]
+    targets += [
+        (obj, key)
+        for obj, key in ((optimizer, "optimizer"), (scheduler, "scheduler"), (scaler, "scaler"))
+        if obj is not None and state[key] is not None
+    ]
     for obj, key in targets:
         try:
             obj.load_state_dict(state[key])
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
-            raise ValueError(f"load_checkpoint: the {key} state in {path} does not fit this {type(obj).__name__} "
-                             f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})") from e
+            raise ValueError(
+                f"load_checkpoint: the {key} state in {path} does not fit this {type(obj).__name__} "
+                f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})"
+            ) from e
     if restore_rng:
         set_rng_state(state["rng"])
     return {"step": state["step"], **state["extra"]}
@@ -143,9 +154,15 @@ def _check_targets(fn: str, model, optimizer, scheduler, scaler) -> None:
             raise TypeError(f"{fn}: {name} must have state_dict/load_state_dict (or be None), got {type(obj).__name__}")
 
 
-def resolve_resume_args(saved: Mapping[str, Any], given: Mapping[str, Any], *, mutable: Collection[str],
-                        fixed: Collection[str], explicit: Collection[str] | None = None,
-                        where: str = "--resume") -> tuple[dict[str, Any], list[str]]:
+def resolve_resume_args(
+    saved: Mapping[str, Any],
+    given: Mapping[str, Any],
+    *,
+    mutable: Collection[str],
+    fixed: Collection[str],
+    explicit: Collection[str] | None = None,
+    where: str = "--resume",
+) -> tuple[dict[str, Any], list[str]]:
     """The arguments of a resumed run: the saved ones, with the changes the user may make.
 
     Args:
@@ -165,7 +182,9 @@ def resolve_resume_args(saved: Mapping[str, Any], given: Mapping[str, Any], *, m
     """
     for name, value in (("saved", saved), ("given", given)):
         if not isinstance(value, Mapping):
-            raise TypeError(f"resolve_resume_args: {name} must be a mapping of argument names, got {type(value).__name__}")
+            raise TypeError(
+                f"resolve_resume_args: {name} must be a mapping of argument names, got {type(value).__name__}"
+            )
     unknown = set(mutable) & set(fixed)
     if unknown:
         raise ValueError(f"resolve_resume_args: {sorted(unknown)} are both mutable and fixed")
@@ -182,8 +201,11 @@ def resolve_resume_args(saved: Mapping[str, Any], given: Mapping[str, Any], *, m
         else:
             notes.append(f"{_flag(name, explicit)}: {_show(old)} -> {_show(new)}")
     if clashes:
-        raise ValueError(f"{where}: these settings cannot change when resuming: " + "; ".join(clashes)
-                         + ". Resume with the checkpoint's values, or start a new run")
+        raise ValueError(
+            f"{where}: these settings cannot change when resuming: "
+            + "; ".join(clashes)
+            + ". Resume with the checkpoint's values, or start a new run"
+        )
     return out, notes
 
 

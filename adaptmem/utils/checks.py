@@ -64,8 +64,7 @@ def check_same_device(fn: str, **tensors: torch.Tensor | None) -> torch.device:
     for n, t in named[1:]:
         if t.device != device:
             raise ValueError(
-                f"{fn}: all inputs must be on one device, but {named[0][0]} is on {device} "
-                f"and {n} is on {t.device}"
+                f"{fn}: all inputs must be on one device, but {named[0][0]} is on {device} and {n} is on {t.device}"
             )
     return device
 
@@ -84,8 +83,16 @@ def check_choice(fn: str, name: str, value: object, choices: Sequence[str]) -> s
     return value  # type: ignore[return-value]
 
 
-def check_float(fn: str, name: str, value: object, *, lo: float | None = None, hi: float | None = None,
-                lo_open: bool = False, hi_open: bool = False) -> float:
+def check_float(
+    fn: str,
+    name: str,
+    value: object,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> float:
     """A finite real number (``int`` or ``float``, not ``bool``) in ``[lo, hi]`` (open ends with
     ``lo_open``/``hi_open``); returns it as a ``float``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -72,20 +72,31 @@ def add_out(p: argparse.ArgumentParser, default: str, help: str = "output folder
 
 
 def add_data(p: argparse.ArgumentParser, help: str = "data folder") -> None:
-    p.add_argument("--data", type=str, default=str(default_data_root()),
-                   help=f"{help} (default: $ADAPTMEM_DATA, else ~/.cache/adaptmem/data; here %(default)s)")
+    p.add_argument(
+        "--data",
+        type=str,
+        default=str(default_data_root()),
+        help=f"{help} (default: $ADAPTMEM_DATA, else ~/.cache/adaptmem/data; here %(default)s)",
+    )
 
 
 def add_download(p: argparse.ArgumentParser, what: str) -> None:
     """``--download``: fetch the public data sets ``what`` names into ``--data`` when missing."""
-    p.add_argument("--download", action="store_true",
-                   help=f"download missing public data ({what}) into its sub-folder of --data (default: off)")
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help=f"download missing public data ({what}) into its sub-folder of --data (default: off)",
+    )
 
 
 def add_threads(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads for torch (default: $OMP_NUM_THREADS if set, else the usable CPUs less "
-                        "the job's own worker threads, at least 1; printed at start)")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        help="CPU threads for torch (default: $OMP_NUM_THREADS if set, else the usable CPUs less "
+        "the job's own worker threads, at least 1; printed at start)",
+    )
 
 
 def add_device(p: argparse.ArgumentParser, default: str = "auto") -> None:
@@ -133,15 +144,35 @@ def resolve_device(name: str):
 class _Alias(argparse.Action):
     """An old spelling of a flag: parses like the flag, stores into it, and prints a note."""
 
-    def __init__(self, option_strings: list[str], dest: str, target: argparse.Action, target_option: str,
-                 note: str = "", **kwargs: Any) -> None:
-        super().__init__(option_strings, dest=target.dest, nargs=target.nargs, const=target.const,
-                         default=argparse.SUPPRESS, type=target.type, choices=target.choices,
-                         help=argparse.SUPPRESS, metavar=target.metavar)
+    def __init__(
+        self,
+        option_strings: list[str],
+        dest: str,
+        target: argparse.Action,
+        target_option: str,
+        note: str = "",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            option_strings,
+            dest=target.dest,
+            nargs=target.nargs,
+            const=target.const,
+            default=argparse.SUPPRESS,
+            type=target.type,
+            choices=target.choices,
+            help=argparse.SUPPRESS,
+            metavar=target.metavar,
+        )
         self.target, self.target_option, self.note = target, target_option, note
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         extra = f" ({self.note})" if self.note else ""
         print(f"{parser.prog}: {option_string} is deprecated, use {self.target_option}{extra}", file=sys.stderr)
         self.target(parser, namespace, values, self.target_option)
@@ -166,8 +197,13 @@ class _Deprecated(argparse._StoreAction):
         super().__init__(option_strings, dest, **kwargs)
         self.note = note
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         print(f"{parser.prog}: {option_string} is deprecated, {self.note}", file=sys.stderr)
         super().__call__(parser, namespace, values, option_string)
 
@@ -217,8 +253,9 @@ def check_choice(flag: str, value: Any, choices: Sequence[Any]) -> None:
     bad = [v for v in (value if isinstance(value, (list, tuple)) else [value]) if v not in choices]
     if bad:
         prog = Path(sys.argv[0]).name or "adaptmem"
-        raise SystemExit(f"{prog}: error: argument {flag}: invalid choice: {bad[0]!r} "
-                         f"(choose from {', '.join(map(str, choices))})")
+        raise SystemExit(
+            f"{prog}: error: argument {flag}: invalid choice: {bad[0]!r} (choose from {', '.join(map(str, choices))})"
+        )
 
 
 def given_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> dict[str, str]:
@@ -247,4 +284,3 @@ def given_flags(parser: argparse.ArgumentParser, argv: Sequence[str] | None = No
     for a in actions:  # the first action of a destination is the flag itself; later ones are its aliases
         long.setdefault(a.dest, next((o for o in a.option_strings if o.startswith("--")), a.dest))
     return {dest: long.get(dest, dest) for dest in vars(found)}
-

@@ -28,7 +28,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "lm": ("datasets>=2.14", "tokenizers>=0.15", "matplotlib>=3.6", "tensorboard>=2.12"),
     "hf": ("transformers>=5.0", "safetensors>=0.4.3", "accelerate>=1.1"),
     "wandb": ("wandb>=0.17",),
-    "dev": ("pytest>=7.4", "pytest-xdist>=3.5", "hypothesis>=6.80", "pyyaml>=6.0"),
+    "dev": ("pytest>=7.4", "pytest-xdist>=3.5", "hypothesis>=6.80", "pyyaml>=6.0", "ruff==0.17.6"),
 }
 
 
@@ -41,7 +41,9 @@ def install_hint(extra: str, *packages: str) -> str:
     if packages:
         reqs = tuple(r for r in reqs if _name(r) in packages)
         if len(reqs) != len(packages):
-            raise ValueError(f"install_hint: packages {list(packages)} are not all in extra {extra!r} ({list(EXTRAS[extra])})")
+            raise ValueError(
+                f"install_hint: packages {list(packages)} are not all in extra {extra!r} ({list(EXTRAS[extra])})"
+            )
     return f"pip install {' '.join(shlex.quote(r) for r in reqs)} (the {extra!r} extra of {DISTRIBUTION})"
 
 

@@ -70,25 +70,38 @@ def to_plain(obj: Any, where: str = "obj") -> Any:
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):
         cls = type(obj)
         if not cls.__module__.startswith("adaptmem."):
-            raise TypeError(f"{where}: a {cls.__qualname__} (NamedTuple from {cls.__module__}) cannot be stored; "
-                            "store a tuple or a dict")
-        return {_TAG: "namedtuple", "class": f"{cls.__module__}:{cls.__qualname__}",
-                "values": [to_plain(v, f"{where}.{f}") for f, v in zip(obj._fields, obj)]}
+            raise TypeError(
+                f"{where}: a {cls.__qualname__} (NamedTuple from {cls.__module__}) cannot be stored; "
+                "store a tuple or a dict"
+            )
+        return {
+            _TAG: "namedtuple",
+            "class": f"{cls.__module__}:{cls.__qualname__}",
+            "values": [to_plain(v, f"{where}.{f}") for f, v in zip(obj._fields, obj)],
+        }
     if isinstance(obj, (np.ndarray, np.generic)):
         a = np.asarray(obj)
         if a.dtype.hasobject:
             raise TypeError(f"{where}: a NumPy array of Python objects cannot be stored")
-        return {_TAG: "ndarray", "dtype": a.dtype.str, "shape": list(a.shape), "scalar": isinstance(obj, np.generic),
-                "bytes": torch.frombuffer(bytearray(np.ascontiguousarray(a).tobytes()), dtype=torch.uint8)
-                if a.nbytes else torch.zeros(0, dtype=torch.uint8)}
+        return {
+            _TAG: "ndarray",
+            "dtype": a.dtype.str,
+            "shape": list(a.shape),
+            "scalar": isinstance(obj, np.generic),
+            "bytes": torch.frombuffer(bytearray(np.ascontiguousarray(a).tobytes()), dtype=torch.uint8)
+            if a.nbytes
+            else torch.zeros(0, dtype=torch.uint8),
+        }
     if isinstance(obj, dict):
         return _same_dict(obj, {k: to_plain(v, f"{where}[{k!r}]") for k, v in obj.items()})
     if isinstance(obj, (list, tuple, set, frozenset)):
         return type(obj)(to_plain(v, f"{where}[{i}]") for i, v in enumerate(obj))
     if isinstance(obj, _LEAVES):
         return obj
-    raise TypeError(f"{where}: a {type(obj).__qualname__} cannot be stored (weights_only loading reads tensors, "
-                    "numbers, strings, None and lists, tuples and dicts of those)")
+    raise TypeError(
+        f"{where}: a {type(obj).__qualname__} cannot be stored (weights_only loading reads tensors, "
+        "numbers, strings, None and lists, tuples and dicts of those)"
+    )
 
 
 def _state_class(name: str) -> type:
@@ -145,8 +158,14 @@ def save_verified(obj: Any, path: str | os.PathLike, *, format: str, version: in
     buf = io.BytesIO()
     torch.save(to_plain(obj), buf)
     payload = buf.getvalue()
-    header = _canonical({"format": format, "version": version, "payload_bytes": len(payload),
-                         "sha256": hashlib.sha256(payload).hexdigest()})
+    header = _canonical(
+        {
+            "format": format,
+            "version": version,
+            "payload_bytes": len(payload),
+            "sha256": hashlib.sha256(payload).hexdigest(),
+        }
+    )
 
     def write(f) -> None:
         f.write(MAGIC + len(header).to_bytes(_LEN_BYTES, "little") + header)
@@ -179,20 +198,23 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
         raise CorruptFileError(path, "is empty")
     if not data.startswith(MAGIC):
         if data.startswith(_ZIP):
-            raise CorruptFileError(path, "is a plain torch.save file without the adaptmem header (written by an "
-                                         "older adaptmem, or not by adaptmem); pass allow_legacy=True to load it "
-                                         "unverified if you trust it, then save it again")
+            raise CorruptFileError(
+                path,
+                "is a plain torch.save file without the adaptmem header (written by an "
+                "older adaptmem, or not by adaptmem); pass allow_legacy=True to load it "
+                "unverified if you trust it, then save it again",
+            )
         if MAGIC.startswith(data):
             raise CorruptFileError(path, f"is truncated ({len(data)} bytes, inside the header)")
         raise CorruptFileError(path, f"is not an adaptmem file (starts with {data[:8]!r})")
     start = len(MAGIC) + _LEN_BYTES
     if len(data) < start:
         raise CorruptFileError(path, f"is truncated ({len(data)} bytes, inside the header)")
-    n = int.from_bytes(data[len(MAGIC):start], "little")
+    n = int.from_bytes(data[len(MAGIC) : start], "little")
     if n > _MAX_HEADER or start + n > len(data):
         what = "truncated" if n <= _MAX_HEADER else "corrupt"
         raise CorruptFileError(path, f"is {what}: its header claims {n} bytes, {len(data) - start} follow")
-    raw = data[start:start + n]
+    raw = data[start : start + n]
     try:
         header = json.loads(raw)
         ok = isinstance(header, dict) and _canonical(header) == raw
@@ -200,18 +222,25 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, Any], bytes]:
         ok = False
     if not ok or set(header) != {"format", "version", "payload_bytes", "sha256"}:
         raise CorruptFileError(path, "has a corrupt header")
-    payload = data[start + n:]
+    payload = data[start + n :]
     if len(payload) != header["payload_bytes"]:
         what = "truncated" if len(payload) < header["payload_bytes"] else "longer than written"
-        raise CorruptFileError(path, f"is {what}: payload of {len(payload)} bytes, the header says "
-                                     f"{header['payload_bytes']}")
+        raise CorruptFileError(
+            path, f"is {what}: payload of {len(payload)} bytes, the header says {header['payload_bytes']}"
+        )
     if hashlib.sha256(payload).hexdigest() != header["sha256"]:
         raise CorruptFileError(path, "fails its SHA-256 checksum: the contents changed after writing")
     return header, payload
 
 
-def load_verified(path: str | os.PathLike, *, format: str, versions: Collection[int] = (1,),
-                  map_location: str | torch.device = "cpu", allow_legacy: bool = False) -> Any:
+def load_verified(
+    path: str | os.PathLike,
+    *,
+    format: str,
+    versions: Collection[int] = (1,),
+    map_location: str | torch.device = "cpu",
+    allow_legacy: bool = False,
+) -> Any:
     """Read back what :func:`save_verified` wrote, after checking the header and checksum.
 
     Args:
@@ -231,14 +260,18 @@ def load_verified(path: str | os.PathLike, *, format: str, versions: Collection[
     except CorruptFileError as e:
         if not (allow_legacy and e.reason.startswith("is a plain torch.save file")):
             raise
-        warnings.warn(f"{path}: loading a file without checksum (allow_legacy=True); save it again to add one",
-                      UserWarning, stacklevel=2)
+        warnings.warn(
+            f"{path}: loading a file without checksum (allow_legacy=True); save it again to add one",
+            UserWarning,
+            stacklevel=2,
+        )
         return _load_legacy(path, map_location)
     if header["format"] != format:
         raise CorruptFileError(path, f"is a {header['format']!r} file, expected {format!r}")
     if header["version"] not in versions:
-        raise CorruptFileError(path, f"has {format} version {header['version']!r}; this adaptmem reads "
-                                     f"versions {sorted(versions)}")
+        raise CorruptFileError(
+            path, f"has {format} version {header['version']!r}; this adaptmem reads versions {sorted(versions)}"
+        )
     try:
         return from_plain(torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True))
     except Exception as e:  # the bytes are what was written, so this is a foreign or future payload
@@ -252,8 +285,14 @@ def _first_line(e: BaseException) -> str:
 
 # What old plain torch.save files may hold besides tensors: NumPy arrays (RNG states) and
 # adaptmem's NamedTuple states. Nothing else is unpickled, even with allow_legacy=True.
-_LEGACY_NUMPY = {"numpy.ndarray", "numpy.dtype", "numpy.core.multiarray._reconstruct", "numpy.core.multiarray.scalar",
-                 "numpy._core.multiarray._reconstruct", "numpy._core.multiarray.scalar"}
+_LEGACY_NUMPY = {
+    "numpy.ndarray",
+    "numpy.dtype",
+    "numpy.core.multiarray._reconstruct",
+    "numpy.core.multiarray.scalar",
+    "numpy._core.multiarray._reconstruct",
+    "numpy._core.multiarray.scalar",
+}
 
 
 def _load_legacy(path: Path, map_location) -> Any:
@@ -301,7 +340,7 @@ def seal_json(obj: dict[str, Any]) -> dict[str, Any]:
 def check_sealed_json(path: str | os.PathLike, obj: Any) -> dict[str, Any]:
     """Verify the ``"sha256"`` that :func:`seal_json` added to the JSON object read from ``path``."""
     if not isinstance(obj, dict) or not isinstance(obj.get("sha256"), str):
-        raise CorruptFileError(path, "has no checksum (\"sha256\") in its JSON object")
+        raise CorruptFileError(path, 'has no checksum ("sha256") in its JSON object')
     body = {k: v for k, v in obj.items() if k != "sha256"}
     try:
         digest = hashlib.sha256(_canonical(body)).hexdigest()
@@ -325,11 +364,19 @@ def read_json(path: str | os.PathLike) -> Any:
 # Third-party data sets ship as pickles (CIFAR-100, mini-ImageNet). They are read with an
 # unpickler that builds only containers, strings, numbers and NumPy arrays: a tampered file
 # cannot run code, and a damaged one gives a CorruptFileError naming it.
-_DATA_PICKLE_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
-                        ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
-                        ("numpy._core.multiarray", "scalar"), ("copy_reg", "_reconstructor"),
-                        ("copyreg", "_reconstructor"), ("__builtin__", "object"), ("builtins", "object"),
-                        ("_codecs", "encode")}  # protocol-2 pickles rebuild bytes with it
+_DATA_PICKLE_GLOBALS = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("copy_reg", "_reconstructor"),
+    ("copyreg", "_reconstructor"),
+    ("__builtin__", "object"),
+    ("builtins", "object"),
+    ("_codecs", "encode"),
+}  # protocol-2 pickles rebuild bytes with it
 
 
 class _DataUnpickler(pickle.Unpickler):

@@ -16,8 +16,10 @@ from adaptmem.utils.atomic import atomic_write
 from adaptmem.utils.extras import install_hint
 
 WANDB_ID_FILE = "wandb-run-id"  # in log_dir: a resumed run continues the same W&B run
-WANDB_HELP = ("also log to this Weights & Biases project (pip install wandb; "
-              "WANDB_MODE=offline works without a network; default: off)")
+WANDB_HELP = (
+    "also log to this Weights & Biases project (pip install wandb; "
+    "WANDB_MODE=offline works without a network; default: off)"
+)
 
 
 def add_wandb_argument(parser: Any) -> None:
@@ -51,17 +53,26 @@ class MetricLogger:
         log.close()
     """
 
-    def __init__(self, log_dir: str | os.PathLike, *, tensorboard: bool = True,
-                 resume_step: int | None = None, enabled: bool = True, wandb: str | None = None,
-                 wandb_config: dict[str, Any] | None = None, wandb_name: str | None = None) -> None:
+    def __init__(
+        self,
+        log_dir: str | os.PathLike,
+        *,
+        tensorboard: bool = True,
+        resume_step: int | None = None,
+        enabled: bool = True,
+        wandb: str | None = None,
+        wandb_config: dict[str, Any] | None = None,
+        wandb_name: str | None = None,
+    ) -> None:
         self.log_dir = Path(log_dir)
         self.enabled = enabled
         self._writer = None
         self._wandb = None
         self._columns: dict[str, list[str]] = {}  # stream -> the CSV's header, once read
         self._wandb_streams: set[str] = set()  # streams whose W&B step axis is defined
-        if resume_step is not None and (isinstance(resume_step, bool) or not isinstance(resume_step, int)
-                                        or resume_step < 0):
+        if resume_step is not None and (
+            isinstance(resume_step, bool) or not isinstance(resume_step, int) or resume_step < 0
+        ):
             raise ValueError(f"MetricLogger: resume_step must be an int >= 0 or None, got {resume_step!r}")
         if not enabled:
             return
@@ -89,8 +100,13 @@ class MetricLogger:
         """Append one row ``step, **metrics`` to ``stream``."""
         if not self.enabled:
             return
-        if not isinstance(stream, str) or not stream or os.sep in stream or stream.startswith(".") or (
-                os.altsep and os.altsep in stream):
+        if (
+            not isinstance(stream, str)
+            or not stream
+            or os.sep in stream
+            or stream.startswith(".")
+            or (os.altsep and os.altsep in stream)
+        ):
             raise ValueError(f"MetricLogger.log: stream must be a plain file name, got {stream!r}")
         if isinstance(step, bool) or not isinstance(step, (int, float)) or step != step:
             raise TypeError(f"MetricLogger.log: step must be a number, got {type(step).__name__} {step!r}")
@@ -144,8 +160,15 @@ def _start_wandb(log_dir: Path, project: str, config: dict[str, Any] | None, nam
         raise ImportError(f"MetricLogger: wandb=PROJECT needs Weights & Biases: {install_hint('wandb')}") from None
     id_file = log_dir / WANDB_ID_FILE
     run_id = id_file.read_text().strip() if resume and id_file.exists() else secrets.token_hex(4)
-    run = wandb.init(project=project, id=run_id, resume="allow", dir=str(log_dir), config=config, name=name,
-                     settings=wandb.Settings(console="off"))  # stdout stays the terminal's; the CSVs hold the metrics
+    run = wandb.init(
+        project=project,
+        id=run_id,
+        resume="allow",
+        dir=str(log_dir),
+        config=config,
+        name=name,
+        settings=wandb.Settings(console="off"),
+    )  # stdout stays the terminal's; the CSVs hold the metrics
     if not id_file.exists() or id_file.read_text().strip() != run_id:
         atomic_write(id_file, lambda f: f.write(run_id + "\n"), text=True)
     return run

@@ -37,6 +37,8 @@ class Progress:
         interval: seconds between plain lines (plain mode).
         file: the stream (default ``sys.stderr``).
         clock: seconds as a float (tests pass a fake one).
+        time_left: seconds until a time budget ends (a run that stops at its budget, not at
+            ``total``); the ETA is then the sooner of the two.
         **tqdm_kwargs: passed to tqdm (bar mode), e.g. ``leave=False``.
 
     The interface is tqdm's subset the examples use: iteration, ``update``, ``set_postfix``,
@@ -44,10 +46,22 @@ class Progress:
     bar is shown.
     """
 
-    def __init__(self, iterable: Iterable | None = None, *, total: int | None = None, initial: int = 0,
-                 desc: str = "", unit: str = "it", disable: bool = False, tty: bool | None = None,
-                 interval: float = DEFAULT_INTERVAL, file: TextIO | None = None,
-                 clock: Callable[[], float] = time.monotonic, **tqdm_kwargs: Any) -> None:
+    def __init__(
+        self,
+        iterable: Iterable | None = None,
+        *,
+        total: int | None = None,
+        initial: int = 0,
+        desc: str = "",
+        unit: str = "it",
+        disable: bool = False,
+        tty: bool | None = None,
+        interval: float = DEFAULT_INTERVAL,
+        file: TextIO | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        time_left: Callable[[], float] | None = None,
+        **tqdm_kwargs: Any,
+    ) -> None:
         if interval <= 0:
             raise ValueError(f"Progress: interval must be > 0 seconds, got {interval}")
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
@@ -55,7 +69,7 @@ class Progress:
         self.iterable, self.total, self.n, self.initial = iterable, total, initial, initial
         self.desc, self.unit, self.disable, self.interval = desc, unit, disable, interval
         self.file = file if file is not None else sys.stderr
-        self.clock = clock
+        self.clock, self.time_left = clock, time_left
         self.postfix: dict[str, str] = {}
         self.start = self.last_line = clock()
         self.closed = False
@@ -67,8 +81,16 @@ class Progress:
         if self.interactive:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(iterable, total=total, initial=initial, desc=desc, unit=unit, file=self.file,
-                             dynamic_ncols=True, **tqdm_kwargs)
+            self._bar = tqdm(
+                iterable,
+                total=total,
+                initial=initial,
+                desc=desc,
+                unit=unit,
+                file=self.file,
+                dynamic_ncols=True,
+                **tqdm_kwargs,
+            )
 
     def __iter__(self) -> Iterator:
         if self.iterable is None:
@@ -125,10 +147,19 @@ class Progress:
         """The plain progress line: done / total (pct), rate, elapsed, ETA, postfix."""
         elapsed = self.clock() - self.start
         rate = (self.n - self.initial) / elapsed if elapsed > 0 else 0.0
-        parts = [f"{self.n:,}/{self.total:,} ({100 * self.n / self.total:.0f}%)" if self.total else f"{self.n:,}",
-                 f"{rate:.3g} {self.unit}/s", f"elapsed {_clock_text(elapsed)}"]
-        if self.total and rate > 0 and self.n < self.total:
-            parts.append(f"ETA {_clock_text((self.total - self.n) / rate)}")
+        parts = [
+            f"{self.n:,}/{self.total:,} ({100 * self.n / self.total:.0f}%)" if self.total else f"{self.n:,}",
+            f"{rate:.3g} {self.unit}/s",
+            f"elapsed {_clock_text(elapsed)}",
+        ]
+        eta = (self.total - self.n) / rate if self.total and rate > 0 and self.n < self.total else None
+        if self.time_left is not None:
+            left = max(0.0, self.time_left())
+            if eta is None or left < eta:
+                parts.append(f"ETA {_clock_text(left)} (time budget)")
+                eta = None
+        if eta is not None:
+            parts.append(f"ETA {_clock_text(eta)}")
         parts += [f"{k}={v}" for k, v in self.postfix.items()]
         return (f"{self.desc}: " if self.desc else "") + ", ".join(parts)
 
@@ -137,7 +168,13 @@ class Progress:
         print(self.line(), file=self.file, flush=True)
 
 
-def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str = "",
-             disable: bool | None = None, **kwargs: Any) -> Progress:
+def progress(
+    iterable: Iterable | None = None,
+    *,
+    total: int | None = None,
+    desc: str = "",
+    disable: bool | None = None,
+    **kwargs: Any,
+) -> Progress:
     """A :class:`Progress` (``disable=None`` means shown; kept for tqdm-style call sites)."""
     return Progress(iterable, total=total, desc=desc, disable=bool(disable), **kwargs)

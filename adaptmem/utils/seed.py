@@ -34,8 +34,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`get_rng_state` returned."""
     if not isinstance(state, dict) or not {"python", "numpy", "torch"} <= set(state):
         got = sorted(state) if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"set_rng_state: state must be a dict with 'python', 'numpy' and 'torch' entries "
-                         f"(from get_rng_state), got {got}")
+        raise ValueError(
+            f"set_rng_state: state must be a dict with 'python', 'numpy' and 'torch' entries "
+            f"(from get_rng_state), got {got}"
+        )
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
@@ -46,8 +48,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def set_threads(n: int | None = None) -> int:
     """Deprecated: use :func:`adaptmem.utils.threads.configure_threads`, which also leaves busy
     and reserved CPUs alone. Sets ``n`` threads (default: chosen as there); returns the number."""
-    warnings.warn("adaptmem.utils.set_threads is deprecated; use adaptmem.utils.configure_threads",
-                  DeprecationWarning, stacklevel=2)
+    warnings.warn(
+        "adaptmem.utils.set_threads is deprecated; use adaptmem.utils.configure_threads",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     from adaptmem.utils.threads import configure_threads
 
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n <= 0):

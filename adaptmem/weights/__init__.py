@@ -18,13 +18,41 @@ from adaptmem.weights.emulator import Emulator, emulation_loss
 from adaptmem.weights.encoders import ENCODERS, WeightEncoder, build_encoder
 from adaptmem.weights.functional import BatchedRNN, functional_rnn
 from adaptmem.weights.spec import RNNModel, WeightSpec, flatten, load_into, unflatten
-from adaptmem.weights.symmetries import (canonicalize, flip_sign, merge_biases, permute_hidden,
-                                         random_permutations, shift_biases)
+from adaptmem.weights.symmetries import (
+    canonicalize,
+    flip_sign,
+    merge_biases,
+    permute_hidden,
+    random_permutations,
+    shift_biases,
+)
 from adaptmem.weights.training import EmulationConfig, encode, evaluate_emulation, train_emulation
 
 __all__ = [
-    "BatchedRNN", "DownstreamProbe", "ENCODERS", "EmulationConfig", "Emulator", "RNNModel", "WeightEncoder",
-    "WeightSpec", "build_encoder", "canonicalize", "downstream_targets", "emulation_loss", "encode",
-    "evaluate_emulation", "flatten", "flip_sign", "functional_rnn", "load_into", "merge_biases", "pca",
-    "permute_hidden", "plot_pca", "random_permutations", "shift_biases", "train_emulation", "unflatten",
+    "BatchedRNN",
+    "DownstreamProbe",
+    "ENCODERS",
+    "EmulationConfig",
+    "Emulator",
+    "RNNModel",
+    "WeightEncoder",
+    "WeightSpec",
+    "build_encoder",
+    "canonicalize",
+    "downstream_targets",
+    "emulation_loss",
+    "encode",
+    "evaluate_emulation",
+    "flatten",
+    "flip_sign",
+    "functional_rnn",
+    "load_into",
+    "merge_biases",
+    "pca",
+    "permute_hidden",
+    "plot_pca",
+    "random_permutations",
+    "shift_biases",
+    "train_emulation",
+    "unflatten",
 ]

@@ -32,7 +32,12 @@ class DownstreamProbe(nn.Module):
     def __init__(self, z_dim: int, num_targets: int, kind: str, num_classes: int = 1, hidden: int = 64) -> None:
         super().__init__()
         self.kind = check_choice("DownstreamProbe", "kind", kind, KINDS)
-        for name, v in (("z_dim", z_dim), ("num_targets", num_targets), ("num_classes", num_classes), ("hidden", hidden)):
+        for name, v in (
+            ("z_dim", z_dim),
+            ("num_targets", num_targets),
+            ("num_classes", num_classes),
+            ("hidden", hidden),
+        ):
             check_positive_int("DownstreamProbe", name, v)
         self.z_dim = z_dim
         self.num_targets, self.num_classes = num_targets, num_classes
@@ -42,8 +47,19 @@ class DownstreamProbe(nn.Module):
         self.register_buffer("std", torch.ones(num_targets))
 
     @classmethod
-    def fit(cls, z: torch.Tensor, y: torch.Tensor | np.ndarray, kind: str, *, hidden: int = 64, steps: int = 500,
-            lr: float = 1e-2, weight_decay: float = 1e-4, num_classes: int | None = None, seed: int = 0) -> DownstreamProbe:
+    def fit(
+        cls,
+        z: torch.Tensor,
+        y: torch.Tensor | np.ndarray,
+        kind: str,
+        *,
+        hidden: int = 64,
+        steps: int = 500,
+        lr: float = 1e-2,
+        weight_decay: float = 1e-4,
+        num_classes: int | None = None,
+        seed: int = 0,
+    ) -> DownstreamProbe:
         y = _targets(z, y, kind)
         torch.manual_seed(seed)
         classes = int(y.max()) + 1 if kind == "classification" and num_classes is None else (num_classes or 1)
@@ -93,7 +109,9 @@ def _targets(z: torch.Tensor, y: torch.Tensor | np.ndarray, kind: str) -> torch.
     if y.dim() == 1:
         y = y.unsqueeze(1)
     if z.dim() != 2 or y.dim() != 2 or len(y) != len(z):
-        raise ValueError(f"DownstreamProbe: z must be [N, z_dim] and y [N] or [N, K], got {fmt_shape(z)} and {fmt_shape(y)}")
+        raise ValueError(
+            f"DownstreamProbe: z must be [N, z_dim] and y [N] or [N, K], got {fmt_shape(z)} and {fmt_shape(y)}"
+        )
     if kind == "classification":
         if y.is_floating_point() or (y < 0).any():
             raise ValueError("DownstreamProbe: classification targets must be non-negative integers")
@@ -110,19 +128,27 @@ def downstream_targets(kind: str, labels: dict[str, np.ndarray]) -> dict[str, tu
     ``generalisation_gap`` (regression) and ``checkpoint``.
     """
     check_choice("downstream_targets", "kind", kind, ("formal_language", "smnist"))
-    need = ("task", "accuracy", "checkpoint") if kind == "formal_language" else (
-        "angle", "accuracy", "generalisation_gap", "checkpoint")
+    need = (
+        ("task", "accuracy", "checkpoint")
+        if kind == "formal_language"
+        else ("angle", "accuracy", "generalisation_gap", "checkpoint")
+    )
     missing = [n for n in need if not isinstance(labels, dict) or n not in labels]
     if missing:
         raise ValueError(f"downstream_targets: labels lacks {missing} for a {kind} zoo (from ZooDataset.labels)")
     if kind == "formal_language":
-        return {"task": (labels["task"] + 3, "classification"), "accuracy": (labels["accuracy"], "regression"),
-                "checkpoint": (labels["checkpoint"], "classification")}
-    rad = np.deg2rad(labels["angle"])
-    return {"angle": (np.stack([np.cos(rad), np.sin(rad)], 1), "regression"),
+        return {
+            "task": (labels["task"] + 3, "classification"),
             "accuracy": (labels["accuracy"], "regression"),
-            "generalisation_gap": (labels["generalisation_gap"], "regression"),
-            "checkpoint": (labels["checkpoint"], "classification")}
+            "checkpoint": (labels["checkpoint"], "classification"),
+        }
+    rad = np.deg2rad(labels["angle"])
+    return {
+        "angle": (np.stack([np.cos(rad), np.sin(rad)], 1), "regression"),
+        "accuracy": (labels["accuracy"], "regression"),
+        "generalisation_gap": (labels["generalisation_gap"], "regression"),
+        "checkpoint": (labels["checkpoint"], "classification"),
+    }
 
 
 def pca(z: torch.Tensor, k: int = 2) -> torch.Tensor:
@@ -139,16 +165,23 @@ def pca(z: torch.Tensor, k: int = 2) -> torch.Tensor:
     return zc @ vh[:k].T
 
 
-def plot_pca(points: dict[str, tuple[torch.Tensor, np.ndarray]], path: str | os.PathLike, *,
-             color_label: str = "") -> Path | None:
+def plot_pca(
+    points: dict[str, tuple[torch.Tensor, np.ndarray]], path: str | os.PathLike, *, color_label: str = ""
+) -> Path | None:
     """One PCA scatter panel per name: ``{name: (z [N, d], colour values [N])}``; ``None``
     when matplotlib is missing."""
     if not isinstance(points, dict) or not points:
         raise ValueError(f"plot_pca: points must be a non-empty dict {{name: (z, colours)}}, got {points!r:.60}")
     for name, pair in points.items():
-        if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], torch.Tensor)
-                and len(pair[1]) == len(pair[0])):
-            raise ValueError(f"plot_pca: points[{name!r}] must be (z [N, d], colour values [N]) with one colour per row")
+        if not (
+            isinstance(pair, tuple)
+            and len(pair) == 2
+            and isinstance(pair[0], torch.Tensor)
+            and len(pair[1]) == len(pair[0])
+        ):
+            raise ValueError(
+                f"plot_pca: points[{name!r}] must be (z [N, d], colour values [N]) with one colour per row"
+            )
     try:
         import matplotlib
 

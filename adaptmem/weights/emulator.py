@@ -37,11 +37,17 @@ class Emulator(nn.Module):
         >>> logits = emu(torch.zeros(4, 27, 6), torch.randn(4, 16))   # [4, 27, 6]
     """
 
-    def __init__(self, in_features: int, out_features: int, z_dim: int = 16, *, hidden: int = 256,
-                 num_layers: int = 2) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, z_dim: int = 16, *, hidden: int = 256, num_layers: int = 2
+    ) -> None:
         super().__init__()
-        for name, v in (("in_features", in_features), ("out_features", out_features), ("z_dim", z_dim),
-                        ("hidden", hidden), ("num_layers", num_layers)):
+        for name, v in (
+            ("in_features", in_features),
+            ("out_features", out_features),
+            ("z_dim", z_dim),
+            ("hidden", hidden),
+            ("num_layers", num_layers),
+        ):
             check_positive_int("Emulator", name, v)
         self.inp = nn.Linear(in_features, hidden)
         self.cond = nn.Linear(z_dim, hidden)
@@ -53,15 +59,18 @@ class Emulator(nn.Module):
         check_floating("Emulator", "inputs", inputs)
         check_floating("Emulator", "z", z)
         if inputs.dim() != 3 or inputs.shape[-1] != self.in_features or z.shape != (inputs.shape[0], self.z_dim):
-            raise ValueError(f"Emulator: inputs must be [N, T, {self.in_features}] and z [N, {self.z_dim}], "
-                             f"got {fmt_shape(inputs)} and {fmt_shape(z)}")
+            raise ValueError(
+                f"Emulator: inputs must be [N, T, {self.in_features}] and z [N, {self.z_dim}], "
+                f"got {fmt_shape(inputs)} and {fmt_shape(z)}"
+            )
         e = self.inp(inputs)
         e = torch.cat([e[:, :1] + self.cond(z).unsqueeze(1), e[:, 1:]], dim=1)
         return self.out(self.lstm(e)[0])
 
 
-def emulation_loss(logits: torch.Tensor, target_log_probs: torch.Tensor, kind: str = "tv",
-                   reduction: str = "mean") -> torch.Tensor:
+def emulation_loss(
+    logits: torch.Tensor, target_log_probs: torch.Tensor, kind: str = "tv", reduction: str = "mean"
+) -> torch.Tensor:
     """Divergence between the emulator's and the target network's distributions, per position.
 
     ``kind="tv"``: total variation ``1/2 sum_v |q_v - p_v|`` (in [0, 1]);
@@ -71,8 +80,10 @@ def emulation_loss(logits: torch.Tensor, target_log_probs: torch.Tensor, kind: s
     check_choice("emulation_loss", "kind", kind, LOSSES)
     check_choice("emulation_loss", "reduction", reduction, ("mean", "none"))
     if logits.shape != target_log_probs.shape:
-        raise ValueError(f"emulation_loss: logits and target_log_probs must have one shape, "
-                         f"got {fmt_shape(logits)} and {fmt_shape(target_log_probs)}")
+        raise ValueError(
+            f"emulation_loss: logits and target_log_probs must have one shape, "
+            f"got {fmt_shape(logits)} and {fmt_shape(target_log_probs)}"
+        )
     log_q = torch.log_softmax(logits, -1)
     if kind == "tv":
         d = 0.5 * (log_q.exp() - target_log_probs.exp()).abs().sum(-1)

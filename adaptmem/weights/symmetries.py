@@ -32,7 +32,9 @@ def _check_vectors(fn: str, vectors: torch.Tensor, spec: WeightSpec) -> None:
     check_spec(fn, spec)
     check_floating(fn, "vectors", vectors)
     if vectors.dim() not in (1, 2) or vectors.shape[-1] != spec.num_params:
-        raise ValueError(f"{fn}: vectors must be [P] or [N, P] with P={spec.num_params}, got shape {fmt_shape(vectors)}")
+        raise ValueError(
+            f"{fn}: vectors must be [P] or [N, P] with P={spec.num_params}, got shape {fmt_shape(vectors)}"
+        )
 
 
 def _per_layer(fn: str, name: str, value: Perms, spec: WeightSpec, layer: int | None) -> list[torch.Tensor | None]:
@@ -40,8 +42,10 @@ def _per_layer(fn: str, name: str, value: Perms, spec: WeightSpec, layer: int | 
     if isinstance(value, torch.Tensor):
         if layer is None:
             if spec.num_layers != 1:
-                raise ValueError(f"{fn}: pass layer= with a single {name} tensor for a {spec.num_layers}-layer "
-                                 f"network, or a sequence with one entry per layer")
+                raise ValueError(
+                    f"{fn}: pass layer= with a single {name} tensor for a {spec.num_layers}-layer "
+                    f"network, or a sequence with one entry per layer"
+                )
             layer = 0
         if not 0 <= layer < spec.num_layers:
             raise ValueError(f"{fn}: layer must be in [0, {spec.num_layers}), got {layer}")
@@ -62,8 +66,9 @@ def _lead(vectors: torch.Tensor) -> tuple[int, ...]:
     return tuple(vectors.shape[:-1])
 
 
-def permutation_index(spec: WeightSpec, perms: Sequence[torch.Tensor | None],
-                      lead: tuple[int, ...] = ()) -> torch.Tensor:
+def permutation_index(
+    spec: WeightSpec, perms: Sequence[torch.Tensor | None], lead: tuple[int, ...] = ()
+) -> torch.Tensor:
     """Gather index ``idx [*lead, P]`` with ``permuted = vectors.gather(-1, idx)``.
 
     ``perms[k]`` is ``[H]`` or ``[*lead, H]``; new unit ``i`` of layer k is old unit ``perms[k][i]``.
@@ -119,26 +124,34 @@ def permute_hidden(vectors: torch.Tensor, spec: WeightSpec, perm: Perms, layer: 
         if ok and p.dim() == 2:
             ok = p.shape[0] == vectors.shape[0]
         if not ok:
-            raise ValueError(f"permute_hidden: perm[{k}] must be an integer [H] or [N, H] tensor with "
-                             f"H={spec.hidden_size} matching vectors {fmt_shape(vectors)}, got {fmt_shape(p)} {p.dtype}")
+            raise ValueError(
+                f"permute_hidden: perm[{k}] must be an integer [H] or [N, H] tensor with "
+                f"H={spec.hidden_size} matching vectors {fmt_shape(vectors)}, got {fmt_shape(p)} {p.dtype}"
+            )
         if not torch.equal(p.sort(dim=-1).values, torch.arange(spec.hidden_size, device=p.device).expand_as(p)):
             raise ValueError(f"permute_hidden: perm[{k}] is not a permutation of 0..{spec.hidden_size - 1}")
     idx = permutation_index(spec, [None if p is None else p.to(vectors.device) for p in perms], _lead(vectors))
     return vectors.gather(-1, idx)
 
 
-def random_permutations(spec: WeightSpec, n: int, generator: torch.Generator | None = None,
-                        device: torch.device | str = "cpu") -> list[torch.Tensor]:
+def random_permutations(
+    spec: WeightSpec, n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+) -> list[torch.Tensor]:
     """One independent random permutation ``[n, H]`` per layer (a fresh one per network)."""
     check_spec("random_permutations", spec)
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"random_permutations: n must be an int >= 0, got {n!r}")
-    return [torch.rand(n, spec.hidden_size, generator=generator).argsort(dim=-1).to(device)
-            for _ in range(spec.num_layers)]
+    return [
+        torch.rand(n, spec.hidden_size, generator=generator).argsort(dim=-1).to(device) for _ in range(spec.num_layers)
+    ]
 
 
-def sign_multiplier(spec: WeightSpec, signs: Sequence[torch.Tensor | None], lead: tuple[int, ...] = (),
-                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def sign_multiplier(
+    spec: WeightSpec,
+    signs: Sequence[torch.Tensor | None],
+    lead: tuple[int, ...] = (),
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """``[*lead, P]`` of +-1 that applies per-unit sign flips ``signs[k] [*lead, H]`` (+-1)."""
     if spec.cell == "rnn_relu":
         raise ValueError("flip_sign: ReLU RNNs have no sign-flip symmetry (relu is not odd)")
@@ -190,8 +203,10 @@ def flip_sign(vectors: torch.Tensor, spec: WeightSpec, units: Perms, layer: int 
             continue
         check_tensor("flip_sign", f"units[{k}]", m)
         if m.dtype != torch.bool or m.shape[-1] != spec.hidden_size or m.dim() > vectors.dim():
-            raise ValueError(f"flip_sign: units[{k}] must be a bool mask [H] or [N, H] with H={spec.hidden_size}, "
-                             f"got {fmt_shape(m)} {m.dtype}")
+            raise ValueError(
+                f"flip_sign: units[{k}] must be a bool mask [H] or [N, H] with H={spec.hidden_size}, "
+                f"got {fmt_shape(m)} {m.dtype}"
+            )
         signs.append(1.0 - 2.0 * m.to(vectors.dtype))
     return vectors * sign_multiplier(spec, signs, _lead(vectors), vectors.dtype).to(vectors.device)
 
@@ -209,7 +224,9 @@ def shift_biases(vectors: torch.Tensor, spec: WeightSpec, delta: torch.Tensor | 
     deltas = [delta] * spec.num_layers if isinstance(delta, torch.Tensor) else list(delta)
     gh = spec.gates * spec.hidden_size
     if len(deltas) != spec.num_layers:
-        raise ValueError(f"shift_biases: delta must be one tensor or one per layer ({spec.num_layers}), got {len(deltas)}")
+        raise ValueError(
+            f"shift_biases: delta must be one tensor or one per layer ({spec.num_layers}), got {len(deltas)}"
+        )
     for k, d in enumerate(deltas):
         check_floating("shift_biases", f"delta[{k}]", d)
         if d.dim() == 0 or d.shape[-1] != gh:
@@ -233,8 +250,12 @@ def merge_biases(vectors: torch.Tensor, spec: WeightSpec) -> torch.Tensor:
     for e in spec.entries:
         t = vectors[..., e.slice]
         if e.kind in ("bias_ih", "bias_hh"):
-            other = vectors[..., spec.entry(e.name.replace("_ih_", "_hh_") if e.kind == "bias_ih"
-                                              else e.name.replace("_hh_", "_ih_")).slice]
+            other = vectors[
+                ...,
+                spec.entry(
+                    e.name.replace("_ih_", "_hh_") if e.kind == "bias_ih" else e.name.replace("_hh_", "_ih_")
+                ).slice,
+            ]
             t = t.clone()
             if e.kind == "bias_ih":
                 t[..., rows] = t[..., rows] + other[..., rows]
@@ -258,11 +279,15 @@ def canonicalize(vectors: torch.Tensor, spec: WeightSpec) -> torch.Tensor:
     v = merge_biases(vectors.unsqueeze(0) if squeeze else vectors, spec)
     H, G = spec.hidden_size, spec.gates
     for k in range(spec.num_layers):
-        rows = [v[..., spec.entry(f"weight_ih_l{k}").slice].unflatten(-1, (G, H, -1)),
-                v[..., spec.entry(f"weight_hh_l{k}").slice].unflatten(-1, (G, H, H))]
+        rows = [
+            v[..., spec.entry(f"weight_ih_l{k}").slice].unflatten(-1, (G, H, -1)),
+            v[..., spec.entry(f"weight_hh_l{k}").slice].unflatten(-1, (G, H, H)),
+        ]
         if spec.bias:
-            rows += [v[..., spec.entry(f"bias_ih_l{k}").slice].unflatten(-1, (G, H, 1)),
-                     v[..., spec.entry(f"bias_hh_l{k}").slice].unflatten(-1, (G, H, 1))]
+            rows += [
+                v[..., spec.entry(f"bias_ih_l{k}").slice].unflatten(-1, (G, H, 1)),
+                v[..., spec.entry(f"bias_hh_l{k}").slice].unflatten(-1, (G, H, 1)),
+            ]
         if spec.cell != "rnn_relu":
             cand = spec.gate_order.index({"lstm": "g", "gru": "n"}.get(spec.cell, "h"))
             key = rows[2][..., cand, :, 0] if spec.bias else rows[0][..., cand, :, :].sum(-1)

@@ -67,10 +67,18 @@ class EmulationConfig:
             raise TypeError(f"{fn}: seed must be an int, got {type(self.seed).__name__}")
 
 
-def train_emulation(encoder: WeightEncoder, emulator: Emulator, train: ZooDataset, cfg: EmulationConfig, *,
-                    valid: ZooDataset | None = None, checkpoint: str | os.PathLike | None = None,
-                    log_dir: str | os.PathLike | None = None, show_progress: bool = True,
-                    wandb: str | None = None) -> list[dict[str, float]]:
+def train_emulation(
+    encoder: WeightEncoder,
+    emulator: Emulator,
+    train: ZooDataset,
+    cfg: EmulationConfig,
+    *,
+    valid: ZooDataset | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    log_dir: str | os.PathLike | None = None,
+    show_progress: bool = True,
+    wandb: str | None = None,
+) -> list[dict[str, float]]:
     """Train ``encoder`` and ``emulator`` in place to reproduce the zoo's output distributions.
 
     Resumes exactly from ``checkpoint`` when it exists (weights, optimiser, batch RNG). Returns
@@ -93,12 +101,23 @@ def train_emulation(encoder: WeightEncoder, emulator: Emulator, train: ZooDatase
         gen.set_state(extra["generator"])
     logger = None
     if log_dir is not None:
-        logger = MetricLogger(log_dir, tensorboard=False, resume_step=start, wandb=wandb,
-                              wandb_config=asdict(cfg), wandb_name=type(encoder).__name__)
+        logger = MetricLogger(
+            log_dir,
+            tensorboard=False,
+            resume_step=start,
+            wandb=wandb,
+            wandb_config=asdict(cfg),
+            wandb_name=type(encoder).__name__,
+        )
     model.train()
     running, count = 0.0, 0
-    bar = progress(range(start, cfg.steps), total=cfg.steps, initial=start, desc=type(encoder).__name__,
-                   disable=None if show_progress else True)
+    bar = progress(
+        range(start, cfg.steps),
+        total=cfg.steps,
+        initial=start,
+        desc=type(encoder).__name__,
+        disable=None if show_progress else True,
+    )
     for step in bar:
         b = train.sample(cfg.batch_size, gen)
         w = b["weights"]
@@ -123,8 +142,9 @@ def train_emulation(encoder: WeightEncoder, emulator: Emulator, train: ZooDatase
                 logger.log("emulation", **row)
             bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k != "step"})
         if checkpoint is not None and (done % cfg.save_every == 0 or done == cfg.steps):
-            save_checkpoint(checkpoint, model=model, optimizer=opt, step=done, generator=gen.get_state(),
-                            history=history)
+            save_checkpoint(
+                checkpoint, model=model, optimizer=opt, step=done, generator=gen.get_state(), history=history
+            )
     bar.close()
     if logger is not None:
         logger.close()
@@ -133,8 +153,15 @@ def train_emulation(encoder: WeightEncoder, emulator: Emulator, train: ZooDatase
 
 
 @torch.no_grad()
-def evaluate_emulation(encoder: WeightEncoder, emulator: Emulator, data: ZooDataset, loss: str = "tv", *,
-                       rollouts: int | None = None, batch_size: int = 64) -> float:
+def evaluate_emulation(
+    encoder: WeightEncoder,
+    emulator: Emulator,
+    data: ZooDataset,
+    loss: str = "tv",
+    *,
+    rollouts: int | None = None,
+    batch_size: int = 64,
+) -> float:
     """Mean emulation loss over every entry of ``data`` and its first ``rollouts`` rollouts (all by default)."""
     check_choice("evaluate_emulation", "loss", loss, LOSSES)
     was = (encoder.training, emulator.training)
@@ -165,6 +192,6 @@ def encode(encoder: WeightEncoder, data: ZooDataset | torch.Tensor, batch_size: 
     was = encoder.training
     encoder.eval()
     weights = data.weights() if isinstance(data, ZooDataset) else data
-    z = torch.cat([encoder(weights[s:s + batch_size]) for s in range(0, len(weights), batch_size)])
+    z = torch.cat([encoder(weights[s : s + batch_size]) for s in range(0, len(weights), batch_size)])
     encoder.train(was)
     return z

@@ -22,14 +22,15 @@ def glyph(rng: np.random.Generator, size: int = 28) -> np.ndarray:
     for _ in range(3):
         r, c = rng.integers(w, size - w, 2)
         if rng.random() < 0.5:
-            img[r: r + w, max(0, c - half): c + half] = 0
+            img[r : r + w, max(0, c - half) : c + half] = 0
         else:
-            img[max(0, r - half): r + half, c: c + w] = 0
+            img[max(0, r - half) : r + half, c : c + w] = 0
     return img
 
 
-def omniglot_files(set_name: str, alphabets: dict[str, int], drawers: int = 4, size: int = 28,
-                   seed: int = 0) -> dict[str, bytes]:
+def omniglot_files(
+    set_name: str, alphabets: dict[str, int], drawers: int = 4, size: int = 28, seed: int = 0
+) -> dict[str, bytes]:
     """``{"<set>/<Alphabet>/characterNN/IIII_DD.png": png bytes}``."""
     rng = np.random.default_rng(seed)
     files, char_id = {}, 1
@@ -44,8 +45,16 @@ def omniglot_files(set_name: str, alphabets: dict[str, int], drawers: int = 4, s
     return files
 
 
-def write_omniglot(root: Path, set_name: str, alphabets: dict[str, int], *, layout: str = "zip",
-                   drawers: int = 4, size: int = 28, seed: int = 0) -> Path:
+def write_omniglot(
+    root: Path,
+    set_name: str,
+    alphabets: dict[str, int],
+    *,
+    layout: str = "zip",
+    drawers: int = 4,
+    size: int = 28,
+    seed: int = 0,
+) -> Path:
     """Write one set as Lake's zip (``layout="zip"``), unpacked (``"folder"``) or torchvision's
     ``omniglot-py/<set>`` (``"torchvision"``); returns the zip or the set folder."""
     files = omniglot_files(set_name, alphabets, drawers, size, seed)
@@ -89,13 +98,19 @@ def cifar100_blobs(per_class: tuple[int, int] = (2, 1), seed: int = 0) -> dict[s
     blobs = {}
     for split, n in zip(("train", "test"), per_class):
         fine = np.repeat(np.arange(100), n)
-        blobs[split] = pickle.dumps({
-            b"data": rng.integers(0, 256, (len(fine), 3072), dtype=np.uint8),
-            b"fine_labels": fine.tolist(),
-            b"coarse_labels": (fine % 20).tolist(),
-        })
-    blobs["meta"] = pickle.dumps({b"fine_label_names": [n.encode() for n in names],
-                                  b"coarse_label_names": [f"super_{i}".encode() for i in range(20)]})
+        blobs[split] = pickle.dumps(
+            {
+                b"data": rng.integers(0, 256, (len(fine), 3072), dtype=np.uint8),
+                b"fine_labels": fine.tolist(),
+                b"coarse_labels": (fine % 20).tolist(),
+            }
+        )
+    blobs["meta"] = pickle.dumps(
+        {
+            b"fine_label_names": [n.encode() for n in names],
+            b"coarse_label_names": [f"super_{i}".encode() for i in range(20)],
+        }
+    )
     return blobs
 
 
@@ -138,9 +153,12 @@ def tiered_arrays(split: str, classes: int = 3, per_class: int = 2, seed: int = 
     rng = np.random.default_rng([seed, SPLIT_SEEDS[split]])
     specific = np.repeat(np.arange(classes), per_class)[::-1].copy()  # out of class order, as shuffled files are
     images = np.stack([photo(rng, 84, 84) for _ in specific])
-    labels = {"label_specific": specific, "label_general": specific % 2,
-              "label_specific_str": [f"n{split}{c:02d}" for c in range(classes)],
-              "label_general_str": ["category_a", "category_b"]}
+    labels = {
+        "label_specific": specific,
+        "label_general": specific % 2,
+        "label_specific_str": [f"n{split}{c:02d}" for c in range(classes)],
+        "label_general_str": ["category_a", "category_b"],
+    }
     return images, labels
 
 
@@ -169,8 +187,13 @@ def write_tiered_imagenet(root: Path, layout: str = "png", classes: dict[str, in
     return root
 
 
-CUB_FIRST_CLASSES = ("001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross",
-                     "004.Groove_billed_Ani", "005.Crested_Auklet")
+CUB_FIRST_CLASSES = (
+    "001.Black_footed_Albatross",
+    "002.Laysan_Albatross",
+    "003.Sooty_Albatross",
+    "004.Groove_billed_Ani",
+    "005.Crested_Auklet",
+)
 
 
 def cub_class_names(n: int = 8) -> list[str]:
@@ -190,7 +213,9 @@ def write_cub(root: Path, classes: int = 8, per_class: int = 3, *, as_tgz: bool 
             buf = io.BytesIO()
             Image.fromarray(img).save(buf, format="JPEG", quality=95)
             files[f"CUB_200_2011/images/{name}/{name.split('.')[1]}_{j:04d}.jpg"] = buf.getvalue()
-    files["CUB_200_2011/classes.txt"] = "".join(f"{i + 1} {n}\n" for i, n in enumerate(cub_class_names(classes))).encode()
+    files["CUB_200_2011/classes.txt"] = "".join(
+        f"{i + 1} {n}\n" for i, n in enumerate(cub_class_names(classes))
+    ).encode()
     root.mkdir(parents=True, exist_ok=True)
     if as_tgz:
         path = root / "CUB_200_2011.tgz"

@@ -39,7 +39,9 @@ def test_sha256_is_checked_like_md5(tmp_path):
 
 def test_missing_data_message_names_the_flags_then_the_python_keyword():
     msg = missing_data_message("load_x", "X's files", "/data/x")
-    assert msg.startswith("load_x: X's files not found in /data/x. Fetch it with --download "
-                          "(download_if_missing=True in Python), or point --data (or $ADAPTMEM_DATA)")
+    assert msg.startswith(
+        "load_x: X's files not found in /data/x. Fetch it with --download "
+        "(download_if_missing=True in Python), or point --data (or $ADAPTMEM_DATA)"
+    )
     assert "--download" not in missing_data_message("load_x", "X", "/d", downloadable=False)
     assert issubclass(DataNotFoundError, FileNotFoundError)

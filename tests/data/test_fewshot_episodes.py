@@ -62,7 +62,7 @@ def test_support_set_interleaves_classes_rather_than_grouping_them():
     grouped = 0
     for i in range(50):
         y = ds[i].support_y
-        grouped += int(all(torch.equal(y[k * 5:(k + 1) * 5], y[k * 5].repeat(5)) for k in range(5)))
+        grouped += int(all(torch.equal(y[k * 5 : (k + 1) * 5], y[k * 5].repeat(5)) for k in range(5)))
     assert grouped == 0
 
 
@@ -159,8 +159,12 @@ def test_accuracy_ci_is_196_std_over_sqrt_n():
 def test_flips_are_extra_classes_that_mirror_before_rotating():
     classes = make_classes(n_classes=2, rotations=(0, 90)).with_flips()
     assert classes.variants == 4 and classes.num_classes == 8
-    assert [classes.class_name(c) for c in range(4)] == ["A/c0/rot000", "A/c0/rot090", "A/c0/flip/rot000",
-                                                          "A/c0/flip/rot090"]
+    assert [classes.class_name(c) for c in range(4)] == [
+        "A/c0/rot000",
+        "A/c0/rot090",
+        "A/c0/flip/rot000",
+        "A/c0/flip/rot090",
+    ]
     x = classes.images_of(4, [1])  # class 1, plain
     assert torch.equal(classes.images_of(6, [1]), torch.flip(x, dims=(-1,)))
     assert torch.equal(classes.images_of(7, [1]), torch.rot90(torch.flip(x, dims=(-1,)), 1, dims=(-2, -1)))
@@ -194,7 +198,9 @@ def test_from_dataset_turns_any_image_label_dataset_into_class_images():
     got = ClassImages.from_dataset(ds, rotations=(0, 180), flips=True)
     assert got.names == ["ant", "dog"] and got.images.shape == (6, 3, 10, 12) and got.num_classes == 8
     assert torch.equal(got.images_of(0, [0]), torch.from_numpy(arrays[1]).permute(2, 0, 1)[None])  # first "ant"
-    as_tensors = [(torch.from_numpy(a).permute(2, 0, 1).float() / 255, torch.tensor(lab)) for a, lab in zip(arrays, labels)]
+    as_tensors = [
+        (torch.from_numpy(a).permute(2, 0, 1).float() / 255, torch.tensor(lab)) for a, lab in zip(arrays, labels)
+    ]
     same = ClassImages.from_dataset(as_tensors, names=["ant", "cat", "dog"])  # ToTensor()-style floats
     assert torch.equal(same.images, got.images) and torch.equal(same.labels, got.labels)
     gray = ClassImages.from_dataset([(a[:, :, 0], lab) for a, lab in zip(arrays, labels)], image_size=8)

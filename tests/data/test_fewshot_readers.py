@@ -20,7 +20,14 @@ from adaptmem.data.fewshot import (
     read_omniglot_set,
 )
 from adaptmem.data.fewshot import omniglot as omniglot_module
-from tests.data.fewshot_fakes import encode_png, one_thread, glyph, write_cifar100, write_minimal_omniglot, write_omniglot
+from tests.data.fewshot_fakes import (
+    encode_png,
+    glyph,
+    one_thread,  # noqa: F401 (a fixture, used by name)
+    write_cifar100,
+    write_minimal_omniglot,
+    write_omniglot,
+)
 
 pytest.importorskip("PIL")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -33,8 +40,13 @@ def test_omniglot_reader_reads_every_public_layout_alike(tmp_path, layout):
     write_omniglot(tmp_path / "x", "images_background", alphabets, layout=layout, size=105)
     ref = read_omniglot_set(tmp_path / "ref" / "images_background.zip")
     got = load_omniglot(tmp_path / "x", ["images_background"])["images_background"]
-    assert got.names == ["Greek/character01", "Greek/character02", "Latin/character01", "Latin/character02",
-                         "Latin/character03"]
+    assert got.names == [
+        "Greek/character01",
+        "Greek/character02",
+        "Latin/character01",
+        "Latin/character02",
+        "Latin/character03",
+    ]
     assert got.images.shape == (20, 1, 28, 28) and got.images.dtype == torch.uint8
     assert torch.equal(got.images, ref.images) and torch.equal(got.labels, ref.labels)
     # Inverted: the white page becomes 0, the black strokes bright.
@@ -55,18 +67,48 @@ def test_omniglot_missing_set_says_where_it_looked_and_download_is_used_when_ask
     monkeypatch.setattr(omniglot_module, "download", fake_download)
     sets = load_omniglot(tmp_path, ["images_evaluation"], download_if_missing=True)
     assert sets["images_evaluation"].names == ["ULOG/character01"]
-    assert calls[0][0][0].endswith("/python/images_evaluation.zip") and calls[0][1] == "6b91aef0f799c5bb55b94e3f2daec811"
+    assert (
+        calls[0][0][0].endswith("/python/images_evaluation.zip") and calls[0][1] == "6b91aef0f799c5bb55b94e3f2daec811"
+    )
 
 
 # Character counts of the 50 alphabets (Lake et al.'s data); names of alphabets outside the
 # Vinyals validation/test lists do not matter for the split.
-BACKGROUND = {"Armenian": 41, "Bengali": 46, "Early_Aramaic": 22, "Hebrew": 22, "Mkhedruli_(Georgian)": 41,
-              **{f"Background_{i:02d}": n for i, n in enumerate(
-                  [26, 40, 24, 14, 26, 33, 23, 29, 26, 43, 24, 48, 52, 16, 40, 47, 40, 26, 20, 34, 33, 14, 42, 17, 55])}}
-EVALUATION = {"Gurmukhi": 45, "Kannada": 41, "Keble": 26, "Malayalam": 47, "Manipuri": 40, "Mongolian": 30,
-              "Old_Church_Slavonic_(Cyrillic)": 45, "Oriya": 46, "Sylheti": 28, "Syriac_(Serto)": 23,
-              "Tengwar": 25, "Tibetan": 42, "ULOG": 26, "Angelic": 20, "Atemayar_Qelisayer": 26, "Atlantean": 26,
-              "Aurek-Besh": 26, "Avesta": 26, "Ge_ez": 26, "Glagolitic": 45}
+BACKGROUND = {
+    "Armenian": 41,
+    "Bengali": 46,
+    "Early_Aramaic": 22,
+    "Hebrew": 22,
+    "Mkhedruli_(Georgian)": 41,
+    **{
+        f"Background_{i:02d}": n
+        for i, n in enumerate(
+            [26, 40, 24, 14, 26, 33, 23, 29, 26, 43, 24, 48, 52, 16, 40, 47, 40, 26, 20, 34, 33, 14, 42, 17, 55]
+        )
+    },
+}
+EVALUATION = {
+    "Gurmukhi": 45,
+    "Kannada": 41,
+    "Keble": 26,
+    "Malayalam": 47,
+    "Manipuri": 40,
+    "Mongolian": 30,
+    "Old_Church_Slavonic_(Cyrillic)": 45,
+    "Oriya": 46,
+    "Sylheti": 28,
+    "Syriac_(Serto)": 23,
+    "Tengwar": 25,
+    "Tibetan": 42,
+    "ULOG": 26,
+    "Angelic": 20,
+    "Atemayar_Qelisayer": 26,
+    "Atlantean": 26,
+    "Aurek-Besh": 26,
+    "Avesta": 26,
+    "Ge_ez": 26,
+    "Glagolitic": 45,
+}
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +218,9 @@ def test_cifar_fs_and_fc100_class_splits(tmp_path, as_tar):
     fs = {s: load_cifar_fewshot(tmp_path, "cifar_fs", s) for s in ("train", "val", "test")}
     assert [len(fs[s].names) for s in ("train", "val", "test")] == [64, 16, 20]
     assert "whale" in fs["test"].names and "otter" in fs["val"].names
-    assert fs["train"].images.shape[1:] == (3, 32, 32) and fs["train"].min_images_per_class() == 3  # train + test pooled
+    assert (
+        fs["train"].images.shape[1:] == (3, 32, 32) and fs["train"].min_images_per_class() == 3
+    )  # train + test pooled
     fc = {s: load_cifar_fewshot(tmp_path, "fc100", s) for s in ("train", "val", "test")}
     assert [len(fc[s].names) for s in ("train", "val", "test")] == [60, 20, 20]
     assert not set(fc["train"].names) & set(fc["test"].names)

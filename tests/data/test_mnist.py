@@ -53,7 +53,13 @@ def test_download_fetches_both_files_of_a_split_from_the_mirrors_with_their_md5(
     monkeypatch.setattr(mnist, "download", fake_download)
     x, y = load_mnist(tmp_path / "mnist", "train", download_if_missing=True)
     assert x.shape == (3, 28, 28) and y.tolist() == [0, 0, 0]
-    assert calls == [("https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz",
-                      "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-                     ("https://ossci-datasets.s3.amazonaws.com/mnist/train-labels-idx1-ubyte.gz",
-                      "d53e105ee54ea40749a09fcbcd1e9432")]
+    assert calls == [
+        (
+            "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz",
+            "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        ),
+        (
+            "https://ossci-datasets.s3.amazonaws.com/mnist/train-labels-idx1-ubyte.gz",
+            "d53e105ee54ea40749a09fcbcd1e9432",
+        ),
+    ]

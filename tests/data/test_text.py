@@ -7,7 +7,15 @@ import torch
 from adaptmem.data import text as text_mod
 from adaptmem.data.download import DataNotFoundError, DownloadError
 from adaptmem.data.text import (
-    EOS, UNK, Vocab, batchify, bptt_batches, load_corpus, make_synthetic_corpus, num_bptt_batches, tokenize,
+    EOS,
+    UNK,
+    Vocab,
+    batchify,
+    bptt_batches,
+    load_corpus,
+    make_synthetic_corpus,
+    num_bptt_batches,
+    tokenize,
 )
 
 
@@ -161,8 +169,11 @@ def test_tiny_shakespeare_digest_is_that_of_the_real_file(shared_data):
 
 
 def test_known_corpus_is_read_from_the_data_root_and_missing_names_the_flags(tmp_path):
-    with pytest.raises(DataNotFoundError, match=r"Tiny Shakespeare .* not found in .*tinyshakespeare\. "
-                                                r"Fetch it with --download .* point --data"):
+    with pytest.raises(
+        DataNotFoundError,
+        match=r"Tiny Shakespeare .* not found in .*tinyshakespeare\. "
+        r"Fetch it with --download .* point --data",
+    ):
         load_corpus(data_root=tmp_path, cache_dir=tmp_path / "cache")
     (tmp_path / "tinyshakespeare").mkdir()
     (tmp_path / "tinyshakespeare" / "input.txt").write_text("abc\n" * 50)
@@ -176,14 +187,21 @@ def test_download_if_missing_fetches_the_known_corpus_and_checks_its_sha256(tmp_
     src = tmp_path / "remote.txt"
     src.write_text("to be or not to be\n" * 20)
     good = hashlib.sha256(src.read_bytes()).hexdigest()
-    monkeypatch.setitem(text_mod.KNOWN_CORPORA, "tinyshakespeare",
-                        text_mod.KnownCorpus("Tiny Shakespeare", "input.txt", (src.as_uri(),), good))
-    c = load_corpus("tinyshakespeare", data_root=tmp_path / "data", download_if_missing=True,
-                    cache_dir=tmp_path / "cache")
+    monkeypatch.setitem(
+        text_mod.KNOWN_CORPORA,
+        "tinyshakespeare",
+        text_mod.KnownCorpus("Tiny Shakespeare", "input.txt", (src.as_uri(),), good),
+    )
+    c = load_corpus(
+        "tinyshakespeare", data_root=tmp_path / "data", download_if_missing=True, cache_dir=tmp_path / "cache"
+    )
     assert (tmp_path / "data" / "tinyshakespeare" / "input.txt").read_bytes() == src.read_bytes()
     assert c.vocab.decode(torch.cat([c.train, c.valid])) == src.read_text()
-    monkeypatch.setitem(text_mod.KNOWN_CORPORA, "tinyshakespeare",
-                        text_mod.KnownCorpus("Tiny Shakespeare", "input.txt", (src.as_uri(),), "0" * 64))
+    monkeypatch.setitem(
+        text_mod.KNOWN_CORPORA,
+        "tinyshakespeare",
+        text_mod.KnownCorpus("Tiny Shakespeare", "input.txt", (src.as_uri(),), "0" * 64),
+    )
     with pytest.raises(DownloadError, match="sha256 mismatch"):
         load_corpus(data_root=tmp_path / "other", download_if_missing=True, cache_dir=tmp_path / "cache")
     assert not (tmp_path / "other" / "tinyshakespeare" / "input.txt").exists()
@@ -207,8 +225,11 @@ def _fake_datasets(monkeypatch, error: Exception):
 def test_a_name_the_hub_does_not_have_is_told_apart_from_a_missing_network(tmp_path, monkeypatch, online):
     exceptions = pytest.importorskip("datasets.exceptions")
     calls = _fake_datasets(monkeypatch, exceptions.DatasetNotFoundError("Dataset 'wikitxt' doesn't exist on the Hub"))
-    with pytest.raises(FileNotFoundError, match=r"the hub has no dataset named 'wikitxt' .*did you mean "
-                                                r"'Salesforce/wikitext'\?.*--corpus FOLDER") as info:
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"the hub has no dataset named 'wikitxt' .*did you mean "
+        r"'Salesforce/wikitext'\?.*--corpus FOLDER",
+    ) as info:
         load_corpus("wikitxt:wikitext-2-raw-v1", cache_dir=tmp_path)
     assert not isinstance(info.value, ConnectionError) and calls == [("wikitxt", "wikitext-2-raw-v1")]
 
@@ -216,16 +237,22 @@ def test_a_name_the_hub_does_not_have_is_told_apart_from_a_missing_network(tmp_p
 def test_offline_mode_says_it_cannot_check_the_name_and_lists_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     _fake_datasets(monkeypatch, ConnectionError("Couldn't reach 'wikitxt' on the Hub (OfflineModeIsEnabled)"))
-    with pytest.raises(ConnectionError, match=r"HF_HUB_OFFLINE .* is set and it is not in the local datasets cache"
-                                              r".*cannot be checked .*holds Salesforce/wikitext, ptb_text_only"):
+    with pytest.raises(
+        ConnectionError,
+        match=r"HF_HUB_OFFLINE .* is set and it is not in the local datasets cache"
+        r".*cannot be checked .*holds Salesforce/wikitext, ptb_text_only",
+    ):
         load_corpus("wikitxt", cache_dir=tmp_path)
 
 
 def test_no_network_names_the_cause_and_the_cached_corpora(tmp_path, monkeypatch, online):
     datasets = pytest.importorskip("datasets")
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("datasets must not be called"))
-    monkeypatch.setattr(text_mod, "_hub_reachable", lambda timeout: "no network: the hub at https://hf.test is "
-                                                                    "unreachable (gaierror: no such host)")
+    monkeypatch.setattr(
+        text_mod,
+        "_hub_reachable",
+        lambda timeout: "no network: the hub at https://hf.test is unreachable (gaierror: no such host)",
+    )
     monkeypatch.setattr(text_mod, "cached_hub_datasets", lambda: [])
     with pytest.raises(ConnectionError, match=r"no network: .*unreachable .*the local datasets cache is empty"):
         load_corpus("wikitext:wikitext-2-raw-v1", cache_dir=tmp_path)

@@ -22,9 +22,23 @@ MISSING = [  # script, flags for a tiny run, what the message names
 @pytest.mark.slow
 @pytest.mark.parametrize("script, flags, what", MISSING, ids=[m[0] for m in MISSING])
 def test_missing_data_ends_with_the_flags_to_use_not_a_traceback(tmp_path, script, flags, what):
-    out = subprocess.run([sys.executable, str(EXAMPLES / script), "--data", str(tmp_path / "data"),
-                          "--out", str(tmp_path / "out"), "--threads", "1", *flags],
-                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / script),
+            "--data",
+            str(tmp_path / "data"),
+            "--out",
+            str(tmp_path / "out"),
+            "--threads",
+            "1",
+            *flags,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith(f"{script}: error: ") and what in last
@@ -35,12 +49,45 @@ def test_download_fetches_tiny_shakespeare_into_the_data_folder(tmp_path, monkey
     src = tmp_path / "mirror" / "input.txt"
     src.parent.mkdir()
     src.write_text("First Citizen:\nBefore we proceed any further, hear me speak.\n" * 40)
-    monkeypatch.setitem(text_mod.KNOWN_CORPORA, "tinyshakespeare", text_mod.KnownCorpus(
-        "Tiny Shakespeare", "input.txt", (src.as_uri(),), hashlib.sha256(src.read_bytes()).hexdigest()))
+    monkeypatch.setitem(
+        text_mod.KNOWN_CORPORA,
+        "tinyshakespeare",
+        text_mod.KnownCorpus(
+            "Tiny Shakespeare", "input.txt", (src.as_uri(),), hashlib.sha256(src.read_bytes()).hexdigest()
+        ),
+    )
     example = load_example("srwm_lm")
-    example.main(["--data", str(tmp_path / "data"), "--download", "--out", str(tmp_path / "out"), "--kind", "deltanet",
-                  "--num-layers", "1", "--d-model", "16", "--num-heads", "2", "--batch-size", "2", "--seq-len", "8",
-                  "--max-steps", "2", "--warmup", "1", "--eval-interval", "2", "--eval-tokens", "64", "--threads", "1"])
+    example.main(
+        [
+            "--data",
+            str(tmp_path / "data"),
+            "--download",
+            "--out",
+            str(tmp_path / "out"),
+            "--kind",
+            "deltanet",
+            "--num-layers",
+            "1",
+            "--d-model",
+            "16",
+            "--num-heads",
+            "2",
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "8",
+            "--max-steps",
+            "2",
+            "--warmup",
+            "1",
+            "--eval-interval",
+            "2",
+            "--eval-tokens",
+            "64",
+            "--threads",
+            "1",
+        ]
+    )
     assert (tmp_path / "data" / "tinyshakespeare" / "input.txt").read_bytes() == src.read_bytes()
     assert "Corpus(" in capsys.readouterr().out
 

@@ -43,8 +43,14 @@ def option_entries(help_text: str) -> dict[str, str]:
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
 def test_help_answers_within_seconds_without_torch_and_shows_every_default(script):
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", HELP_WITHOUT_TORCH, str(script)], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-c", HELP_WITHOUT_TORCH, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     seconds = time.perf_counter() - t0
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert seconds < 5.0, f"--help took {seconds:.1f} s"
@@ -57,18 +63,29 @@ def test_help_answers_within_seconds_without_torch_and_shows_every_default(scrip
 
 
 ALIASES = [  # (script, old spelling, today's spelling)
-    ("examples/srwm_lm.py", ["--mode", "compare", "--out_dir", "o", "--num_heads", "4", "--no-match_params"],
-     ["--action", "compare", "--out", "o", "--num-heads", "4", "--no-match-params"]),
-    ("examples/srwm_fewshot.py", ["--mode", "evaluate", "--model", "lstm", "--heads", "2", "--layers", "3",
-                                  "--data-root", "d"],
-     ["--action", "evaluate", "--kind", "lstm", "--num-heads", "2", "--num-layers", "3", "--data", "d"]),
-    ("examples/srwm_procgen.py", ["--core", "lstm", "--heads", "2", "--layers", "3"],
-     ["--kind", "lstm", "--num-heads", "2", "--num-layers", "3"]),
+    (
+        "examples/srwm_lm.py",
+        ["--mode", "compare", "--out_dir", "o", "--num_heads", "4", "--no-match_params"],
+        ["--action", "compare", "--out", "o", "--num-heads", "4", "--no-match-params"],
+    ),
+    (
+        "examples/srwm_fewshot.py",
+        ["--mode", "evaluate", "--model", "lstm", "--heads", "2", "--layers", "3", "--data-root", "d"],
+        ["--action", "evaluate", "--kind", "lstm", "--num-heads", "2", "--num-layers", "3", "--data", "d"],
+    ),
+    (
+        "examples/srwm_procgen.py",
+        ["--core", "lstm", "--heads", "2", "--layers", "3"],
+        ["--kind", "lstm", "--num-heads", "2", "--num-layers", "3"],
+    ),
     ("examples/mbpa_lm.py", ["--ckpt-every", "5"], ["--checkpoint-every", "5"]),
     ("examples/mbpa_permuted_mnist.py", ["--data-dir", "d", "--out-dir", "o"], ["--data", "d", "--out", "o"]),
     ("examples/rnn_weight_encoders.py", ["--data-dir", "d", "--out-dir", "o"], ["--data", "d", "--out", "o"]),
-    ("benchmarks/bench_fewshot.py", ["--models", "srwm", "--heads", "2", "--layers", "1"],
-     ["--kinds", "srwm", "--num-heads", "2", "--num-layers", "1"]),
+    (
+        "benchmarks/bench_fewshot.py",
+        ["--models", "srwm", "--heads", "2", "--layers", "1"],
+        ["--kinds", "srwm", "--num-heads", "2", "--num-layers", "1"],
+    ),
     ("benchmarks/bench_rl.py", ["--cores", "lstm", "ff"], ["--kinds", "lstm", "ff"]),
 ]
 

@@ -8,22 +8,62 @@ import torch
 from adaptmem.data.text import make_synthetic_corpus
 from tests.examples import load_example
 
-LM_TINY = ["--level", "word", "--emb", "8", "--hidden", "16", "--batch-size", "4", "--bptt", "8",
-           "--eval-tokens", "120", "--cache-size", "20", "--mem-size", "50", "--k", "4", "8",
-           "--lambda-cache", "0.1", "--lambda-mbpa", "0.1", "0.2", "--threads", "1", "--checkpoint-every", "2"]
+LM_TINY = [
+    "--level",
+    "word",
+    "--emb",
+    "8",
+    "--hidden",
+    "16",
+    "--batch-size",
+    "4",
+    "--bptt",
+    "8",
+    "--eval-tokens",
+    "120",
+    "--cache-size",
+    "20",
+    "--mem-size",
+    "50",
+    "--k",
+    "4",
+    "8",
+    "--lambda-cache",
+    "0.1",
+    "--lambda-mbpa",
+    "0.1",
+    "0.2",
+    "--threads",
+    "1",
+    "--checkpoint-every",
+    "2",
+]
 
 
 @pytest.mark.parametrize("layout", ["ptb", "wikitext"])
 def test_lm_example_runs_end_to_end_on_a_generated_corpus_in_each_layout(tmp_path, capsys, layout):
     make_synthetic_corpus(tmp_path / "data" / layout, layout, lines=(80, 20, 20), vocab_size=60)
     example = load_example("mbpa_lm")
-    result = example.main(["--data", str(tmp_path / "data"), "--corpus", layout, "--steps", "3",  # <--data>/<layout>
-                           "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), *LM_TINY])
+    result = example.main(
+        [
+            "--data",
+            str(tmp_path / "data"),
+            "--corpus",
+            layout,
+            "--steps",
+            "3",  # <--data>/<layout>
+            "--out",
+            str(tmp_path / "out"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            *LM_TINY,
+        ]
+    )
     out = capsys.readouterr().out
     assert "| + cache + MbPA |" in out and (tmp_path / "out" / "ckpt.pt").exists()
     rows = result["rows"]
     assert list(rows) == ["LSTM", "+ cache", "+ MbPA", "+ cache + MbPA"]
-    for (lam_c, lam_m, cfg), ppl in rows.values():
+    for _, ppl in rows.values():
         assert set(ppl) == {"valid", "test"}
         assert all(math.isfinite(p) and p > 1 and tps > 0 for p, tps in ppl.values())
     (c, m, (k, t, a)), _ = rows["+ cache + MbPA"]
@@ -34,8 +74,23 @@ def test_lm_example_runs_end_to_end_on_a_generated_corpus_in_each_layout(tmp_pat
 def test_lm_example_resumes_an_interrupted_evaluation_exactly(tmp_path, capsys):
     folder = make_synthetic_corpus(tmp_path / "ptb", "ptb", lines=(80, 20, 20), vocab_size=60)
     example = load_example("mbpa_lm")
-    common = ["--corpus", str(folder), "--steps", "3", "--cache-dir", str(tmp_path / "cache"), *LM_TINY,
-              "--mbpa-lr", "0.15", "0.5", "--mbpa-steps", "1", "2", "--log-every", "1e-9"]
+    common = [
+        "--corpus",
+        str(folder),
+        "--steps",
+        "3",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        *LM_TINY,
+        "--mbpa-lr",
+        "0.15",
+        "0.5",
+        "--mbpa-steps",
+        "1",
+        "2",
+        "--log-every",
+        "1e-9",
+    ]
     whole = example.main([*common, "--out", str(tmp_path / "a")])["rows"]
     assert "eval valid: " in capsys.readouterr().err  # progress lines without a terminal
     run = [*common, "--out", str(tmp_path / "b")]
@@ -55,8 +110,21 @@ def test_lm_example_resumes_an_interrupted_evaluation_exactly(tmp_path, capsys):
 def test_lm_example_resumes_training_exactly(tmp_path):
     folder = make_synthetic_corpus(tmp_path / "ptb", "ptb", lines=(80, 20, 20), vocab_size=60)
     example = load_example("mbpa_lm")
-    common = ["--corpus", str(folder), "--cache-dir", str(tmp_path / "cache"), "--eval-tokens", "20",
-              *LM_TINY[:LM_TINY.index("--eval-tokens")], "--k", "4", "--threads", "1", "--checkpoint-every", "2"]
+    common = [
+        "--corpus",
+        str(folder),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--eval-tokens",
+        "20",
+        *LM_TINY[: LM_TINY.index("--eval-tokens")],
+        "--k",
+        "4",
+        "--threads",
+        "1",
+        "--checkpoint-every",
+        "2",
+    ]
     straight = example.main([*common, "--steps", "4", "--out", str(tmp_path / "a")])["model"]
     example.main([*common, "--steps", "2", "--out", str(tmp_path / "b")])
     resumed = example.main([*common, "--steps", "4", "--out", str(tmp_path / "b"), "--resume"])["model"]

@@ -21,10 +21,37 @@ def write_fake_digits(folder, n, seed):
 def test_permuted_mnist_example_runs_end_to_end_on_fake_digits(tmp_path, capsys):
     write_fake_digits(tmp_path / "data" / "mnist", 300, seed=0)  # the convention: <--data>/mnist
     example = load_example("mbpa_permuted_mnist")
-    acc = example.main(["--data", str(tmp_path / "data"), "--tasks", "2", "--train-per-task", "200",
-                        "--test-per-task", "50", "--hidden", "16", "--k", "8", "--mbpa-steps", "2",
-                        "--fisher-samples", "20", "--epochs", "4", "--batch-size", "16", "--lr", "0.01",
-                        "--replay", "--out", str(tmp_path / "out"), "--threads", "1"])
+    acc = example.main(
+        [
+            "--data",
+            str(tmp_path / "data"),
+            "--tasks",
+            "2",
+            "--train-per-task",
+            "200",
+            "--test-per-task",
+            "50",
+            "--hidden",
+            "16",
+            "--k",
+            "8",
+            "--mbpa-steps",
+            "2",
+            "--fisher-samples",
+            "20",
+            "--epochs",
+            "4",
+            "--batch-size",
+            "16",
+            "--lr",
+            "0.01",
+            "--replay",
+            "--out",
+            str(tmp_path / "out"),
+            "--threads",
+            "1",
+        ]
+    )
     out = capsys.readouterr().out
     assert "| MbPA+replay |" in out and "| EWC |" in out
     assert set(acc) == {"SGD", "EWC", "MbPA", "MbPA+replay"}
@@ -37,9 +64,28 @@ def test_permuted_mnist_example_runs_end_to_end_on_fake_digits(tmp_path, capsys)
 def test_permuted_mnist_example_resumes_exactly_after_an_interruption(tmp_path):
     write_fake_digits(tmp_path, 200, seed=1)  # a folder that holds the IDX files itself also works
     example = load_example("mbpa_permuted_mnist")
-    args = ["--data", str(tmp_path), "--tasks", "3", "--train-per-task", "100", "--test-per-task", "40",
-            "--hidden", "16", "--k", "4", "--mbpa-steps", "1", "--fisher-samples", "10", "--batch-size", "16",
-            "--threads", "1"]
+    args = [
+        "--data",
+        str(tmp_path),
+        "--tasks",
+        "3",
+        "--train-per-task",
+        "100",
+        "--test-per-task",
+        "40",
+        "--hidden",
+        "16",
+        "--k",
+        "4",
+        "--mbpa-steps",
+        "1",
+        "--fisher-samples",
+        "10",
+        "--batch-size",
+        "16",
+        "--threads",
+        "1",
+    ]
     whole = example.main(args + ["--out", str(tmp_path / "a")])
     assert example.main(args + ["--out", str(tmp_path / "b"), "--stop-after-task", "1"]) == {}
     resumed = example.main(args + ["--out", str(tmp_path / "b"), "--resume"])

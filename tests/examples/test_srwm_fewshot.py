@@ -16,8 +16,29 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "srwm_fewshot.py"
-TINY = ["--batch-size", "2", "--val-every", "2", "--val-episodes", "4", "--test-episodes", "4", "--conv-channels", "4",
-        "--d-model", "16", "--num-heads", "2", "--num-layers", "1", "--threads", "1", "--dropout", "0.1", "--no-tensorboard"]
+TINY = [
+    "--batch-size",
+    "2",
+    "--val-every",
+    "2",
+    "--val-episodes",
+    "4",
+    "--test-episodes",
+    "4",
+    "--conv-channels",
+    "4",
+    "--d-model",
+    "16",
+    "--num-heads",
+    "2",
+    "--num-layers",
+    "1",
+    "--threads",
+    "1",
+    "--dropout",
+    "0.1",
+    "--no-tensorboard",
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +57,18 @@ def run(example, data_root, out, *extra):
 
 @pytest.mark.parametrize("model,protocol", [("srwm", "sync"), ("deltanet", "delayed"), ("lstm", "sync")])
 def test_example_trains_tests_and_writes_its_outputs(example, data_root, tmp_path, model, protocol):
-    res = run(example, data_root, tmp_path, "--kind", model, "--protocol", protocol, "--steps", "3",
-              *(["--shots", "2"] if protocol == "delayed" else []))
+    res = run(
+        example,
+        data_root,
+        tmp_path,
+        "--kind",
+        model,
+        "--protocol",
+        protocol,
+        "--steps",
+        "3",
+        *(["--shots", "2"] if protocol == "delayed" else []),
+    )
     assert res["model"] == model and 0.0 <= res["settings"][0]["acc"] <= 1.0
     assert {"best.pt", "last.pt", "results.json", "logs"} <= {p.name for p in tmp_path.iterdir()}
     assert json.loads((tmp_path / "results.json").read_text())["settings"][0]["episodes"] == 4
@@ -80,8 +111,23 @@ def test_time_budget_stops_training_validates_and_tests(example, data_root, tmp_
 def test_evaluate_action_with_other_ways_shots_and_lake_runs(example, data_root, tmp_path, capsys):
     write_lake_runs(tmp_path / "runs", n_runs=1)
     run(example, data_root, tmp_path, "--steps", "2", "--label-slots", "20")
-    res = run(example, data_root, tmp_path, "--action", "evaluate", "--label-slots", "20", "--eval-ways", "3", "20",
-              "--eval-shots", "1", "2", "--lake-runs", str(tmp_path / "runs"))
+    res = run(
+        example,
+        data_root,
+        tmp_path,
+        "--action",
+        "evaluate",
+        "--label-slots",
+        "20",
+        "--eval-ways",
+        "3",
+        "20",
+        "--eval-shots",
+        "1",
+        "2",
+        "--lake-runs",
+        str(tmp_path / "runs"),
+    )
     assert [(s["ways"], s["shots"]) for s in res["settings"]] == [(3, 1), (3, 2), (20, 1), (20, 2)]
     assert 0.0 <= res["lake_mean_error"] <= 100.0
     assert "| run01 |" in capsys.readouterr().out
@@ -94,8 +140,9 @@ def test_torchrun_two_cpu_processes(data_root, tmp_path):
 
 
 def test_srwm_flags_reach_every_srwm_layer_and_are_ignored_by_other_models(example):
-    args = example.parse_args(["--srwm-input-softmax", "--no-srwm-norm-skip", "--srwm-pre-norm",
-                               "--srwm-beta-init", "-1", *TINY])
+    args = example.parse_args(
+        ["--srwm-input-softmax", "--no-srwm-norm-skip", "--srwm-pre-norm", "--srwm-beta-init", "-1", *TINY]
+    )
     args.label_slots = args.ways
     layers = [b.fast for b in example.make_model(args, (1, 28, 28)).seq.blocks]
     assert layers and all(l.input_softmax and not l.norm_skip and l.pre_norm and l.beta_init == -1.0 for l in layers)

@@ -11,8 +11,28 @@ from tests.examples import load_example, run_torchrun
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "srwm_lm.py"
-TINY = ["--num-layers", "1", "--d-model", "16", "--num-heads", "2", "--batch-size", "2", "--seq-len", "8",
-        "--eval-batch-size", "2", "--eval-tokens", "96", "--warmup", "2", "--threads", "1", "--log-interval", "1"]
+TINY = [
+    "--num-layers",
+    "1",
+    "--d-model",
+    "16",
+    "--num-heads",
+    "2",
+    "--batch-size",
+    "2",
+    "--seq-len",
+    "8",
+    "--eval-batch-size",
+    "2",
+    "--eval-tokens",
+    "96",
+    "--warmup",
+    "2",
+    "--threads",
+    "1",
+    "--log-interval",
+    "1",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -44,8 +64,22 @@ def checkpoint(run_dir: Path) -> dict:
 
 def test_compare_mode_trains_every_kind_at_equal_parameters_and_prints_the_table(corpus, tmp_path, monkeypatch, capsys):
     out = tmp_path / "runs"
-    run_example(monkeypatch, "--action", "compare", "--kinds", "transformer,srwm,deltanet", "--corpus", str(corpus),
-                "--max-steps", "6", "--eval-interval", "3", "--out", str(out), *TINY)
+    run_example(
+        monkeypatch,
+        "--action",
+        "compare",
+        "--kinds",
+        "transformer,srwm,deltanet",
+        "--corpus",
+        str(corpus),
+        "--max-steps",
+        "6",
+        "--eval-interval",
+        "3",
+        "--out",
+        str(out),
+        *TINY,
+    )
     table = capsys.readouterr().out
     rows = [line for line in table.splitlines() if line.startswith(("| transformer", "| srwm", "| deltanet"))]
     assert len(rows) == 3 and (out / "compare.md").read_text().count("\n") == 5
@@ -59,8 +93,19 @@ def test_compare_mode_trains_every_kind_at_equal_parameters_and_prints_the_table
 
 
 def test_interrupted_run_resumes_bit_for_bit(corpus, tmp_path, monkeypatch):
-    args = ["--kind", "srwm", "--corpus", str(corpus), "--max-steps", "8", "--eval-interval", "4",
-            "--dropout", "0.1", *TINY]
+    args = [
+        "--kind",
+        "srwm",
+        "--corpus",
+        str(corpus),
+        "--max-steps",
+        "8",
+        "--eval-interval",
+        "4",
+        "--dropout",
+        "0.1",
+        *TINY,
+    ]
     run_example(monkeypatch, *args, "--out", str(tmp_path / "straight"))
     run_example(monkeypatch, *args, "--out", str(tmp_path / "pieces"), "--halt-after", "4")
     assert checkpoint(tmp_path / "pieces" / "srwm")["step"] == 4
@@ -93,8 +138,21 @@ def test_sample_mode_generates_from_the_trained_checkpoint(corpus, tmp_path, mon
     out = str(tmp_path / "runs")
     run_example(monkeypatch, "--kind", "deltanet", "--corpus", str(corpus), "--max-steps", "3", "--out", out, *TINY)
     capsys.readouterr()
-    run_example(monkeypatch, "--action", "sample", "--kind", "deltanet", "--out", out, "--prompt", "thou ",
-                "--num-tokens", "30", "--threads", "1")
+    run_example(
+        monkeypatch,
+        "--action",
+        "sample",
+        "--kind",
+        "deltanet",
+        "--out",
+        out,
+        "--prompt",
+        "thou ",
+        "--num-tokens",
+        "30",
+        "--threads",
+        "1",
+    )
     text = capsys.readouterr().out
     assert text.startswith("thou ") and "30 tokens at" in text
     assert len(text.split("\n\n[")[0]) == len("thou ") + 30  # characters: one per token
@@ -148,15 +206,29 @@ def test_export_mode_writes_a_hugging_face_model_that_generates_like_the_checkpo
     for k, v in trained.state_dict().items():  # the checkpoint's weights, d_ff matched as in training
         assert torch.equal(model.model.state_dict()[k], v), k
     prompt = torch.tensor([vocab.encode("thou ")])
-    got = model.generate(prompt, max_new_tokens=12, do_sample=False)[0, prompt.shape[1]:]
+    got = model.generate(prompt, max_new_tokens=12, do_sample=False)[0, prompt.shape[1] :]
     assert torch.equal(got, generate(trained, prompt, 12, temperature=0)[0])
 
 
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="needs the wandb extra")
 def test_wandb_flag_logs_the_run_offline(corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    run_example(monkeypatch, "--kind", "deltanet", "--corpus", str(corpus), "--max-steps", "2", "--eval-interval", "2",
-                "--out", str(tmp_path / "runs"), "--wandb", "adaptmem-test", *TINY)
+    run_example(
+        monkeypatch,
+        "--kind",
+        "deltanet",
+        "--corpus",
+        str(corpus),
+        "--max-steps",
+        "2",
+        "--eval-interval",
+        "2",
+        "--out",
+        str(tmp_path / "runs"),
+        "--wandb",
+        "adaptmem-test",
+        *TINY,
+    )
     import wandb
 
     wandb.teardown()  # wait for W&B's writer process to finish the offline file

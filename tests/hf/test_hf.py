@@ -37,8 +37,10 @@ def cache_of(out) -> hf.FastWeightCache:
 
 
 def test_import_adaptmem_never_imports_transformers():
-    code = ("import sys, adaptmem, adaptmem.models, adaptmem.layers, adaptmem.utils, adaptmem.data, adaptmem.ops; "
-            "print(sorted(m for m in ('transformers', 'safetensors', 'wandb') if m in sys.modules))")
+    code = (
+        "import sys, adaptmem, adaptmem.models, adaptmem.layers, adaptmem.utils, adaptmem.data, adaptmem.ops; "
+        "print(sorted(m for m in ('transformers', 'safetensors', 'wandb') if m in sys.modules))"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "[]"
@@ -86,8 +88,17 @@ def test_beam_search_scores_are_the_log_probabilities_of_the_returned_sequences(
     """Wrongly reordered states would score one sequence and return another."""
     model = tiny(kind)
     prompt = torch.randint(VOCAB, (2, 4), generator=torch.Generator().manual_seed(4))
-    out = model.generate(prompt, max_new_tokens=6, num_beams=3, num_return_sequences=2, do_sample=False,
-                         length_penalty=0.0, early_stopping=True, output_scores=True, return_dict_in_generate=True)
+    out = model.generate(
+        prompt,
+        max_new_tokens=6,
+        num_beams=3,
+        num_return_sequences=2,
+        do_sample=False,
+        length_penalty=0.0,
+        early_stopping=True,
+        output_scores=True,
+        return_dict_in_generate=True,
+    )
     seqs = out.sequences
     assert seqs.shape == (4, 10)
     with torch.no_grad():
@@ -99,8 +110,9 @@ def test_beam_search_scores_are_the_log_probabilities_of_the_returned_sequences(
 def test_sampling_returns_the_asked_number_of_sequences():
     model = tiny("srwm")
     torch.manual_seed(5)
-    out = model.generate(torch.randint(VOCAB, (2, 3)), max_new_tokens=5, do_sample=True, top_k=4,
-                         num_return_sequences=3)
+    out = model.generate(
+        torch.randint(VOCAB, (2, 3)), max_new_tokens=5, do_sample=True, top_k=4, num_return_sequences=3
+    )
     assert out.shape == (6, 8) and int(out.min()) >= 0 and int(out.max()) < VOCAB
 
 
@@ -190,8 +202,15 @@ def test_trainer_runs_a_few_steps(tmp_path):
 
     model = tiny("srwm").train()
     before = model.model.embed.weight.detach().clone()
-    args = transformers.TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, max_steps=2,
-                                          report_to=[], use_cpu=True, save_strategy="no", learning_rate=1e-2)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        max_steps=2,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        learning_rate=1e-2,
+    )
     result = transformers.Trainer(model=model, args=args, train_dataset=Tokens()).train()
     assert result.global_step == 2 and result.training_loss > 0
     assert not torch.equal(before, model.model.embed.weight)

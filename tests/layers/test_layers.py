@@ -142,7 +142,9 @@ def test_mask_state_zeroes_rows():
 def test_bad_input_gets_a_clear_error(cls):
     layer = cls(16, 2)
     name = cls.__name__
-    with pytest.raises(ValueError, match=rf"{name}: x must be \[B, T, d_model\] = \(\*, >0, 16\), got shape \(2, 5, 8\)"):
+    with pytest.raises(
+        ValueError, match=rf"{name}: x must be \[B, T, d_model\] = \(\*, >0, 16\), got shape \(2, 5, 8\)"
+    ):
         layer(torch.randn(2, 5, 8))
     with pytest.raises(ValueError, match=r"x must be \[B, T, d_model\]"):
         layer(torch.randn(5, 16))

@@ -32,8 +32,8 @@ def test_resets_inside_one_call_equal_separate_segments_from_fresh_states():
         starts = [0] + [t for t in range(1, T) if reset[b, t]]
         s = None if reset[b, 0] else index_state(state, slice(b, b + 1))
         for t0, t1 in zip(starts, starts[1:] + [T]):
-            want, end = layer(x[b:b + 1, t0:t1], s)
-            assert_close(y[b:b + 1, t0:t1], want, TOL64, f"row {b} steps {t0}:{t1}")
+            want, end = layer(x[b : b + 1, t0:t1], s)
+            assert_close(y[b : b + 1, t0:t1], want, TOL64, f"row {b} steps {t0}:{t1}")
             s = None  # the next segment starts from a fresh state
         assert_close(h[b], end.h[0], TOL64, f"row {b} final h")
         assert_close(c[b], end.c[0], TOL64, f"row {b} final c")
@@ -60,7 +60,7 @@ def test_state_carry_across_calls_equals_one_long_call_with_gradients():
     for a, b in zip(state_tensors(s2), state_tensors(s)):
         assert_close(a, b, TOL64, "state")
     params = list(layer.parameters())
-    g_one = torch.autograd.grad((y ** 2).sum() + s.c.sum(), [x, *params])
+    g_one = torch.autograd.grad((y**2).sum() + s.c.sum(), [x, *params])
     g_seg = torch.autograd.grad((torch.cat([y1, y2], 1) ** 2).sum() + s2.c.sum(), [x, *params])
     for a, b in zip(g_seg, g_one):
         assert_close(a, b, 1e-10, "gradients")
@@ -78,8 +78,10 @@ def test_gradcheck_through_resets_and_the_initial_state():
         return y, h, c
 
     assert torch.autograd.gradcheck(f, (x, h0, c0))
-    assert torch.autograd.gradcheck(lambda w: torch.func.functional_call(layer, {"lstm.weight_hh_l0": w}, (x,))[0],
-                                    (layer.lstm.weight_hh_l0.detach().clone().requires_grad_(),))
+    assert torch.autograd.gradcheck(
+        lambda w: torch.func.functional_call(layer, {"lstm.weight_hh_l0": w}, (x,))[0],
+        (layer.lstm.weight_hh_l0.detach().clone().requires_grad_(),),
+    )
 
 
 def test_one_nn_lstm_call_per_run_of_steps_between_resets():

@@ -3,12 +3,28 @@
 import pytest
 import torch
 
-from adaptmem.layers import (LAYERS, LSTM, SRWM, DeltaNet, FastWeightStack, LinearAttention, RecurrentDeltaNet,
-                             layer_kind, layer_kinds, make_layer, register_layer)
-from adaptmem.layers import registry
+from adaptmem.layers import (
+    LAYERS,
+    LSTM,
+    SRWM,
+    DeltaNet,
+    FastWeightStack,
+    LinearAttention,
+    RecurrentDeltaNet,
+    layer_kind,
+    layer_kinds,
+    make_layer,
+    register_layer,
+    registry,
+)
 
-BUILT_IN = {"srwm": SRWM, "deltanet": DeltaNet, "linear": LinearAttention, "recurrent_deltanet": RecurrentDeltaNet,
-            "lstm": LSTM}
+BUILT_IN = {
+    "srwm": SRWM,
+    "deltanet": DeltaNet,
+    "linear": LinearAttention,
+    "recurrent_deltanet": RecurrentDeltaNet,
+    "lstm": LSTM,
+}
 
 
 @pytest.fixture
@@ -49,8 +65,11 @@ def test_make_layer_builds_every_kind_with_the_layer_contract(kind):
 
 
 def test_unknown_kinds_get_an_error_listing_the_kinds():
-    with pytest.raises(ValueError, match=r"make_layer: kind must be one of \['srwm', 'deltanet', 'linear', "
-                                         r"'recurrent_deltanet', 'lstm'\] or a layer class, got 'gru'"):
+    with pytest.raises(
+        ValueError,
+        match=r"make_layer: kind must be one of \['srwm', 'deltanet', 'linear', "
+        r"'recurrent_deltanet', 'lstm'\] or a layer class, got 'gru'",
+    ):
         make_layer("gru", 8, 2)
     with pytest.raises(ValueError, match="FastWeightStack: kind must be one of"):
         FastWeightStack("gru", 1, 8, 2)
@@ -84,13 +103,24 @@ def test_a_registered_kind_is_accepted_by_every_caller(scratch_kind):
     scratch_kind("wide_lstm", WideLSTM, blocks=False)
     assert layer_kinds()[-2:] == ("scaled", "wide_lstm") and "scaled" in LAYERS
     for kind, cls in (("scaled", ScaledDeltaNet), ("wide_lstm", WideLSTM)):
-        net = build_fewshot_learner(kind, num_classes=3, in_channels=1, image_size=16, conv_channels=4, d_model=8,
-                                    num_layers=2, num_heads=2, d_ff=16, lstm_hidden=6)
+        net = build_fewshot_learner(
+            kind,
+            num_classes=3,
+            in_channels=1,
+            image_size=16,
+            conv_channels=4,
+            d_model=8,
+            num_layers=2,
+            num_heads=2,
+            d_ff=16,
+            lstm_hidden=6,
+        )
         assert any(type(m) is cls for m in net.modules())
         agent = make_agent((4,), 3, core=kind, feature_dim=8, lstm_hidden=6, num_heads=2, head_dim=4, d_ff=16)
         assert any(type(m) is cls for m in agent.modules())
-    assert isinstance(FastWeightLM(11, kind="scaled", num_layers=1, d_model=8, num_heads=2).stack.blocks[0].fast,
-                      ScaledDeltaNet)
+    assert isinstance(
+        FastWeightLM(11, kind="scaled", num_layers=1, d_model=8, num_heads=2).stack.blocks[0].fast, ScaledDeltaNet
+    )
     with pytest.raises(ValueError, match="FastWeightLM: kind must be one of"):  # the LM takes block kinds only
         FastWeightLM(11, kind="wide_lstm", d_model=8)
 

@@ -30,8 +30,9 @@ def episodes(g: torch.Generator):
 
 def late_training_accuracy(w0_multiplier: float | None) -> float:
     torch.manual_seed(0)
-    net = SequentialFewShotLearner(nn.Flatten(), DIM, WAYS, model="srwm", d_model=64, num_heads=4,
-                                   num_layers=1, w0_multiplier=w0_multiplier)
+    net = SequentialFewShotLearner(
+        nn.Flatten(), DIM, WAYS, model="srwm", d_model=64, num_heads=4, num_layers=1, w0_multiplier=w0_multiplier
+    )
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(1)
     accs = []
@@ -93,7 +94,6 @@ def test_state_dict_with_another_multiplier_is_converted():
 
 
 def test_bad_multiplier_and_beta_init_raise_value_error():
-
 
     for bad in (0.0, -1.0, float("nan"), float("inf"), True, "8"):
         with pytest.raises(ValueError, match="w0_multiplier"):

@@ -5,8 +5,16 @@ from typing import NamedTuple
 import pytest
 import torch
 
-from adaptmem.layers import (FastWeightStack, LSTMState, detach_state, index_state, map_state, mask_state, repeat_rows,
-                             state_tensors)
+from adaptmem.layers import (
+    FastWeightStack,
+    LSTMState,
+    detach_state,
+    index_state,
+    map_state,
+    mask_state,
+    repeat_rows,
+    state_tensors,
+)
 
 
 class Pair(NamedTuple):

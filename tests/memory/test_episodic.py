@@ -56,7 +56,11 @@ def test_neighbours_equal_brute_force(backend, metric):
     dist, values, slots = mem.search(queries, k=10)
     assert torch.equal(slots, brute_force(mem.keys, queries, 10, metric))
     assert torch.equal(values, mem.values[slots])
-    want = ((queries[:, None] - mem.keys[slots]) ** 2).sum(-1) if metric == "l2" else (queries[:, None] * mem.keys[slots]).sum(-1)
+    want = (
+        ((queries[:, None] - mem.keys[slots]) ** 2).sum(-1)
+        if metric == "l2"
+        else (queries[:, None] * mem.keys[slots]).sum(-1)
+    )
     torch.testing.assert_close(dist, want)
 
 
@@ -170,8 +174,11 @@ def test_blocked_scan_keeps_the_exact_top_m(metric, layout):
     queries = torch.randn(70, 8, generator=g) if layout == "random" else torch.zeros(70, 8)
     sq = keys.pow(2).sum(-1)
     slots, last = episodic._blocked_top_m(queries, keys, sq, 50, metric)
-    full = torch.addmm(sq, queries, keys.T, alpha=-2.0) + queries.pow(2).sum(-1, keepdim=True) \
-        if metric == "l2" else -(queries @ keys.T)
+    full = (
+        torch.addmm(sq, queries, keys.T, alpha=-2.0) + queries.pow(2).sum(-1, keepdim=True)
+        if metric == "l2"
+        else -(queries @ keys.T)
+    )
     want = full.topk(50, dim=1, largest=False).values
     got = full.gather(1, slots).sort(dim=1).values
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
@@ -257,7 +264,9 @@ def test_searches_beside_a_writer_return_matching_pairs(tmp_path, backend):
     for t in threads:
         t.join()
     assert checked[0] > 0
-    assert failures == [], f"{failures.count('search')} of {checked[0]} searches, {failures.count('save')} saves inconsistent"
+    assert failures == [], (
+        f"{failures.count('search')} of {checked[0]} searches, {failures.count('save')} saves inconsistent"
+    )
     with mem.lock:  # several calls as one: the found slots still hold the found values
         _, values, slots = mem.search(queries, k=3)
         assert torch.equal(mem.fetch(slots)[1], values)
@@ -295,14 +304,18 @@ BAD_STATES = {
     "nan keys": (lambda s: _with(s, keys=s["keys"].clone().index_fill_(0, torch.tensor([2]), float("nan"))), "NaN"),
     "keys of another dtype": (lambda s: _with(s, keys=s["keys"].double()), "keys must be float32"),
     "keys of another width": (lambda s: _with(s, keys=torch.zeros(10, 5)), r"keys must be float32 \[n, 4\]"),
-    "more keys than slots": (lambda s: _with(s, keys=torch.zeros(11, 4), values=torch.zeros(11, dtype=torch.long),
-                                             total=11), "capacity = 10"),
+    "more keys than slots": (
+        lambda s: _with(s, keys=torch.zeros(11, 4), values=torch.zeros(11, dtype=torch.long), total=11),
+        "capacity = 10",
+    ),
     "values not one per key": (lambda s: _with(s, values=s["values"][:9]), "values must be"),
     "values of another dtype": (lambda s: _with(s, values=s["values"].int()), "values must be torch.int64"),
     "missing field": (lambda s: {k: v for k, v in s.items() if k != "total"}, "lacks"),
     "index of another type": (lambda s: _with(s, ivf=[1, 2]), "ivf must be"),
-    "index built size out of range": (lambda s: _with(s, ivf=torch.zeros(3, dtype=torch.uint8), ivf_built_size=11),
-                                      "ivf_built_size"),
+    "index built size out of range": (
+        lambda s: _with(s, ivf=torch.zeros(3, dtype=torch.uint8), ivf_built_size=11),
+        "ivf_built_size",
+    ),
 }
 
 
@@ -313,7 +326,9 @@ def test_load_state_dict_rejects_broken_states_and_changes_nothing(case):
     mem.write(torch.ones(2, 4), torch.tensor([7, 8]))
     with pytest.raises(ValueError, match=message):
         mem.load_state_dict(corrupt(_valid_state()))
-    assert len(mem) == 2 and mem.values.tolist() == [7, 8] and mem.write(torch.ones(1, 4), torch.tensor([9])).item() == 2
+    assert (
+        len(mem) == 2 and mem.values.tolist() == [7, 8] and mem.write(torch.ones(1, 4), torch.tensor([9])).item() == 2
+    )
 
 
 def test_load_state_dict_accepts_a_partly_filled_ring_and_continues_it():

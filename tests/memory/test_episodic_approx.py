@@ -8,8 +8,11 @@ from adaptmem.memory import EpisodicMemory, faiss_available
 from adaptmem.utils.integrity import save_verified
 
 faiss = pytest.importorskip("faiss", reason="faiss not installed")
-PARAMS = {"ivf": {"nlist": 32, "nprobe": 8}, "ivfpq": {"nlist": 16, "nprobe": 8, "pq_m": 8, "pq_nbits": 6},
-          "hnsw": {"hnsw_m": 16, "ef_search": 64}}
+PARAMS = {
+    "ivf": {"nlist": 32, "nprobe": 8},
+    "ivfpq": {"nlist": 16, "nprobe": 8, "pq_m": 8, "pq_nbits": 6},
+    "hnsw": {"hnsw_m": 16, "ef_search": 64},
+}
 
 
 def clustered(n, dim=16, seed=3):
@@ -185,8 +188,10 @@ def test_without_gpus_the_index_stays_on_the_cpu(monkeypatch):
     assert mem._approx.on_gpus == 0 and isinstance(mem._approx.index, faiss.IndexIVFFlat)
 
 
-@pytest.mark.skipif(not faiss_available() or not hasattr(faiss, "GpuMultipleClonerOptions")
-                    or faiss.get_num_gpus() == 0, reason="needs faiss-gpu and a GPU")
+@pytest.mark.skipif(
+    not faiss_available() or not hasattr(faiss, "GpuMultipleClonerOptions") or faiss.get_num_gpus() == 0,
+    reason="needs faiss-gpu and a GPU",
+)
 def test_sharded_gpu_index_matches_the_cpu_index():
     keys, g = clustered(8000)
     q = torch.randn(40, 16, generator=g)
@@ -203,8 +208,9 @@ def test_search_params_trade_speed_for_recall_without_a_rebuild(kind):
     g = torch.Generator().manual_seed(8)
     keys = torch.randn(4000, 16, generator=g)  # no clusters: the hard case for an index
     q = torch.randn(40, 16, generator=g)
-    mem = EpisodicMemory(16, capacity=4000, index=kind, nlist=64, nprobe=1, pq_m=4, pq_nbits=4, k_factor=1,
-                         hnsw_m=8, ef_search=16)
+    mem = EpisodicMemory(
+        16, capacity=4000, index=kind, nlist=64, nprobe=1, pq_m=4, pq_nbits=4, k_factor=1, hnsw_m=8, ef_search=16
+    )
     exact = EpisodicMemory(16, capacity=4000, backend="torch")
     for m in (mem, exact):
         m.write(keys, torch.arange(4000))
@@ -226,8 +232,15 @@ def test_load_state_dict_checks_the_saved_index():
     with pytest.raises(ValueError, match="not a readable FAISS index"):
         target.load_state_dict({**state, "ivf": torch.randint(0, 256, (300,), dtype=torch.uint8)})
     with pytest.raises(ValueError, match="at most total = 2000"):  # an index of more writes than the state made
-        target.load_state_dict({**state, "keys": state["keys"][:2000], "values": state["values"][:2000], "total": 2000,
-                                "ivf_built_size": 2000})
+        target.load_state_dict(
+            {
+                **state,
+                "keys": state["keys"][:2000],
+                "values": state["values"][:2000],
+                "total": 2000,
+                "ivf_built_size": 2000,
+            }
+        )
     assert len(target) == 10  # unchanged by the failed loads
     hnsw = EpisodicMemory(16, capacity=3000, index="hnsw")
     hnsw.load_state_dict(state)  # an IVF index is no use to HNSW: dropped, rebuilt by the first search

@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from adaptmem.memory import EpisodicMemory, MbPA
-from adaptmem.memory import mbpa_linear
+from adaptmem.memory import EpisodicMemory, MbPA, mbpa_linear
 from tests.ops.helpers import rel_err
 
 RTOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 2e-2}
@@ -23,8 +22,12 @@ def random_case(seed: int, dtype: torch.dtype = torch.float64):
     head = nn.Linear(dim, vocab, bias=rnd.random() < 0.5).to(dtype)
     with torch.no_grad():
         head.weight.copy_(torch.randn(vocab, dim, generator=g))
-    settings = dict(k=rnd.randint(1, 40), steps=rnd.randint(1, 4), lr=10 ** rnd.uniform(-2, 0),
-                    l2=rnd.choice([0.0, 10 ** rnd.uniform(-2, 0.5)]))
+    settings = dict(
+        k=rnd.randint(1, 40),
+        steps=rnd.randint(1, 4),
+        lr=10 ** rnd.uniform(-2, 0),
+        l2=rnd.choice([0.0, 10 ** rnd.uniform(-2, 0.5)]),
+    )
     h = torch.randn(rnd.randint(1, 17), dim, generator=g).to(dtype)
     return head, mem, h, settings
 

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from adaptmem.data.fewshot import Episode
-from tests.data.fewshot_fakes import one_thread  # noqa: F401
 from adaptmem.models import (
     Conv4,
     ResNet12,
@@ -14,6 +13,7 @@ from adaptmem.models import (
     episode_loss,
     occurrence_index,
 )
+from tests.data.fewshot_fakes import one_thread  # noqa: F401
 
 KINDS = ["srwm", "deltanet", "linear", "recurrent_deltanet", "lstm"]
 ATOL = 1e-5
@@ -22,8 +22,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def tiny(model="srwm", num_classes=5, **kw):
     kw = {"d_model": 16, "num_layers": 2, "num_heads": 2, "d_ff": 32, **kw}
-    return build_fewshot_learner(model, num_classes=num_classes, in_channels=1, image_size=16, conv_channels=4,
-                                 **kw).eval()
+    return build_fewshot_learner(
+        model, num_classes=num_classes, in_channels=1, image_size=16, conv_channels=4, **kw
+    ).eval()
 
 
 def episode(B=2, N=3, K=2, Q=2, size=16):
@@ -55,7 +56,7 @@ def test_parallel_queries_equal_one_sequence_per_query(kind):
         h_s = net._inputs(feats[:, :S], ep.support_y)
         h_q = net._inputs(feats[:, S:], None)
         for j in range(ep.query_x.shape[1]):
-            out, _ = net.seq(torch.cat([h_s, h_q[:, j:j + 1]], 1))
+            out, _ = net.seq(torch.cat([h_s, h_q[:, j : j + 1]], 1))
             want = net.head(out[:, -1])
             torch.testing.assert_close(logits[:, j, :3], want[:, :3], atol=ATOL, rtol=0)
 

@@ -6,8 +6,16 @@ import torch.nn.functional as F
 
 from adaptmem.layers import FastWeightStack
 from adaptmem.models.lm import (
-    FastWeightLM, TokenStreams, TransformerLM, build_lm, count_parameters, evaluate, generate,
-    lm_loss, match_d_ff, train_step,
+    FastWeightLM,
+    TokenStreams,
+    TransformerLM,
+    build_lm,
+    count_parameters,
+    evaluate,
+    generate,
+    lm_loss,
+    match_d_ff,
+    train_step,
 )
 
 ATOL = 1e-5  # float32 agreement between one call and the same tokens split over calls
@@ -136,8 +144,10 @@ def test_staggered_resets_give_each_stream_its_own_phase():
     rows = [[i for i, r in enumerate(resets) if r is not None and bool(r[row])] for row in range(4)]
     assert rows == [[0, 3, 6], [0, 2, 5], [0, 1, 4], [0, 3, 6]]  # every 3 segments, shifted by row
     ranks = [TokenStreams(torch.arange(2000), 2, 5, reset_every=15, rank=r, world_size=2).batch(2)[2] for r in (0, 1)]
-    assert torch.cat([r if r is not None else torch.zeros(2, dtype=torch.bool) for r in ranks]).tolist() == \
-        resets[2].tolist()
+    assert (
+        torch.cat([r if r is not None else torch.zeros(2, dtype=torch.bool) for r in ranks]).tolist()
+        == resets[2].tolist()
+    )
     with pytest.raises(ValueError, match=r"reset_every \(12\) must be a multiple of seq_len \(5\)"):
         TokenStreams(torch.arange(2000), 4, 5, reset_every=12)
 
@@ -167,8 +177,8 @@ def test_evaluate_carries_the_state_through_each_stream():
     for r in range(4):
         cuts = [0] + [t for t in range(6, 49, 6) if (t // 6 + r) % 2 == 0] + [49]
         for a, b in zip(cuts, cuts[1:]):
-            logits, _ = lm(streams[r:r + 1, a:b])
-            segments.append(F.cross_entropy(logits[0], streams[r, a + 1:b + 1], reduction="sum"))
+            logits, _ = lm(streams[r : r + 1, a:b])
+            segments.append(F.cross_entropy(logits[0], streams[r, a + 1 : b + 1], reduction="sum"))
     expected = (sum(segments) / (4 * 49)).item()
     assert evaluate(lm, tokens, batch_size=4, seq_len=6, reset_every=12) == pytest.approx(expected, abs=1e-5)
 
@@ -198,12 +208,12 @@ def test_carried_state_lets_a_fast_weight_model_use_context_beyond_its_segment()
     for _ in range(10):
         state = None
         for t in range(0, stream.shape[1] - 4, 4):
-            _, state = train_step(lm, stream[:, t:t + 4], stream[:, t + 1:t + 5], state, opt)
+            _, state = train_step(lm, stream[:, t : t + 4], stream[:, t + 1 : t + 5], state, opt)
     lm.eval()
     carried, fresh, state = [], [], None
     with torch.no_grad():
         for t in range(0, stream.shape[1] - 4, 4):
-            x, y = stream[:, t:t + 4], stream[:, t + 1:t + 5]
+            x, y = stream[:, t : t + 4], stream[:, t + 1 : t + 5]
             logits, state = lm(x, state)
             if t >= 24:  # the pattern has been seen twice
                 carried.append(lm_loss(logits, y).item())
@@ -216,7 +226,9 @@ def test_bad_inputs_raise_errors_naming_the_function():
     lm = tiny("srwm")
     with pytest.raises(ValueError, match=r"FastWeightLM: idx must be \[B, T\] int64"):
         lm(torch.randn(2, 5))
-    with pytest.raises(ValueError, match=r"TransformerLM: idx must hold token ids in \[0, 11\), got values in \[0, 11\]"):
+    with pytest.raises(
+        ValueError, match=r"TransformerLM: idx must hold token ids in \[0, 11\), got values in \[0, 11\]"
+    ):
         tiny("transformer")(torch.tensor([[0, 11]]))
     with pytest.raises(ValueError, match="FastWeightLM: kind must be one of"):
         FastWeightLM(V, kind="lstm")

@@ -18,6 +18,7 @@ def calls(monkeypatch):
     counts = collections.Counter()
     for name, fn in inspect.getmembers(_checks, inspect.isfunction):
         if name.startswith("check_") and fn.__module__ == _checks.__name__:
+
             def counted(*args, _fn=fn, _name=name, **kwargs):
                 counts[_name] += 1
                 return _fn(*args, **kwargs)
@@ -52,18 +53,36 @@ CASES = [
     ("delta_rule chunk", lambda: ops.delta_rule(*qkv(), reset=RESET), {"check_qkv"}),
     ("delta_rule recurrent", lambda: ops.delta_rule(*qkv(), reset=RESET, mode="recurrent"), {"check_qkv"}),
     ("delta_rule_reference", lambda: ops.delta_rule_reference(*qkv(), reset=RESET), {"check_qkv"}),
-    ("linear_attention chunk", lambda: ops.linear_attention(*qkv(beta=False), reset=RESET, normalize=True),
-     {"check_qkv", "check_linear_state"}),
-    ("linear_attention recurrent", lambda: ops.linear_attention(*qkv(beta=False), reset=RESET, mode="recurrent"),
-     {"check_qkv", "check_linear_state"}),
-    ("linear_attention_reference", lambda: ops.linear_attention_reference(*qkv(beta=False), reset=RESET),
-     {"check_qkv", "check_linear_state"}),
-    ("recurrent_delta_rule checkpointed", lambda: ops.recurrent_delta_rule(*rdn_args(), reset=RESET),
-     {"check_recurrent_delta_inputs"}),
-    ("recurrent_delta_rule reference",
-     lambda: ops.recurrent_delta_rule(*rdn_args(), reset=RESET, mode="reference"), {"check_recurrent_delta_inputs"}),
-    ("recurrent_delta_rule_reference", lambda: ops.recurrent_delta_rule_reference(*rdn_args(), reset=RESET),
-     {"check_recurrent_delta_inputs"}),
+    (
+        "linear_attention chunk",
+        lambda: ops.linear_attention(*qkv(beta=False), reset=RESET, normalize=True),
+        {"check_qkv", "check_linear_state"},
+    ),
+    (
+        "linear_attention recurrent",
+        lambda: ops.linear_attention(*qkv(beta=False), reset=RESET, mode="recurrent"),
+        {"check_qkv", "check_linear_state"},
+    ),
+    (
+        "linear_attention_reference",
+        lambda: ops.linear_attention_reference(*qkv(beta=False), reset=RESET),
+        {"check_qkv", "check_linear_state"},
+    ),
+    (
+        "recurrent_delta_rule checkpointed",
+        lambda: ops.recurrent_delta_rule(*rdn_args(), reset=RESET),
+        {"check_recurrent_delta_inputs"},
+    ),
+    (
+        "recurrent_delta_rule reference",
+        lambda: ops.recurrent_delta_rule(*rdn_args(), reset=RESET, mode="reference"),
+        {"check_recurrent_delta_inputs"},
+    ),
+    (
+        "recurrent_delta_rule_reference",
+        lambda: ops.recurrent_delta_rule_reference(*rdn_args(), reset=RESET),
+        {"check_recurrent_delta_inputs"},
+    ),
 ]
 
 

@@ -105,12 +105,20 @@ def test_ten_thousand_steps_chunk_matches_recurrent():
     "mutate, err, match",
     [
         (lambda a: {**a, "q": a["q"][0]}, ValueError, r"q must be \[B, T, H, Dk\]"),
-        (lambda a: {**a, "k": a["k"][..., :3]}, ValueError, r"k must be \[B, T, H, Dk\] like q = \(2, 5, 2, 4\), got shape \(2, 5, 2, 3\)"),
+        (
+            lambda a: {**a, "k": a["k"][..., :3]},
+            ValueError,
+            r"k must be \[B, T, H, Dk\] like q = \(2, 5, 2, 4\), got shape \(2, 5, 2, 3\)",
+        ),
         (lambda a: {**a, "v": a["v"][:, :, :1]}, ValueError, r"v must be \[B, T, H, Dv\] = \(2, 5, 2, \*\)"),
         (lambda a: {**a, "beta": a["beta"][..., None]}, ValueError, r"beta must be \[B, T, H\]"),
         (lambda a: {**a, "q": a["q"].long()}, TypeError, "q must be a floating-point tensor"),
         (lambda a: {**a, "v": a["v"].to("meta")}, ValueError, "one device"),
-        (lambda a: {**a, "initial_state": a["initial_state"][:, :1]}, ValueError, r"initial_state must be \[B, H, Dk, Dv\]"),
+        (
+            lambda a: {**a, "initial_state": a["initial_state"][:, :1]},
+            ValueError,
+            r"initial_state must be \[B, H, Dk, Dv\]",
+        ),
     ],
 )
 def test_bad_input_gets_a_clear_error(mutate, err, match):

@@ -10,20 +10,23 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-
-from pathlib import Path
 
 import adaptmem.ops
 from adaptmem.ops import OpCall, _dispatch, _fla, delta_rule, explain_backend, linear_attention, resolve_backend
 from adaptmem.ops._dispatch import TABLE
 from tests.ops.triton_interpret import KERNEL_MODULES, interpreted_kernels
 
-OPS = {"srwm": adaptmem.ops.srwm, "delta_rule": delta_rule, "linear_attention": linear_attention,
-       "recurrent_delta_rule": adaptmem.ops.recurrent_delta_rule}
+OPS = {
+    "srwm": adaptmem.ops.srwm,
+    "delta_rule": delta_rule,
+    "linear_attention": linear_attention,
+    "recurrent_delta_rule": adaptmem.ops.recurrent_delta_rule,
+}
 
 
 @pytest.fixture
@@ -40,11 +43,33 @@ def world(monkeypatch):
     return state
 
 
-def resolve(backend="auto", mode="chunk", reset=False, normalize=False, linear=False, B=2, T=80, H=2, K=16, V=16,
-            dtype=torch.bfloat16, device="cuda"):
-    call = OpCall("linear_attention" if linear else "delta_rule", mode, device=device, dtypes=frozenset({dtype}),
-                  float64=dtype == torch.float64, key_dim=K, value_dim=V, steps=T, heads=H, reset=reset,
-                  normalize=normalize)
+def resolve(
+    backend="auto",
+    mode="chunk",
+    reset=False,
+    normalize=False,
+    linear=False,
+    B=2,
+    T=80,
+    H=2,
+    K=16,
+    V=16,
+    dtype=torch.bfloat16,
+    device="cuda",
+):
+    call = OpCall(
+        "linear_attention" if linear else "delta_rule",
+        mode,
+        device=device,
+        dtypes=frozenset({dtype}),
+        float64=dtype == torch.float64,
+        key_dim=K,
+        value_dim=V,
+        steps=T,
+        heads=H,
+        reset=reset,
+        normalize=normalize,
+    )
     return resolve_backend(call, backend).backend
 
 
@@ -81,7 +106,9 @@ def test_explicit_fla_explains_why_it_cannot_run(world):
     with pytest.raises(ValueError, match="fla runs only on CUDA tensors"):
         resolve("fla", device="cpu")
     world.fla = False
-    with pytest.raises(ImportError, match=r"pip install 'fla-core\[cuda\]>=0.6.0' \(the 'fla' extra of adaptmem-torch\)"):
+    with pytest.raises(
+        ImportError, match=r"pip install 'fla-core\[cuda\]>=0.6.0' \(the 'fla' extra of adaptmem-torch\)"
+    ):
         resolve("fla")
 
 
@@ -116,8 +143,16 @@ def test_auto_on_cpu_is_the_numba_kernel_where_there_is_one_else_torch(world, op
 
 
 def srwm_call(mode="checkpointed", device="cuda", dtype=torch.float32, D=16, interpret=False):
-    return OpCall("srwm", mode, device=device, dtypes=frozenset({dtype}), float64=dtype == torch.float64,
-                  key_dim=D, value_dim=D, interpret=interpret)
+    return OpCall(
+        "srwm",
+        mode,
+        device=device,
+        dtypes=frozenset({dtype}),
+        float64=dtype == torch.float64,
+        key_dim=D,
+        value_dim=D,
+        interpret=interpret,
+    )
 
 
 def test_srwm_table_on_cuda(world):
@@ -134,8 +169,9 @@ def test_explicit_triton_falls_back_to_torch_only_where_the_table_says(world):
     for call in (srwm_call(dtype=torch.float64), srwm_call(D=129)):
         choice = resolve_backend(call, "triton")
         assert choice.backend == "torch" and choice.passed_over[0][0] == "triton"
-    with pytest.raises(ValueError, match="srwm: backend='triton' cannot run this call: the kernel implements "
-                                         "mode='checkpointed' only"):
+    with pytest.raises(
+        ValueError, match="srwm: backend='triton' cannot run this call: the kernel implements mode='checkpointed' only"
+    ):
         resolve_backend(srwm_call(mode="reference"), "triton")
     with pytest.raises(ValueError, match="Triton needs CUDA tensors"):
         resolve_backend(srwm_call(device="cpu"), "triton")
@@ -146,8 +182,11 @@ def test_explicit_triton_falls_back_to_torch_only_where_the_table_says(world):
 
 def test_explicit_fla_without_fla_names_the_fla_core_extra(world):
     world.fla = False
-    with pytest.raises(ImportError, match=r"fla-core \(flash-linear-attention's kernels\) is not installed: "
-                                          r"pip install 'fla-core\[cuda\]>=0.6.0'"):
+    with pytest.raises(
+        ImportError,
+        match=r"fla-core \(flash-linear-attention's kernels\) is not installed: "
+        r"pip install 'fla-core\[cuda\]>=0.6.0'",
+    ):
         resolve("fla")
     world.fla = True
     assert resolve("fla") == "fla"
@@ -166,14 +205,17 @@ def test_recurrent_delta_rule_runs_on_torch_off_the_cpu():
     assert resolve_backend(call).backend == "torch"
     q = torch.rand(1, 2, 1, 2)
     with pytest.raises(ValueError, match="recurrent_delta_rule: backend must be one of"):
-        adaptmem.ops.recurrent_delta_rule(q, q, q, q[..., 0], *[torch.rand(1, 2, 2)] * 3, torch.rand(1, 2),
-                                          backend="triton")
+        adaptmem.ops.recurrent_delta_rule(
+            q, q, q, q[..., 0], *[torch.rand(1, 2, 2)] * 3, torch.rand(1, 2), backend="triton"
+        )
 
 
 def test_explain_backend_names_the_choice_and_why_the_others_were_passed_over(world):
     text = explain_backend(OpCall("delta_rule", "chunk", device="cuda", reset=True))
-    assert text.splitlines() == ["delta_rule(mode='chunk', backend='auto') runs on 'triton'",
-                                 "  not 'fla': fla has no in-sequence reset"]
+    assert text.splitlines() == [
+        "delta_rule(mode='chunk', backend='auto') runs on 'triton'",
+        "  not 'fla': fla has no in-sequence reset",
+    ]
 
 
 @pytest.mark.parametrize("op", list(TABLE))
@@ -197,9 +239,11 @@ def test_the_triton_fallback_runs_the_callers_mode_and_chunk_size(world, monkeyp
 
 
 def test_importing_adaptmem_imports_neither_triton_nor_fla():
-    code = ("import sys, adaptmem, adaptmem.ops, adaptmem.layers; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('triton', 'fla')]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, adaptmem, adaptmem.ops, adaptmem.layers; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('triton', 'fla')]; "
+        "assert not bad, bad"
+    )
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
@@ -222,7 +266,12 @@ def test_the_interpreter_helper_knows_every_module_that_holds_a_kernel():
     # A module that imports Triton, or a kernel module, at its top keeps the kernels it was
     # imported with; the helper must drop it (imports inside functions look up sys.modules).
     root = Path(adaptmem.ops.__file__).parent
-    kernel_import = re.compile(r"^(import triton|from triton|from adaptmem\.ops\.(_fused_recurrent|_triton_utils) )", re.M)
-    holders = {".".join(path.relative_to(root.parent.parent).with_suffix("").parts)
-               for path in root.rglob("*.py") if kernel_import.search(path.read_text())}
+    kernel_import = re.compile(
+        r"^(import triton|from triton|from adaptmem\.ops\.(_fused_recurrent|_triton_utils) )", re.M
+    )
+    holders = {
+        ".".join(path.relative_to(root.parent.parent).with_suffix("").parts)
+        for path in root.rglob("*.py")
+        if kernel_import.search(path.read_text())
+    }
     assert holders == set(KERNEL_MODULES)

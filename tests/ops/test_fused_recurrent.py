@@ -17,7 +17,6 @@ from tests.ops.triton_interpret import run_module_under_interpreter  # noqa: F40
 pytest.importorskip("triton")
 
 
-
 def make_inputs(B, T, H, K, V, seed=0):
     g = torch.Generator().manual_seed(seed)
     q = torch.rand(B, T, H, K, generator=g, dtype=torch.float64)

@@ -30,7 +30,10 @@ def test_passes_float64_gradcheck_with_resets_and_initial_and_final_state(B, T, 
 def test_equals_torch_checkpoint_path_in_float64(T, C, p):
     inputs = make(3, T, 3, 4)
     kw = dict(checkpoint_every=C, reset=resets(3, T, p) if p else None)
-    out, out_torch = run("checkpointed", *inputs, backend="numba", **kw), run("checkpointed", *inputs, backend="torch", **kw)
+    out, out_torch = (
+        run("checkpointed", *inputs, backend="numba", **kw),
+        run("checkpointed", *inputs, backend="torch", **kw),
+    )
     assert_all_close(out, out_torch, 1e-12, "forward")
     assert_all_close(grads(out, inputs), grads(out_torch, inputs), 1e-12, "gradient")
 
@@ -68,7 +71,9 @@ def test_auto_picks_numba_on_cpu_and_the_backend_is_checked(monkeypatch):
     with pytest.raises(ValueError, match="backend must be one of"):
         run("checkpointed", *inputs, backend="triton")
     monkeypatch.setattr(_dispatch, "installed", lambda package: False)
-    with pytest.raises(ImportError, match=r"numba is not installed: pip install 'numba>=0.60' \(the 'numba' extra of adaptmem-torch\)"):
+    with pytest.raises(
+        ImportError, match=r"numba is not installed: pip install 'numba>=0.60' \(the 'numba' extra of adaptmem-torch\)"
+    ):
         run("checkpointed", *inputs, backend="numba")
     torch_path = run("checkpointed", *inputs, backend="torch")
     assert all(torch.equal(a, b) for a, b in zip(run("checkpointed", *inputs), torch_path))

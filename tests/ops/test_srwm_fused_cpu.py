@@ -5,7 +5,9 @@ import multiprocessing as mp
 import pytest
 import torch
 
-pytest.importorskip("numba", reason="the fused CPU SRWM kernel needs numba (the numba extra: pip install 'numba>=0.60')")
+pytest.importorskip(
+    "numba", reason="the fused CPU SRWM kernel needs numba (the numba extra: pip install 'numba>=0.60')"
+)
 
 from adaptmem.ops import OpCall, _dispatch, explain_backend, resolve_backend, srwm, srwm_reference  # noqa: E402
 from adaptmem.ops._fused_cpu import num_workers  # noqa: E402
@@ -121,7 +123,9 @@ def test_auto_picks_numba_on_cpu_and_torch_without_numba(monkeypatch):
     assert resolve_backend(OpCall("srwm", "reference")).backend == "torch"  # the step loop is PyTorch
     monkeypatch.setattr(_dispatch, "installed", lambda package: False)
     assert resolve_backend(call).backend == "torch"
-    with pytest.raises(ImportError, match=r"numba is not installed: pip install 'numba>=0.60' \(the 'numba' extra of adaptmem-torch\)"):
+    with pytest.raises(
+        ImportError, match=r"numba is not installed: pip install 'numba>=0.60' \(the 'numba' extra of adaptmem-torch\)"
+    ):
         resolve_backend(call, "numba")
     with pytest.raises(ValueError, match="numba runs on CPU tensors, got a tensor on cuda:0"):
         monkeypatch.setattr(_dispatch, "installed", lambda package: True)

@@ -15,7 +15,6 @@ from tests.ops.triton_interpret import run_module_under_interpreter  # noqa: F40
 pytest.importorskip("triton")
 
 
-
 def make_problem(B, T, H, D, *, batched, seed=0):
     g = torch.Generator().manual_seed(seed)
     lead = (B, H) if batched else (H,)
@@ -25,8 +24,9 @@ def make_problem(B, T, H, D, *, batched, seed=0):
     return x, weights
 
 
-def run(x, weights, *, dtype, backend="auto", mode="checkpointed", reset=None, reset_to=None, checkpoint_every=64,
-        seed=1):
+def run(
+    x, weights, *, dtype, backend="auto", mode="checkpointed", reset=None, reset_to=None, checkpoint_every=64, seed=1
+):
     """Outputs and every gradient of a loss that also uses the final state (its incoming gradient is nonzero)."""
     leaves = [t.detach().to(dtype).requires_grad_() for t in [x, *weights, *(reset_to or [])]]
     xs, ws, rs = leaves[0], leaves[1:5], leaves[5:] or None
@@ -133,4 +133,3 @@ def test_triton_backend_on_cpu_without_the_interpreter_names_the_fix(monkeypatch
     monkeypatch.delenv("TRITON_INTERPRET")
     with pytest.raises(ValueError, match="backend='triton' cannot run this call: Triton needs CUDA tensors"):
         srwm(x.float(), *[w.float() for w in weights], backend="triton")
-

@@ -16,8 +16,9 @@ backends = pytest.importorskip("triton.backends.compiler")
 
 pytestmark = [
     pytest.mark.slow,  # about 10 s of compilation
-    pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1",
-                       reason="kernels are decorated for the interpreter in this process"),
+    pytest.mark.skipif(
+        os.environ.get("TRITON_INTERPRET") == "1", reason="kernels are decorated for the interpreter in this process"
+    ),
 ]
 
 
@@ -37,7 +38,9 @@ def _signature(kernel, constexprs, bf16_args):
 
 def _compile(kernel, constexprs, bf16_args, num_warps):
     src = compiler.ASTSource(kernel, _signature(kernel, constexprs, bf16_args), constexprs=constexprs)
-    compiled = triton.compile(src, target=backends.GPUTarget("cuda", 90, 32), options=dict(num_warps=num_warps, enable_fp_fusion=True))
+    compiled = triton.compile(
+        src, target=backends.GPUTarget("cuda", 90, 32), options=dict(num_warps=num_warps, enable_fp_fusion=True)
+    )
     assert compiled.asm["cubin"], kernel
 
 

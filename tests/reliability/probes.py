@@ -43,7 +43,9 @@ def params(probes: list[Probe]):
     return pytest.mark.parametrize("probe", probes, ids=[p.id for p in probes])
 
 
-def tensor_variants(good: torch.Tensor, *, optional: bool = False, empty: tuple[int, ...] = ()) -> Iterator[tuple[str, Any]]:
+def tensor_variants(
+    good: torch.Tensor, *, optional: bool = False, empty: tuple[int, ...] = ()
+) -> Iterator[tuple[str, Any]]:
     """Bad versions of a good tensor argument: rank, size, dtype, device, type, empty dims."""
     yield "rank", good[0] if good.dim() > 1 else good[None, None]
     yield "size", torch.cat([good, good[..., :1]], dim=-1)

@@ -7,16 +7,35 @@ import os
 import pickle
 
 import numpy as np
-import pytest
 import torch
 
 from adaptmem.data.download import download, file_md5
-from adaptmem.data.fewshot import (ClassImages, EpisodeBatchSampler, EpisodeDataset, accuracy_ci, episode_loader,
-                                   evaluate_lake_runs, load_cifar_fewshot, load_fewshot_splits, load_mini_imagenet,
-                                   merge_classes, omniglot_splits, read_cifar100, read_lake_runs, read_omniglot_set)
+from adaptmem.data.fewshot import (
+    ClassImages,
+    EpisodeBatchSampler,
+    EpisodeDataset,
+    accuracy_ci,
+    episode_loader,
+    evaluate_lake_runs,
+    load_cifar_fewshot,
+    load_fewshot_splits,
+    load_mini_imagenet,
+    merge_classes,
+    omniglot_splits,
+    read_cifar100,
+    read_lake_runs,
+    read_omniglot_set,
+)
 from adaptmem.data.mnist import load_mnist, read_idx, write_idx
-from adaptmem.data.text import (Vocab, batchify, bptt_batches, load_corpus, make_synthetic_corpus, num_bptt_batches,
-                                tokenize)
+from adaptmem.data.text import (
+    Vocab,
+    batchify,
+    bptt_batches,
+    load_corpus,
+    make_synthetic_corpus,
+    num_bptt_batches,
+    tokenize,
+)
 from adaptmem.utils import CorruptFileError
 from tests.reliability.probes import USER_ERRORS, Probe
 
@@ -56,15 +75,28 @@ def text_probes(tmp):
         Probe("Vocab.from_json text=not JSON", lambda: Vocab.from_json("{"), "text"),
         Probe("Vocab.from_json text=other object", lambda: Vocab.from_json('{"a": 1}'), "text"),
         Probe("load_corpus level=x", lambda: load_corpus(str(tmp), level="x"), "level"),
-        Probe("load_corpus source=missing", lambda: load_corpus(str(tmp / "nope.txt")), "nope.txt", (*USER_ERRORS, *FILES)),
-        Probe("load_corpus source=empty file", lambda: load_corpus(str(tmp / "empty.txt"), cache_dir=tmp / "c"),
-              "empty.txt"),
-        Probe("load_corpus source=binary file", lambda: load_corpus(str(tmp / "binary.txt"), cache_dir=tmp / "c"),
-              "binary.txt"),
-        Probe("load_corpus split_fraction=1", lambda: load_corpus(str(tmp / "binary.txt"), split_fraction=1.0),
-              "split_fraction"),
+        Probe(
+            "load_corpus source=missing", lambda: load_corpus(str(tmp / "nope.txt")), "nope.txt", (*USER_ERRORS, *FILES)
+        ),
+        Probe(
+            "load_corpus source=empty file",
+            lambda: load_corpus(str(tmp / "empty.txt"), cache_dir=tmp / "c"),
+            "empty.txt",
+        ),
+        Probe(
+            "load_corpus source=binary file",
+            lambda: load_corpus(str(tmp / "binary.txt"), cache_dir=tmp / "c"),
+            "binary.txt",
+        ),
+        Probe(
+            "load_corpus split_fraction=1",
+            lambda: load_corpus(str(tmp / "binary.txt"), split_fraction=1.0),
+            "split_fraction",
+        ),
         Probe("make_synthetic_corpus layout=x", lambda: make_synthetic_corpus(tmp / "s", "x"), "layout"),
-        Probe("make_synthetic_corpus lines=(0,)", lambda: make_synthetic_corpus(tmp / "s2", "plain", lines=(0,)), "lines"),
+        Probe(
+            "make_synthetic_corpus lines=(0,)", lambda: make_synthetic_corpus(tmp / "s2", "plain", lines=(0,)), "lines"
+        ),
     ]
 
 
@@ -107,8 +139,12 @@ def file_probes(tmp):
         Probe("load_cifar_fewshot name=x", lambda: load_cifar_fewshot(tmp, "x"), "name"),
         Probe("load_cifar_fewshot split=x", lambda: load_cifar_fewshot(tmp, "cifar_fs", "x"), "split"),
         Probe("load_fewshot_splits name=x", lambda: load_fewshot_splits("x"), "name"),
-        Probe("load_fewshot_splits root=missing", lambda: load_fewshot_splits("omniglot-minimal", tmp / "none"), "none",
-              (*USER_ERRORS, *FILES)),
+        Probe(
+            "load_fewshot_splits root=missing",
+            lambda: load_fewshot_splits("omniglot-minimal", tmp / "none"),
+            "none",
+            (*USER_ERRORS, *FILES),
+        ),
         Probe("read_omniglot_set missing", lambda: read_omniglot_set(tmp / "none"), "none", (*USER_ERRORS, *FILES)),
         Probe("read_lake_runs missing", lambda: read_lake_runs(tmp / "none"), "none", (*USER_ERRORS, *FILES)),
     ]
@@ -126,7 +162,9 @@ def episode_probes():
         Probe("ClassImages images=rank 3", lambda: ClassImages(imgs[:, 0], labels, list("abcd")), "images"),
         Probe("ClassImages images=float", lambda: ClassImages(imgs.float(), labels, list("abcd")), "images"),
         Probe("ClassImages labels=float", lambda: ClassImages(imgs, labels.float(), list("abcd")), "labels"),
-        Probe("ClassImages rotations=45", lambda: ClassImages(imgs, labels, list("abcd"), rotations=(45,)), "rotations"),
+        Probe(
+            "ClassImages rotations=45", lambda: ClassImages(imgs, labels, list("abcd"), rotations=(45,)), "rotations"
+        ),
         Probe("ClassImages.images_of c=out of range", lambda: ci.images_of(10), r"\bc\b"),
         Probe("ClassImages.images_of which=out of range", lambda: ci.images_of(0, [10]), "which"),
         Probe("ClassImages.class_name c=out of range", lambda: ci.class_name(10), r"\bc\b"),
@@ -145,14 +183,39 @@ def episode_probes():
         Probe("evaluate_lake_runs classify=None", lambda: evaluate_lake_runs([], None), "classify"),
         Probe("evaluate_lake_runs runs=[]", lambda: evaluate_lake_runs([], lambda a, b, c: None), "runs"),
     ]
-    probes += [Probe(f"EpisodeDataset({a}={v!r})", (lambda a=a, v=v: EpisodeDataset(**{"classes": ci, "n_way": 2,
-                                                                                         "k_shot": 1, a: v})), a)
-               for a, v in [("n_way", 0), ("n_way", 5), ("k_shot", 0), ("k_shot", 5), ("n_query", -1),
-                            ("num_episodes", 0), ("label_slots", 1), ("seed", 1.5), ("transform", 5)]]
-    probes += [Probe(f"EpisodeBatchSampler({a}={v!r})", (lambda a=a, v=v: EpisodeBatchSampler(**{"batch_size": 2,
-                                                                                                  "num_batches": 3, a: v})), a)
-               for a, v in [("batch_size", 0), ("num_batches", -1), ("start", -1), ("world_size", 0), ("rank", 1),
-                            ("total", -1)]]
+    probes += [
+        Probe(
+            f"EpisodeDataset({a}={v!r})",
+            (lambda a=a, v=v: EpisodeDataset(**{"classes": ci, "n_way": 2, "k_shot": 1, a: v})),
+            a,
+        )
+        for a, v in [
+            ("n_way", 0),
+            ("n_way", 5),
+            ("k_shot", 0),
+            ("k_shot", 5),
+            ("n_query", -1),
+            ("num_episodes", 0),
+            ("label_slots", 1),
+            ("seed", 1.5),
+            ("transform", 5),
+        ]
+    ]
+    probes += [
+        Probe(
+            f"EpisodeBatchSampler({a}={v!r})",
+            (lambda a=a, v=v: EpisodeBatchSampler(**{"batch_size": 2, "num_batches": 3, a: v})),
+            a,
+        )
+        for a, v in [
+            ("batch_size", 0),
+            ("num_batches", -1),
+            ("start", -1),
+            ("world_size", 0),
+            ("rank", 1),
+            ("total", -1),
+        ]
+    ]
     return probes
 
 

@@ -8,9 +8,21 @@ import pytest
 import torch
 
 from adaptmem.memory import EpisodicMemory, MbPA, NeuralCache, mix_log_probs
-from adaptmem.utils import (MetricLogger, atomic_write, atomic_write_text, configure_threads, count_parameters,
-                            given_flags, load_checkpoint, markdown_table, resolve_resume_args, save_checkpoint,
-                            save_verified, seed_everything, set_rng_state)
+from adaptmem.utils import (
+    MetricLogger,
+    atomic_write,
+    atomic_write_text,
+    configure_threads,
+    count_parameters,
+    given_flags,
+    load_checkpoint,
+    markdown_table,
+    resolve_resume_args,
+    save_checkpoint,
+    save_verified,
+    seed_everything,
+    set_rng_state,
+)
 from tests.reliability.probes import Probe, params
 
 LINEAR = torch.nn.Linear(2, 2)
@@ -24,10 +36,16 @@ def utils_probes(tmp):
     log = MetricLogger(tmp / "log", tensorboard=False)
     return [
         Probe("MetricLogger log_dir=file", lambda: MetricLogger(tmp / "file", tensorboard=False), "log_dir"),
-        Probe("MetricLogger resume_step=-1", lambda: MetricLogger(tmp / "l", tensorboard=False, resume_step=-1),
-              "resume_step"),
-        Probe("MetricLogger resume_step=1.5", lambda: MetricLogger(tmp / "l", tensorboard=False, resume_step=1.5),
-              "resume_step"),
+        Probe(
+            "MetricLogger resume_step=-1",
+            lambda: MetricLogger(tmp / "l", tensorboard=False, resume_step=-1),
+            "resume_step",
+        ),
+        Probe(
+            "MetricLogger resume_step=1.5",
+            lambda: MetricLogger(tmp / "l", tensorboard=False, resume_step=1.5),
+            "resume_step",
+        ),
         Probe("MetricLogger.log step=str", lambda: log.log("train", "a", loss=1.0), "step"),
         Probe("MetricLogger.log stream=../x", lambda: log.log("../x", 1, loss=1.0), "stream"),
         Probe("MetricLogger.log stream=''", lambda: log.log("", 1, loss=1.0), "stream"),
@@ -43,12 +61,15 @@ def utils_probes(tmp):
         Probe("seed_everything seed=1.5", lambda: seed_everything(1.5), "seed"),
         Probe("set_rng_state state={}", lambda: set_rng_state({}), "state"),
         Probe("set_rng_state state=5", lambda: set_rng_state(5), "state"),
-        *(Probe(f"configure_threads threads={n!r}", (lambda n=n: configure_threads(n, verbose=False)), "threads")
-          for n in (0, -2, "a")),
+        *(
+            Probe(f"configure_threads threads={n!r}", (lambda n=n: configure_threads(n, verbose=False)), "threads")
+            for n in (0, -2, "a")
+        ),
         Probe("save_checkpoint model=None", lambda: save_checkpoint(tmp / "c.pt", model=None), "model"),
         Probe("save_checkpoint step=-1", lambda: save_checkpoint(tmp / "c.pt", model=LINEAR, step=-1), "step"),
-        Probe("save_checkpoint optimizer=5", lambda: save_checkpoint(tmp / "c.pt", model=LINEAR, optimizer=5),
-              "optimizer"),
+        Probe(
+            "save_checkpoint optimizer=5", lambda: save_checkpoint(tmp / "c.pt", model=LINEAR, optimizer=5), "optimizer"
+        ),
         Probe("load_checkpoint model=None", lambda: load_checkpoint(tmp / "c.pt", model=None), "model"),
         Probe("save_verified format=5", lambda: save_verified({}, tmp / "v", format=5), "format"),
         Probe("save_verified version='1'", lambda: save_verified({}, tmp / "v", format="x", version="1"), "version"),
@@ -63,12 +84,32 @@ def memory_probes():
     full = EpisodicMemory(4, 10, backend="torch")
     full.write(torch.randn(5, 4), torch.zeros(5, dtype=LONG))
     k1, v1 = torch.ones(2, 4), torch.zeros(2, dtype=LONG)
-    ctor = [("key_dim", 0), ("capacity", -1), ("value_shape", (-1,)), ("value_shape", "ab"), ("value_shape", (2.5,)),
-            ("value_dtype", "long"), ("metric", "cos"), ("backend", "x"), ("device", "nope"), ("device", "meta"),
-            ("nlist", 0), ("nprobe", 0), ("index", "annoy"), ("pq_m", 0), ("pq_m", 3), ("hnsw_m", 0), ("k_factor", 0),
-            ("threads", 0)]
-    probes = [Probe(f"EpisodicMemory({a}={v!r})", (lambda a=a, v=v: EpisodicMemory(**{"key_dim": 4, "capacity": 10,
-                                                                                      a: v})), a) for a, v in ctor]
+    ctor = [
+        ("key_dim", 0),
+        ("capacity", -1),
+        ("value_shape", (-1,)),
+        ("value_shape", "ab"),
+        ("value_shape", (2.5,)),
+        ("value_dtype", "long"),
+        ("metric", "cos"),
+        ("backend", "x"),
+        ("device", "nope"),
+        ("device", "meta"),
+        ("nlist", 0),
+        ("nprobe", 0),
+        ("index", "annoy"),
+        ("pq_m", 0),
+        ("pq_m", 3),
+        ("hnsw_m", 0),
+        ("k_factor", 0),
+        ("threads", 0),
+    ]
+    probes = [
+        Probe(
+            f"EpisodicMemory({a}={v!r})", (lambda a=a, v=v: EpisodicMemory(**{"key_dim": 4, "capacity": 10, a: v})), a
+        )
+        for a, v in ctor
+    ]
     probes += [
         Probe("write keys=int", lambda: mem.write(k1.long(), v1), "keys"),
         Probe("write keys=NaN", lambda: mem.write(torch.full((2, 4), float("nan")), v1), "keys"),
@@ -90,40 +131,75 @@ def memory_probes():
         Probe("fetch slots=out of range", lambda: full.fetch(torch.tensor([7])), "slots"),
         Probe("fetch slots=list", lambda: full.fetch([0]), "slots"),
         Probe("fetch slots=meta", lambda: full.fetch(torch.zeros(1, dtype=LONG).to("meta")), "slots"),
-        Probe("EpisodicMemory.load_state_dict state={}", lambda: EpisodicMemory(4, 10).load_state_dict({}), "state|config"),
-        Probe("EpisodicMemory.load_state_dict total=-3", lambda: mem.load_state_dict({**full.state_dict(), "total": -3}),
-              "total"),
-        Probe("EpisodicMemory.load_state_dict keys=NaN",
-              lambda: mem.load_state_dict({**full.state_dict(), "keys": torch.full((5, 4), float("nan"))}), "keys"),
-        Probe("mix_log_probs lambda_cache=NaN", lambda: mix_log_probs(torch.zeros(2, 3), log_p_cache=torch.zeros(2, 3),
-                                                                      lambda_cache=float("nan")), "lambda_cache"),
-        Probe("mix_log_probs lambda_cache=1.5", lambda: mix_log_probs(torch.zeros(2, 3), log_p_cache=torch.zeros(2, 3),
-                                                                      lambda_cache=1.5), "lambda_cache"),
-        Probe("mix_log_probs log_p_cache=shape", lambda: mix_log_probs(torch.zeros(2, 3), log_p_cache=torch.zeros(2, 4),
-                                                                       lambda_cache=0.5), "log_p_cache"),
-        Probe("mix_log_probs log_p_cache=None", lambda: mix_log_probs(torch.zeros(2, 3), lambda_cache=0.5),
-              "log_p_cache"),
+        Probe(
+            "EpisodicMemory.load_state_dict state={}", lambda: EpisodicMemory(4, 10).load_state_dict({}), "state|config"
+        ),
+        Probe(
+            "EpisodicMemory.load_state_dict total=-3",
+            lambda: mem.load_state_dict({**full.state_dict(), "total": -3}),
+            "total",
+        ),
+        Probe(
+            "EpisodicMemory.load_state_dict keys=NaN",
+            lambda: mem.load_state_dict({**full.state_dict(), "keys": torch.full((5, 4), float("nan"))}),
+            "keys",
+        ),
+        Probe(
+            "mix_log_probs lambda_cache=NaN",
+            lambda: mix_log_probs(torch.zeros(2, 3), log_p_cache=torch.zeros(2, 3), lambda_cache=float("nan")),
+            "lambda_cache",
+        ),
+        Probe(
+            "mix_log_probs lambda_cache=1.5",
+            lambda: mix_log_probs(torch.zeros(2, 3), log_p_cache=torch.zeros(2, 3), lambda_cache=1.5),
+            "lambda_cache",
+        ),
+        Probe(
+            "mix_log_probs log_p_cache=shape",
+            lambda: mix_log_probs(torch.zeros(2, 3), log_p_cache=torch.zeros(2, 4), lambda_cache=0.5),
+            "log_p_cache",
+        ),
+        Probe(
+            "mix_log_probs log_p_cache=None", lambda: mix_log_probs(torch.zeros(2, 3), lambda_cache=0.5), "log_p_cache"
+        ),
     ]
     head = torch.nn.Linear(4, 3)
-    probes += [Probe(f"MbPA({a}={v!r})", (lambda a=a, v=v: MbPA(head, full, **{a: v})), a)
-               for a, v in [("k", 0), ("steps", -1), ("lr", float("nan")), ("l2", -1.0), ("chunk_size", 0), ("mode", "x")]]
+    probes += [
+        Probe(f"MbPA({a}={v!r})", (lambda a=a, v=v: MbPA(head, full, **{a: v})), a)
+        for a, v in [("k", 0), ("steps", -1), ("lr", float("nan")), ("l2", -1.0), ("chunk_size", 0), ("mode", "x")]
+    ]
     mbpa = MbPA(head, full, k=2)
-    probes += [Probe(f"MbPA h={n}", (lambda h=h: mbpa(h)), r"\bh\b") for n, h in
-               [("int", torch.ones(1, 4, dtype=LONG)), ("width", torch.ones(1, 5))]]
-    probes += [Probe(f"NeuralCache({a}={v!r})", (lambda a=a, v=v: NeuralCache(**{"key_dim": 4, "vocab_size": 10, a: v})), a)
-               for a, v in [("key_dim", 0), ("vocab_size", 0), ("size", 0), ("lambda_", 1.5), ("num_streams", 0)]]
+    probes += [
+        Probe(f"MbPA h={n}", (lambda h=h: mbpa(h)), r"\bh\b")
+        for n, h in [("int", torch.ones(1, 4, dtype=LONG)), ("width", torch.ones(1, 5))]
+    ]
+    probes += [
+        Probe(f"NeuralCache({a}={v!r})", (lambda a=a, v=v: NeuralCache(**{"key_dim": 4, "vocab_size": 10, a: v})), a)
+        for a, v in [("key_dim", 0), ("vocab_size", 0), ("size", 0), ("lambda_", 1.5), ("num_streams", 0)]
+    ]
     cache = NeuralCache(4, 10)
     probes += [
         Probe("NeuralCache.write h=width", lambda: cache.write(torch.ones(1, 5), torch.tensor([1])), r"\bh\b"),
         Probe("NeuralCache.write tokens=float", lambda: cache.write(torch.ones(1, 4), torch.tensor([1.0])), "tokens"),
         Probe("NeuralCache.log_probs h=width", lambda: cache.log_probs(torch.ones(1, 5)), r"\bh\b"),
-        Probe("NeuralCache.mix log_p_model=shape", lambda: cache.mix(torch.zeros(1, 9), torch.ones(1, 4)), "log_p_model"),
+        Probe(
+            "NeuralCache.mix log_p_model=shape", lambda: cache.mix(torch.zeros(1, 9), torch.ones(1, 4)), "log_p_model"
+        ),
         Probe("MbPA(head=None)", lambda: MbPA(None, EpisodicMemory(4, 10)), "head"),
         Probe("NeuralCache(theta=NaN)", lambda: NeuralCache(4, 10, theta=float("nan")), "theta"),
-        Probe("NeuralCache.write tokens out of range", lambda: NeuralCache(4, 10).write(torch.ones(1, 4), torch.tensor([10])),
-              "tokens"),
-        Probe("MbPA h=NaN", lambda: MbPA(torch.nn.Linear(4, 3), _filled(), k=2)(torch.full((1, 4), float("nan"))), r"\bh\b"),
-        Probe("MbPA h=meta", lambda: MbPA(torch.nn.Linear(4, 3), _filled(), k=2)(torch.ones(1, 4).to("meta")), r"\bh\b"),
+        Probe(
+            "NeuralCache.write tokens out of range",
+            lambda: NeuralCache(4, 10).write(torch.ones(1, 4), torch.tensor([10])),
+            "tokens",
+        ),
+        Probe(
+            "MbPA h=NaN",
+            lambda: MbPA(torch.nn.Linear(4, 3), _filled(), k=2)(torch.full((1, 4), float("nan"))),
+            r"\bh\b",
+        ),
+        Probe(
+            "MbPA h=meta", lambda: MbPA(torch.nn.Linear(4, 3), _filled(), k=2)(torch.ones(1, 4).to("meta")), r"\bh\b"
+        ),
     ]
     return probes
 
@@ -137,8 +213,9 @@ def _filled():
 # MbPA(kernel_eps=0) was asked to be refused; mbpa-fast keeps it as valid input (an exact copy
 # of the query then takes all the weight; tests/memory/test_mbpa.py). The probe records the ask.
 ELSEWHERE = [
-    Probe("MbPA(kernel_eps=0)", lambda: MbPA(torch.nn.Linear(4, 3), EpisodicMemory(4, 10), kernel_eps=0.0),
-          "kernel_eps"),
+    Probe(
+        "MbPA(kernel_eps=0)", lambda: MbPA(torch.nn.Linear(4, 3), EpisodicMemory(4, 10), kernel_eps=0.0), "kernel_eps"
+    ),
 ]
 
 

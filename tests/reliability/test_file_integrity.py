@@ -120,8 +120,14 @@ def _foreign_files():
     zbuf = io.BytesIO()
     with zipfile.ZipFile(zbuf, "w") as z:
         z.writestr("a.txt", "hello")
-    return {"png": PNG, "zip": zbuf.getvalue(), "torch.save": buf.getvalue(), "json": b'{"format": 1}',
-            "text": b"step,loss\n1,2.0\n", "empty": b""}
+    return {
+        "png": PNG,
+        "zip": zbuf.getvalue(),
+        "torch.save": buf.getvalue(),
+        "json": b'{"format": 1}',
+        "text": b"step,loss\n1,2.0\n",
+        "empty": b"",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(_foreign_files()))
@@ -134,7 +140,9 @@ def test_foreign_files_are_rejected(saved, name):
 def test_a_file_of_another_kind_is_rejected(tmp_path):
     _write_memory(tmp_path / "memory.pt")
     _write_checkpoint(tmp_path / "ckpt.pt")
-    assert "expected 'adaptmem.checkpoint'" in _assert_rejected(_load_checkpoint, tmp_path / "memory.pt", "memory").reason
+    assert (
+        "expected 'adaptmem.checkpoint'" in _assert_rejected(_load_checkpoint, tmp_path / "memory.pt", "memory").reason
+    )
     assert "expected 'adaptmem.EpisodicMemory'" in _assert_rejected(_load_memory, tmp_path / "ckpt.pt", "ckpt").reason
 
 
@@ -182,11 +190,24 @@ class _Trap:
 
 def test_no_code_runs_from_a_file_even_with_allow_legacy(tmp_path):
     path = tmp_path / "evil.pt"
-    torch.save({"model": {}, "optimizer": None, "scheduler": None, "scaler": None, "step": 0,
-                "rng": get_rng_state(), "extra": {"payload": _Trap()}}, path)
+    torch.save(
+        {
+            "model": {},
+            "optimizer": None,
+            "scheduler": None,
+            "scaler": None,
+            "step": 0,
+            "rng": get_rng_state(),
+            "extra": {"payload": _Trap()},
+        },
+        path,
+    )
     with pytest.raises(CorruptFileError, match=str(path)):
         read_checkpoint(path)
-    with pytest.warns(UserWarning, match="without checksum"), pytest.raises(CorruptFileError, match="not loaded even with allow_legacy"):
+    with (
+        pytest.warns(UserWarning, match="without checksum"),
+        pytest.raises(CorruptFileError, match="not loaded even with allow_legacy"),
+    ):
         read_checkpoint(path, allow_legacy=True)
     assert not _Trap.ran
 
@@ -196,8 +217,15 @@ def test_an_old_checkpoint_loads_only_with_allow_legacy_and_resumes_exactly(tmp_
     model = _model()
     torch.manual_seed(5)
     np.random.seed(5)
-    legacy = {"model": model.state_dict(), "optimizer": None, "scheduler": None, "scaler": None, "step": 3,
-              "rng": get_rng_state(), "extra": {"kind": "srwm"}}
+    legacy = {
+        "model": model.state_dict(),
+        "optimizer": None,
+        "scheduler": None,
+        "scaler": None,
+        "step": 3,
+        "rng": get_rng_state(),
+        "extra": {"kind": "srwm"},
+    }
     want = (torch.rand(3), np.random.rand(3))
     path = tmp_path / "old.pt"
     torch.save(legacy, path)

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adaptmem.layers import DeltaNet, LinearAttention, RecurrentDeltaNet, SRWM
+from adaptmem.layers import SRWM, DeltaNet, LinearAttention, RecurrentDeltaNet
 from adaptmem.ops import delta_rule, linear_attention, recurrent_delta_rule, srwm
 
 POISONS = {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"), "huge": 1e30}
@@ -47,7 +47,8 @@ def assert_same_finiteness(got, want, what):
     bad_got, bad_want = ~torch.isfinite(got), ~torch.isfinite(want)
     assert torch.equal(bad_got, bad_want), (
         f"{what}: {int(bad_got.sum())} non-finite entries, the step loop has {int(bad_want.sum())}; "
-        f"{int((bad_got & ~bad_want).sum())} where the step loop is finite")
+        f"{int((bad_got & ~bad_want).sum())} where the step loop is finite"
+    )
     ok = ~bad_want
     if ok.any():
         a, b = got[ok].double(), want[ok].double()
@@ -68,8 +69,9 @@ def flat(out):
 
 
 @pytest.mark.parametrize("seed", range(N_RANDOM))
-@pytest.mark.parametrize("op, normalize", [("delta_rule", False), ("linear_attention", False),
-                                           ("linear_attention", True)])
+@pytest.mark.parametrize(
+    "op, normalize", [("delta_rule", False), ("linear_attention", False), ("linear_attention", True)]
+)
 def test_chunk_is_finite_exactly_where_the_step_loop_is(op, normalize, seed):
     (q, k, v, beta), reset, C = random_case(seed)
     if op == "delta_rule":
@@ -188,6 +190,7 @@ def test_sequential_ops_keep_a_bad_input_inside_its_segment():
     q, k, v = (torch.randn(B, T, H, D, generator=g) for _ in range(3))
     v[0, 5] = float("nan")
     R = [torch.randn(H, D, D, generator=g) / 2 for _ in range(3)]
-    y, _ = recurrent_delta_rule(q, k, v, torch.randn(B, T, H, generator=g), *R, torch.randn(H, D, generator=g),
-                                reset=reset, checkpoint_every=16)
+    y, _ = recurrent_delta_rule(
+        q, k, v, torch.randn(B, T, H, generator=g), *R, torch.randn(H, D, generator=g), reset=reset, checkpoint_every=16
+    )
     assert torch.isfinite(y[0, 20:]).all() and torch.isfinite(y[0, :5]).all() and torch.isfinite(y[1]).all()

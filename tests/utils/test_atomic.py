@@ -62,8 +62,9 @@ def test_a_stale_temp_file_of_a_killed_save_is_removed_by_the_next_save(tmp_path
             os.kill(os.getpid(), signal.SIGKILL)
         atomic_write({str(target)!r}, write)
     """)
-    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True
+    )
     assert proc.returncode == -9, proc.stderr
     stale = [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
     assert len(stale) == 1 and stale[0].startswith(".ckpt.pt.") and not target.exists()

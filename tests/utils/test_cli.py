@@ -32,12 +32,15 @@ def test_aliases_parse_like_the_flag_print_a_note_and_stay_hidden(capsys):
     p = make_parser()
     cli.add_snake_case_aliases(p)
     cli.add_alias(p, "--out_dir", "--out", note="a folder")
-    assert p.parse_args(["--num_heads", "2", "--no-tensorboard", "--out_dir", "o"]) == \
-        p.parse_args(["--num-heads", "2", "--no-tensorboard", "--out", "o"])
+    assert p.parse_args(["--num_heads", "2", "--no-tensorboard", "--out_dir", "o"]) == p.parse_args(
+        ["--num-heads", "2", "--no-tensorboard", "--out", "o"]
+    )
     assert vars(p.parse_args(["--no-tensorboard"]))["tensorboard"] is False
     err = capsys.readouterr().err.splitlines()
-    assert err == ["prog: --num_heads is deprecated, use --num-heads",
-                   "prog: --out_dir is deprecated, use --out (a folder)"]
+    assert err == [
+        "prog: --num_heads is deprecated, use --num-heads",
+        "prog: --out_dir is deprecated, use --out (a folder)",
+    ]
     assert vars(p.parse_args(["--tensorboard"])) == vars(p.parse_args([]))
     assert "--num_heads" not in p.format_help() and "--out_dir" not in p.format_help()
     with pytest.raises(ValueError, match="add_alias: --nope is not a flag of prog"):
@@ -78,12 +81,19 @@ def test_choices_checked_after_parsing_exit_with_the_flag_named(monkeypatch):
 
 
 def test_the_cli_helpers_import_without_torch_and_utils_loads_the_rest_on_use():
-    code = ("import sys, adaptmem, adaptmem.utils.cli, adaptmem.utils.threads, adaptmem.utils.progress; "
-            "assert 'torch' not in sys.modules, 'torch imported'; "
-            "from adaptmem.utils import progress, save_checkpoint; "
-            "assert callable(progress) and 'torch' in sys.modules; print('ok')")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    code = (
+        "import sys, adaptmem, adaptmem.utils.cli, adaptmem.utils.threads, adaptmem.utils.progress; "
+        "assert 'torch' not in sys.modules, 'torch imported'; "
+        "from adaptmem.utils import progress, save_checkpoint; "
+        "assert callable(progress) and 'torch' in sys.modules; print('ok')"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.stdout.strip() == "ok", proc.stderr[-2000:]
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         import adaptmem.utils
@@ -96,7 +106,8 @@ def test_download_flag_names_what_it_fetches_and_defaults_to_off():
     cli.add_download(p, "MNIST")
     assert p.parse_args([]).download is False and p.parse_args(["--download"]).download is True
     assert "download missing public data (MNIST) into its sub-folder of --data (default: off)" in " ".join(
-        p.format_help().split())
+        p.format_help().split()
+    )
 
 
 def test_run_turns_a_missing_data_set_or_a_failed_download_into_a_message(monkeypatch):

@@ -49,7 +49,10 @@ def test_a_new_logger_appends_under_the_existing_header_and_drops_a_torn_row(tmp
     log = MetricLogger(tmp_path, tensorboard=False)
     log.log("train", 2, lr=0.25, loss=0.25)  # keyword order differs from the header's
     assert [list(r.values()) for r in rows(tmp_path / "train.csv")] == [
-        ["0", "1.0", "0.5"], ["1", "0.5", "0.5"], ["2", "0.25", "0.25"]]
+        ["0", "1.0", "0.5"],
+        ["1", "0.5", "0.5"],
+        ["2", "0.25", "0.25"],
+    ]
     assert [r["step"] for r in log.read("train")] == [0.0, 1.0, 2.0]
 
 
@@ -82,10 +85,15 @@ def test_wandb_sink_gets_each_stream_against_its_own_step(tmp_path, monkeypatch)
     log.close()
     assert calls == [
         ("init", "proj", run_id, {"lr": 0.1}, str(tmp_path)),
-        ("define_metric", "train/step", {}), ("define_metric", "train/*", {"step_metric": "train/step"}),
-        ("log", {"train/step": 10, "train/loss": 1.5}), ("log", {"train/step": 20, "train/loss": 1.0}),
-        ("define_metric", "valid/step", {}), ("define_metric", "valid/*", {"step_metric": "valid/step"}),
-        ("log", {"valid/step": 20, "valid/loss": 2.0}), ("finish",)]
+        ("define_metric", "train/step", {}),
+        ("define_metric", "train/*", {"step_metric": "train/step"}),
+        ("log", {"train/step": 10, "train/loss": 1.5}),
+        ("log", {"train/step": 20, "train/loss": 1.0}),
+        ("define_metric", "valid/step", {}),
+        ("define_metric", "valid/*", {"step_metric": "valid/step"}),
+        ("log", {"valid/step": 20, "valid/loss": 2.0}),
+        ("finish",),
+    ]
     calls.clear()
     MetricLogger(tmp_path, tensorboard=False, wandb="proj", resume_step=10).close()
     assert calls[0][2] == run_id  # a resumed run continues the same W&B run

@@ -37,7 +37,10 @@ def test_plain_lines_come_every_interval_with_counts_rate_elapsed_and_eta():
     clock.t += 1
     bar.set_postfix(loss="1.25")
     bar.update(5)
-    assert stream.getvalue().splitlines()[-1] == "train: 25/100 (25%), 0.417 step/s, elapsed 0:01:00, ETA 0:03:00, loss=1.25"
+    assert (
+        stream.getvalue().splitlines()[-1]
+        == "train: 25/100 (25%), 0.417 step/s, elapsed 0:01:00, ETA 0:03:00, loss=1.25"
+    )
 
 
 def test_close_prints_a_final_line_and_resumed_runs_count_only_new_work():
@@ -84,3 +87,21 @@ def test_a_terminal_gets_a_tqdm_bar():
 def test_bad_interval_is_refused():
     with pytest.raises(ValueError, match="interval must be > 0 seconds, got 0"):
         Progress(total=1, interval=0, file=io.StringIO())
+
+
+def test_a_time_budget_that_ends_first_sets_the_eta():
+    # A run capped at 100,000 steps that stops after a 60 s budget: the ETA is the budget's.
+    budget_end = 1060.0
+    bar, clock, stream = plain(total=100_000, time_left=lambda: budget_end - clock.t)
+    for _ in range(30):
+        clock.t += 1
+        bar.update(1)
+    assert stream.getvalue().splitlines() == [
+        "train: 30/100,000 (0%), 1 it/s, elapsed 0:00:30, ETA 0:00:30 (time budget)"
+    ]
+    # Steps that run out before the budget: the usual ETA.
+    bar, clock, stream = plain(total=40, time_left=lambda: 1e6)
+    for _ in range(30):
+        clock.t += 1
+        bar.update(1)
+    assert stream.getvalue().splitlines() == ["train: 30/40 (75%), 1 it/s, elapsed 0:00:30, ETA 0:00:10"]

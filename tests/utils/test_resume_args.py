@@ -40,8 +40,11 @@ def test_flags_left_out_keep_the_checkpoints_values_not_the_defaults():
 
 
 def test_a_changed_architecture_flag_fails_naming_both_values():
-    with pytest.raises(ValueError, match=r"cannot change when resuming: --d-model 32 \(the checkpoint has 64\); "
-                                         r"--lr 0.1 \(the checkpoint has 0.001\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"cannot change when resuming: --d-model 32 \(the checkpoint has 64\); "
+        r"--lr 0.1 \(the checkpoint has 0.001\)",
+    ):
         resolve(["--resume", "--d-model", "32", "--lr", "0.1"])
 
 
@@ -59,5 +62,13 @@ def test_given_flags_sees_abbreviations_equals_and_negations_and_restores_defaul
     p = parser()
     found = given_flags(p, ["--max=3", "--no-tb", "--d-model", "8"])
     assert found == {"max_steps": "--max_steps", "tb": "--tb", "d_model": "--d-model"}
-    assert vars(p.parse_args([])) == {"max_steps": 1000, "eval_every": 5, "d_model": 128, "lr": 1e-3, "out": "runs/a",
-                                      "resume": False, "tb": True, "extra": 1}
+    assert vars(p.parse_args([])) == {
+        "max_steps": 1000,
+        "eval_every": 5,
+        "d_model": 128,
+        "lr": 1e-3,
+        "out": "runs/a",
+        "resume": False,
+        "tb": True,
+        "extra": 1,
+    }

@@ -5,8 +5,18 @@ import torch
 
 from adaptmem.weights.zoo import ZooConfig, generate_zoo
 
-TINY = dict(num_runs=40, steps=12, checkpoints=3, group_size=40, batch_size=8, hidden_size=8, rollouts=3,
-            accept_samples=16, max_n=4, save_every=5)
+TINY = dict(
+    num_runs=40,
+    steps=12,
+    checkpoints=3,
+    group_size=40,
+    batch_size=8,
+    hidden_size=8,
+    rollouts=3,
+    accept_samples=16,
+    max_n=4,
+    save_every=5,
+)
 
 
 @pytest.fixture(scope="session")

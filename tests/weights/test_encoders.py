@@ -2,8 +2,14 @@ import pytest
 import torch
 
 from adaptmem.weights import WeightSpec, build_encoder
-from adaptmem.weights.encoders import (ENCODERS, FlatMLPEncoder, InteractiveProbingEncoder, LayerStatsEncoder,
-                                       NFEncoder, ProbingEncoder)
+from adaptmem.weights.encoders import (
+    ENCODERS,
+    FlatMLPEncoder,
+    InteractiveProbingEncoder,
+    LayerStatsEncoder,
+    NFEncoder,
+    ProbingEncoder,
+)
 from adaptmem.weights.symmetries import flip_sign, permute_hidden, random_permutations, shift_biases
 
 SPEC = WeightSpec("lstm", 6, 8, num_layers=2, output_size=6)
@@ -110,8 +116,9 @@ def test_statistics_features_are_the_documented_seven_per_tensor():
     f = enc.features(v)
     assert f.shape == (1, 70)
     w = v[0, SPEC.entry("weight_hh_l0").slice]
-    expected = torch.stack([w.mean(), w.var(unbiased=False), w.min(), w.quantile(0.25), w.quantile(0.5),
-                            w.quantile(0.75), w.max()])
+    expected = torch.stack(
+        [w.mean(), w.var(unbiased=False), w.min(), w.quantile(0.25), w.quantile(0.5), w.quantile(0.75), w.max()]
+    )
     torch.testing.assert_close(f[0, 7:14], expected)
 
 

@@ -61,7 +61,7 @@ def test_from_module_accepts_any_container_with_one_rnn_and_one_linear():
 def test_init_vectors_use_pytorch_default_bounds():
     spec = WeightSpec("lstm", 6, 32, 2, 6)
     v = spec.init_vectors(3, torch.Generator().manual_seed(0))
-    assert v.shape == (3, spec.num_params) and v.abs().max() <= 32 ** -0.5
+    assert v.shape == (3, spec.num_params) and v.abs().max() <= 32**-0.5
     assert v.std() > 0.1
 
 

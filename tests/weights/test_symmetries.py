@@ -2,8 +2,14 @@ import pytest
 import torch
 
 from adaptmem.weights import WeightSpec, functional_rnn
-from adaptmem.weights.symmetries import (canonicalize, flip_sign, merge_biases, permute_hidden,
-                                         random_permutations, shift_biases)
+from adaptmem.weights.symmetries import (
+    canonicalize,
+    flip_sign,
+    merge_biases,
+    permute_hidden,
+    random_permutations,
+    shift_biases,
+)
 
 ATOL = 1e-5
 CELLS = ["lstm", "gru", "rnn_tanh", "rnn_relu"]

@@ -2,8 +2,17 @@ import numpy as np
 import pytest
 import torch
 
-from adaptmem.weights import (DownstreamProbe, EmulationConfig, Emulator, build_encoder, emulation_loss, encode,
-                              evaluate_emulation, pca, train_emulation)
+from adaptmem.weights import (
+    DownstreamProbe,
+    EmulationConfig,
+    Emulator,
+    build_encoder,
+    emulation_loss,
+    encode,
+    evaluate_emulation,
+    pca,
+    train_emulation,
+)
 from adaptmem.weights.zoo import ZooDataset
 
 
@@ -66,8 +75,9 @@ def test_training_resumes_exactly_from_its_checkpoint(tiny_zoo, tmp_path):
     _train(tiny_zoo, 5, tmp_path / "ck.pt", name="flat")  # "killed" after 5 steps
     cfg_steps = 10
     enc_b, emu_b, hist_b = _train(tiny_zoo, cfg_steps, tmp_path / "ck.pt", name="flat")  # restarted
-    for a, b in zip(list(enc_a.parameters()) + list(emu_a.parameters()),
-                    list(enc_b.parameters()) + list(emu_b.parameters())):
+    for a, b in zip(
+        list(enc_a.parameters()) + list(emu_a.parameters()), list(enc_b.parameters()) + list(emu_b.parameters())
+    ):
         assert torch.equal(a, b)
     assert [r["step"] for r in hist_b] == [5, 10] and hist_b[-1] == hist_a[-1]
 

@@ -78,7 +78,9 @@ def test_tiny_zoo_layout_and_dataset(tiny_zoo):
     b = d.sample(5, torch.Generator().manual_seed(0))
     assert b["weights"].shape == (5, spec.num_params) and b["inputs"].shape == (5, fl.seq_len(4), 6)
     # inputs are the one-hot rollout tokens, starting with BOS
-    assert (b["inputs"][:, 0].argmax(-1) == fl.BOS).all() and torch.allclose(b["inputs"].sum(-1), torch.ones(5, fl.seq_len(4)))
+    assert (b["inputs"][:, 0].argmax(-1) == fl.BOS).all() and torch.allclose(
+        b["inputs"].sum(-1), torch.ones(5, fl.seq_len(4))
+    )
     item = d[0]
     assert item["inputs"].shape == (3, fl.seq_len(4), 6) and item["task"].shape == (3,)
     assert ZooDataset(tiny_zoo, "all", steps=[12]).labels()["step"].tolist() == [12] * cfg.num_runs
@@ -132,8 +134,18 @@ def _fake_mnist(folder, n=60, seed=0):
 
 def test_tiny_smnist_zoo_from_idx_files(tmp_path):
     _fake_mnist(tmp_path / "mnist")
-    cfg = ZooConfig(kind="smnist", num_runs=4, steps=6, checkpoints=2, group_size=4, batch_size=8, hidden_size=8,
-                    rollouts=2, eval_images=10, data_dir=str(tmp_path / "mnist"))
+    cfg = ZooConfig(
+        kind="smnist",
+        num_runs=4,
+        steps=6,
+        checkpoints=2,
+        group_size=4,
+        batch_size=8,
+        hidden_size=8,
+        rollouts=2,
+        eval_images=10,
+        data_dir=str(tmp_path / "mnist"),
+    )
     generate_zoo(tmp_path / "zoo", cfg, show_progress=False)
     d = ZooDataset(tmp_path / "zoo", "all")
     assert d.spec == WeightSpec("lstm", 16, 8, 2, 10)
@@ -150,7 +162,9 @@ def test_mnist_accuracy_is_computed_over_every_evaluation_chunk(tmp_path, monkey
     from adaptmem.weights.zoo import generate
 
     _fake_mnist(tmp_path / "mnist", n=60)
-    cfg = ZooConfig(kind="smnist", num_runs=2, hidden_size=8, rollouts=2, eval_images=0, data_dir=str(tmp_path / "mnist"))
+    cfg = ZooConfig(
+        kind="smnist", num_runs=2, hidden_size=8, rollouts=2, eval_images=0, data_dir=str(tmp_path / "mnist")
+    )
     plan = {k: v[:2] for k, v in generate.plan_runs(cfg).items()}
     problem = generate._SequentialMNIST(cfg, plan, torch.Generator(), torch.Generator().manual_seed(1))
     nets = BatchedRNN(cfg.spec, cfg.spec.init_vectors(2, torch.Generator().manual_seed(0)) * 4)
@@ -175,8 +189,18 @@ def test_tiles_and_rotation():
 
 @pytest.mark.data
 def test_real_mnist_smnist_zoo_learns(shared_data, tmp_path):
-    cfg = ZooConfig(kind="smnist", num_runs=2, steps=100, checkpoints=2, group_size=2, hidden_size=16, rollouts=2,
-                    eval_images=200, data_dir=str(shared_data / "mnist"), seed=1)
+    cfg = ZooConfig(
+        kind="smnist",
+        num_runs=2,
+        steps=100,
+        checkpoints=2,
+        group_size=2,
+        hidden_size=16,
+        rollouts=2,
+        eval_images=200,
+        data_dir=str(shared_data / "mnist"),
+        seed=1,
+    )
     generate_zoo(tmp_path, cfg, show_progress=False)
     acc = np.load(tmp_path / "accuracy.npy").reshape(2, 2)
     loss = np.load(tmp_path / "valid_loss.npy").reshape(2, 2)

@@ -10,14 +10,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from adaptmem.utils.atomic import atomic_write
 from adaptmem.utils.extras import install_hint
 
 if TYPE_CHECKING:
     from adaptmem.data.fewshot.episodes import ClassImages
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-
-from adaptmem.utils.atomic import atomic_write
 
 
 def _pil():

@@ -28,12 +28,52 @@ from adaptmem.utils.integrity import CorruptFileError, load_data_pickle
 CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 CIFAR100_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
 
-CIFAR_FS_VAL = ("beaver", "beetle", "butterfly", "camel", "cattle", "crab", "crocodile", "flatfish", "lamp",
-                "maple_tree", "motorcycle", "otter", "sea", "shark", "television", "tractor")
-CIFAR_FS_TEST = ("baby", "bed", "bicycle", "chimpanzee", "fox", "leopard", "man", "pickup_truck", "plain", "poppy",
-                 "rocket", "rose", "snail", "sweet_pepper", "table", "telephone", "wardrobe", "whale", "woman", "worm")
+CIFAR_FS_VAL = (
+    "beaver",
+    "beetle",
+    "butterfly",
+    "camel",
+    "cattle",
+    "crab",
+    "crocodile",
+    "flatfish",
+    "lamp",
+    "maple_tree",
+    "motorcycle",
+    "otter",
+    "sea",
+    "shark",
+    "television",
+    "tractor",
+)
+CIFAR_FS_TEST = (
+    "baby",
+    "bed",
+    "bicycle",
+    "chimpanzee",
+    "fox",
+    "leopard",
+    "man",
+    "pickup_truck",
+    "plain",
+    "poppy",
+    "rocket",
+    "rose",
+    "snail",
+    "sweet_pepper",
+    "table",
+    "telephone",
+    "wardrobe",
+    "whale",
+    "woman",
+    "worm",
+)
 # CIFAR-100 super-class indices (coarse labels) of each FC100 split.
-FC100_SUPERCLASSES = {"train": (1, 2, 3, 4, 5, 6, 9, 10, 15, 17, 18, 19), "val": (8, 11, 13, 16), "test": (0, 7, 12, 14)}
+FC100_SUPERCLASSES = {
+    "train": (1, 2, 3, 4, 5, 6, 9, 10, 15, 17, 18, 19),
+    "val": (8, 11, 13, 16),
+    "test": (0, 7, 12, 14),
+}
 
 
 def _unpickle(data: bytes, path: Path) -> dict:
@@ -53,8 +93,11 @@ def read_cifar100(root: str | os.PathLike, *, download_if_missing: bool = False)
     else:
         if not archive.is_file():
             if not download_if_missing:
-                raise DataNotFoundError(missing_data_message(
-                    "read_cifar100", f"CIFAR-100 (cifar-100-python/{{train,test,meta}} or {archive.name})", root))
+                raise DataNotFoundError(
+                    missing_data_message(
+                        "read_cifar100", f"CIFAR-100 (cifar-100-python/{{train,test,meta}} or {archive.name})", root
+                    )
+                )
             download([CIFAR100_URL], archive, md5=CIFAR100_MD5)
         try:
             with tarfile.open(archive, "r:gz") as tar:
@@ -77,8 +120,9 @@ def read_cifar100(root: str | os.PathLike, *, download_if_missing: bool = False)
     return np.ascontiguousarray(images), info
 
 
-def load_cifar_fewshot(root: str | os.PathLike, name: str = "cifar_fs", split: str = "train", *,
-                       download_if_missing: bool = False) -> ClassImages:
+def load_cifar_fewshot(
+    root: str | os.PathLike, name: str = "cifar_fs", split: str = "train", *, download_if_missing: bool = False
+) -> ClassImages:
     """One split of CIFAR-FS (``name="cifar_fs"``) or FC100 (``name="fc100"``) as ClassImages."""
     fn = "load_cifar_fewshot"
     check_choice(fn, "name", name, ("cifar_fs", "fc100"))
@@ -95,5 +139,8 @@ def load_cifar_fewshot(root: str | os.PathLike, name: str = "cifar_fs", split: s
     remap = np.full(len(names), -1, dtype=np.int64)
     remap[classes] = np.arange(len(classes))
     keep = remap[info["fine"]] >= 0
-    return ClassImages(torch.from_numpy(images[keep]).permute(0, 3, 1, 2), torch.from_numpy(remap[info["fine"][keep]]),
-                       [names[i] for i in classes])
+    return ClassImages(
+        torch.from_numpy(images[keep]).permute(0, 3, 1, 2),
+        torch.from_numpy(remap[info["fine"][keep]]),
+        [names[i] for i in classes],
+    )

@@ -41,8 +41,9 @@ def _images_dir(root: Path) -> Path | None:
     return next((d for d in (root / "CUB_200_2011" / "images", root / "images") if d.is_dir()), None)
 
 
-def load_cub(root: str | os.PathLike, split: str = "train", *, image_size: int = 84,
-             download_if_missing: bool = False) -> ClassImages:
+def load_cub(
+    root: str | os.PathLike, split: str = "train", *, image_size: int = 84, download_if_missing: bool = False
+) -> ClassImages:
     """One split of CUB-200-2011 from ``root/CUB_200_2011/images/<class>/*.jpg`` (or
     ``root/images/...``), unpacking ``root/CUB_200_2011.tgz`` first when only the archive is
     there, and downloading it when ``download_if_missing``."""
@@ -54,16 +55,19 @@ def load_cub(root: str | os.PathLike, split: str = "train", *, image_size: int =
         archive = root / ARCHIVE
         if not archive.is_file():
             if not download_if_missing:
-                raise DataNotFoundError(missing_data_message(
-                    fn, f"CUB-200-2011 (CUB_200_2011/images/ or {archive.name})", root))
+                raise DataNotFoundError(
+                    missing_data_message(fn, f"CUB-200-2011 (CUB_200_2011/images/ or {archive.name})", root)
+                )
             root.mkdir(parents=True, exist_ok=True)
             download(ARCHIVE_URLS, archive, md5=ARCHIVE_MD5, timeout=120.0)
         with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(root, members=[m for m in tar if m.name.startswith("CUB_200_2011/images/")],
-                           filter="data")
+            tar.extractall(root, members=[m for m in tar if m.name.startswith("CUB_200_2011/images/")], filter="data")
         images = root / "CUB_200_2011" / "images"
     folders = [d.name for d in images.iterdir() if d.is_dir()]
     wanted = set(cub_split(folders, split))
-    files = [(p.parent.name, p) for p in images.glob("*/*")
-             if p.parent.name in wanted and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
+    files = [
+        (p.parent.name, p)
+        for p in images.glob("*/*")
+        if p.parent.name in wanted and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
+    ]
     return read_image_folder(fn, files, image_size, images)

@@ -68,17 +68,28 @@ class ClassImages:
     def __post_init__(self) -> None:
         fn = "ClassImages"
         if not isinstance(self.images, torch.Tensor) or self.images.dim() != 4 or self.images.dtype != torch.uint8:
-            got = f"shape {fmt_shape(self.images)} dtype {self.images.dtype}" if isinstance(self.images, torch.Tensor) \
+            got = (
+                f"shape {fmt_shape(self.images)} dtype {self.images.dtype}"
+                if isinstance(self.images, torch.Tensor)
                 else type(self.images).__name__
+            )
             raise ValueError(f"{fn}: images must be uint8 [M, C, H, W], got {got}")
-        if not isinstance(self.labels, torch.Tensor) or self.labels.shape != (self.images.shape[0],) or \
-                self.labels.is_floating_point() or self.labels.dtype == torch.bool:
-            raise ValueError(f"{fn}: labels must be int64 [M] with M = {self.images.shape[0]}, got "
-                             f"{fmt_shape(self.labels) if isinstance(self.labels, torch.Tensor) else type(self.labels).__name__}")
+        if (
+            not isinstance(self.labels, torch.Tensor)
+            or self.labels.shape != (self.images.shape[0],)
+            or self.labels.is_floating_point()
+            or self.labels.dtype == torch.bool
+        ):
+            raise ValueError(
+                f"{fn}: labels must be int64 [M] with M = {self.images.shape[0]}, got "
+                f"{fmt_shape(self.labels) if isinstance(self.labels, torch.Tensor) else type(self.labels).__name__}"
+            )
         self.labels = self.labels.long()
         if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.names)):
-            raise ValueError(f"{fn}: labels must lie in [0, {len(self.names)}) (one per name), "
-                             f"got range [{int(self.labels.min())}, {int(self.labels.max())}]")
+            raise ValueError(
+                f"{fn}: labels must lie in [0, {len(self.names)}) (one per name), "
+                f"got range [{int(self.labels.min())}, {int(self.labels.max())}]"
+            )
         self.rotations = tuple(int(r) for r in self.rotations)
         if not self.rotations or any(r % 90 for r in self.rotations) or len(set(self.rotations)) != len(self.rotations):
             raise ValueError(f"{fn}: rotations must be distinct multiples of 90 degrees, got {self.rotations}")
@@ -89,8 +100,16 @@ class ClassImages:
         self._members = list(torch.split(order, counts))
 
     @classmethod
-    def from_dataset(cls, dataset: Any, *, names: Sequence[str] | None = None, image_size: int | None = None,
-                     mode: str | None = None, rotations: Sequence[int] = (0,), flips: bool = False) -> ClassImages:
+    def from_dataset(
+        cls,
+        dataset: Any,
+        *,
+        names: Sequence[str] | None = None,
+        image_size: int | None = None,
+        mode: str | None = None,
+        rotations: Sequence[int] = (0,),
+        flips: bool = False,
+    ) -> ClassImages:
         """The images of any map-style dataset whose items are ``(image, label)`` pairs (a
         torchvision ``ImageFolder``/``CIFAR100``, a Hugging Face dataset with a transform, ...).
 
@@ -135,8 +154,9 @@ class ClassImages:
                 raise ValueError(f"{fn}: label {present[-1]} has no name (names has {len(names)} entries)")
         remap = {lab: j for j, lab in enumerate(present)}
         class_names = [names[lab] if names is not None else str(lab) for lab in present]
-        return cls(torch.stack(images), torch.tensor([remap[lab] for lab in labels]), class_names,
-                   tuple(rotations), flips)
+        return cls(
+            torch.stack(images), torch.tensor([remap[lab] for lab in labels]), class_names, tuple(rotations), flips
+        )
 
     @property
     def variants(self) -> int:
@@ -159,8 +179,11 @@ class ClassImages:
         self._check_class("class_name", c)
         base, v = divmod(c, self.variants)
         flip, r = divmod(v, len(self.rotations))
-        return (self.names[base] + ("/flip" if flip else "")
-                + (f"/rot{self.rotations[r]:03d}" if self.rotations != (0,) else ""))
+        return (
+            self.names[base]
+            + ("/flip" if flip else "")
+            + (f"/rot{self.rotations[r]:03d}" if self.rotations != (0,) else "")
+        )
 
     def min_images_per_class(self) -> int:
         return min((len(m) for m in self._members), default=0)
@@ -175,8 +198,10 @@ class ClassImages:
             which = torch.as_tensor(which)
             out_of_range = which.numel() and not (0 <= int(which.min()) and int(which.max()) < len(members))
             if which.is_floating_point() or out_of_range:
-                raise ValueError(f"ClassImages.images_of: which must be integer positions in [0, {len(members)}) "
-                                 f"(the images of class {c}), got {which.tolist()[:5]}")
+                raise ValueError(
+                    f"ClassImages.images_of: which must be integer positions in [0, {len(members)}) "
+                    f"(the images of class {c}), got {which.tolist()[:5]}"
+                )
         idx = members if which is None else members[which.long()]
         x = self.images[idx]
         if flip:
@@ -200,8 +225,9 @@ class ClassImages:
         remap = torch.full((len(self.names),), -1, dtype=torch.long)
         remap[ids] = torch.arange(len(ids))
         idx = torch.cat([self._members[i] for i in ids]) if ids else torch.zeros(0, dtype=torch.long)
-        return ClassImages(self.images[idx], remap[self.labels[idx]], [self.names[i] for i in ids], self.rotations,
-                           self.flips)
+        return ClassImages(
+            self.images[idx], remap[self.labels[idx]], [self.names[i] for i in ids], self.rotations, self.flips
+        )
 
     def with_rotations(self, rotations: Sequence[int]) -> ClassImages:
         return ClassImages(self.images, self.labels, list(self.names), tuple(rotations), self.flips)
@@ -212,8 +238,10 @@ class ClassImages:
 
     def __repr__(self) -> str:
         flips = " x 2 flips" if self.flips else ""
-        return (f"ClassImages({len(self.names)} base classes x {len(self.rotations)} rotations{flips} = "
-                f"{self.num_classes} classes, {len(self.labels)} images of {self.image_shape})")
+        return (
+            f"ClassImages({len(self.names)} base classes x {len(self.rotations)} rotations{flips} = "
+            f"{self.num_classes} classes, {len(self.labels)} images of {self.image_shape})"
+        )
 
 
 def _as_uint8_chw(fn: str, i: int, image: Any, size: int | None, mode: str | None) -> torch.Tensor:
@@ -224,8 +252,9 @@ def _as_uint8_chw(fn: str, i: int, image: Any, size: int | None, mode: str | Non
         image = np.asarray(image)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
-            raise TypeError(f"{fn}: dataset[{i}] array image must be uint8 [H, W] or [H, W, C], "
-                            f"got {image.dtype} {image.shape}")
+            raise TypeError(
+                f"{fn}: dataset[{i}] array image must be uint8 [H, W] or [H, W, C], got {image.dtype} {image.shape}"
+            )
         # np.array copies: PIL's arrays are read-only, and each image is kept.
         image = torch.from_numpy(np.array(image if image.ndim == 3 else image[:, :, None])).permute(2, 0, 1)
     if not isinstance(image, torch.Tensor) or image.dim() != 3:
@@ -287,9 +316,18 @@ class EpisodeDataset(Dataset):
         >>> batch = next(iter(loader))        # Episode with support_x [32, 5, 1, 28, 28]
     """
 
-    def __init__(self, classes: ClassImages, n_way: int, k_shot: int, n_query: int = 1, *,
-                 num_episodes: int = 10_000, seed: int = 0, label_slots: int | None = None,
-                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        classes: ClassImages,
+        n_way: int,
+        k_shot: int,
+        n_query: int = 1,
+        *,
+        num_episodes: int = 10_000,
+        seed: int = 0,
+        label_slots: int | None = None,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
         fn = "EpisodeDataset"
         if not isinstance(classes, ClassImages):
             raise TypeError(f"{fn}: classes must be a ClassImages, got {type(classes).__name__}")
@@ -305,8 +343,10 @@ class EpisodeDataset(Dataset):
             raise ValueError(f"{fn}: n_way={n_way} exceeds the {classes.num_classes} classes available")
         need = k_shot + n_query
         if classes.min_images_per_class() < need:
-            raise ValueError(f"{fn}: k_shot + n_query = {need} images per class are needed, but some class "
-                             f"has only {classes.min_images_per_class()}")
+            raise ValueError(
+                f"{fn}: k_shot + n_query = {need} images per class are needed, but some class "
+                f"has only {classes.min_images_per_class()}"
+            )
         self.label_slots = n_way if label_slots is None else label_slots
         check_positive_int(fn, "label_slots", self.label_slots)
         if self.label_slots < n_way:
@@ -336,8 +376,12 @@ class EpisodeDataset(Dataset):
         y = torch.as_tensor(labels, dtype=torch.long).view(N, 1).expand(N, K + Q)
         s_order = torch.as_tensor(rng.permutation(N * K))
         q_order = torch.as_tensor(rng.permutation(N * Q))
-        return Episode(x[:, :K].flatten(0, 1)[s_order], y[:, :K].flatten()[s_order],
-                       x[:, K:].flatten(0, 1)[q_order], y[:, K:].flatten()[q_order])
+        return Episode(
+            x[:, :K].flatten(0, 1)[s_order],
+            y[:, :K].flatten()[s_order],
+            x[:, K:].flatten(0, 1)[q_order],
+            y[:, K:].flatten()[q_order],
+        )
 
 
 class EpisodeBatchSampler(Sampler[list[int]]):
@@ -348,8 +392,16 @@ class EpisodeBatchSampler(Sampler[list[int]]):
     the last batch may be short (evaluation uses every one of its episodes).
     """
 
-    def __init__(self, batch_size: int, num_batches: int, *, start: int = 0, rank: int = 0,
-                 world_size: int = 1, total: int | None = None) -> None:
+    def __init__(
+        self,
+        batch_size: int,
+        num_batches: int,
+        *,
+        start: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        total: int | None = None,
+    ) -> None:
         fn = "EpisodeBatchSampler"
         check_positive_int(fn, "batch_size", batch_size)
         check_positive_int(fn, "world_size", world_size)
@@ -372,9 +424,17 @@ class EpisodeBatchSampler(Sampler[list[int]]):
                 yield list(range(first, last))
 
 
-def episode_loader(dataset: EpisodeDataset, batch_size: int, *, num_batches: int | None = None,
-                   start: int = 0, rank: int = 0, world_size: int = 1, num_workers: int = 0,
-                   pin_memory: bool = False) -> DataLoader:
+def episode_loader(
+    dataset: EpisodeDataset,
+    batch_size: int,
+    *,
+    num_batches: int | None = None,
+    start: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
     """A DataLoader of batched :class:`Episode` s (see :class:`EpisodeBatchSampler`).
 
     ``num_batches`` defaults to covering ``len(dataset)`` exactly once over all ranks (the last
@@ -384,16 +444,21 @@ def episode_loader(dataset: EpisodeDataset, batch_size: int, *, num_batches: int
     total = None
     if num_batches is None:
         num_batches, total = -(-len(dataset) // (batch_size * world_size)), len(dataset)
-    sampler = EpisodeBatchSampler(batch_size, num_batches, start=start, rank=rank, world_size=world_size,
-                                  total=total)
+    sampler = EpisodeBatchSampler(batch_size, num_batches, start=start, rank=rank, world_size=world_size, total=total)
     # A private generator: creating the iterator must not draw from the global torch RNG, or
     # a resumed run's dropout masks would drift from the uninterrupted run's.
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, pin_memory=pin_memory,
-                      generator=torch.Generator().manual_seed(0))
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(0),
+    )
 
 
-def episode_from_torchmeta(batch: dict, *, shuffle_support: bool = True,
-                           generator: torch.Generator | None = None) -> Episode:
+def episode_from_torchmeta(
+    batch: dict, *, shuffle_support: bool = True, generator: torch.Generator | None = None
+) -> Episode:
     """Turn a torchmeta ``BatchMetaDataLoader`` batch into a batched :class:`Episode`.
 
     ``batch`` is ``{"train": (inputs [B, N*K, C, H, W], targets [B, N*K]), "test": (inputs
@@ -411,16 +476,22 @@ def episode_from_torchmeta(batch: dict, *, shuffle_support: bool = True,
             raise TypeError(f"{fn}: batch[{key!r}] must be an (inputs, targets) pair, got {type(pair).__name__}")
         x, y = pair
         if not isinstance(x, torch.Tensor) or x.dim() != 5:
-            raise ValueError(f"{fn}: batch[{key!r}] inputs must be [B, n, C, H, W], got "
-                             f"{fmt_shape(x) if isinstance(x, torch.Tensor) else type(x).__name__}")
+            raise ValueError(
+                f"{fn}: batch[{key!r}] inputs must be [B, n, C, H, W], got "
+                f"{fmt_shape(x) if isinstance(x, torch.Tensor) else type(x).__name__}"
+            )
         if not isinstance(y, torch.Tensor) or y.shape != x.shape[:2]:
-            raise ValueError(f"{fn}: batch[{key!r}] targets must be [B, n] = {fmt_shape(x.shape[:2])}, got "
-                             f"{fmt_shape(y) if isinstance(y, torch.Tensor) else type(y).__name__}")
+            raise ValueError(
+                f"{fn}: batch[{key!r}] targets must be [B, n] = {fmt_shape(x.shape[:2])}, got "
+                f"{fmt_shape(y) if isinstance(y, torch.Tensor) else type(y).__name__}"
+            )
         parts += [x.float(), y.long()]
     sx, sy, qx, qy = parts
     if sx.shape[0] != qx.shape[0] or sx.shape[2:] != qx.shape[2:]:
-        raise ValueError(f"{fn}: train inputs {fmt_shape(sx)} and test inputs {fmt_shape(qx)} disagree "
-                         f"on the batch size or image shape")
+        raise ValueError(
+            f"{fn}: train inputs {fmt_shape(sx)} and test inputs {fmt_shape(qx)} disagree "
+            f"on the batch size or image shape"
+        )
     if shuffle_support:
         order = torch.stack([torch.randperm(sx.shape[1], generator=generator) for _ in range(sx.shape[0])])
         sx = torch.gather(sx, 1, order.view(*order.shape, 1, 1, 1).expand_as(sx))

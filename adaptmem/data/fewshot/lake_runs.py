@@ -56,8 +56,9 @@ def read_lake_runs(root: str | os.PathLike, *, image_size: int = 28) -> list[Lak
     """Every ``runNN`` folder under ``root``, preprocessed like :func:`read_omniglot_set`."""
     fn = "read_lake_runs"
     root = Path(root)
-    run_dirs = sorted(p for p in root.iterdir() if p.is_dir() and (p / "class_labels.txt").is_file()) \
-        if root.is_dir() else []
+    run_dirs = (
+        sorted(p for p in root.iterdir() if p.is_dir() and (p / "class_labels.txt").is_file()) if root.is_dir() else []
+    )
     if not run_dirs:
         raise FileNotFoundError(f"{fn}: no runNN/class_labels.txt folders in {root}")
     runs = []
@@ -67,8 +68,9 @@ def read_lake_runs(root: str | os.PathLike, *, image_size: int = 28) -> list[Lak
             if line.strip():
                 parts = line.split()
                 if len(parts) != 2:
-                    raise ValueError(f"{fn}: {run / 'class_labels.txt'}: expected 'test/item.png training/class.png', "
-                                     f"got {line!r}")
+                    raise ValueError(
+                        f"{fn}: {run / 'class_labels.txt'}: expected 'test/item.png training/class.png', got {line!r}"
+                    )
                 pairs.append(parts)
 
         def resolve(rel: str) -> Path:  # paths are relative to the folder holding the runs
@@ -88,18 +90,21 @@ def read_lake_runs(root: str | os.PathLike, *, image_size: int = 28) -> list[Lak
             if target not in index:
                 raise ValueError(f"{fn}: {cls} in {run / 'class_labels.txt'} is not one of {run / 'training'}/*.png")
             labels.append(index[target])
-        runs.append(LakeRun(
-            run.name,
-            torch.stack([_load(p, image_size) for p in class_files]),
-            torch.arange(len(class_files)),
-            torch.stack([_load(p, image_size) for p in query_files]),
-            torch.tensor(labels),
-        ))
+        runs.append(
+            LakeRun(
+                run.name,
+                torch.stack([_load(p, image_size) for p in class_files]),
+                torch.arange(len(class_files)),
+                torch.stack([_load(p, image_size) for p in query_files]),
+                torch.tensor(labels),
+            )
+        )
     return runs
 
 
-def evaluate_lake_runs(root: str | os.PathLike | list[LakeRun], classify: Classifier, *,
-                       image_size: int = 28) -> LakeResult:
+def evaluate_lake_runs(
+    root: str | os.PathLike | list[LakeRun], classify: Classifier, *, image_size: int = 28
+) -> LakeResult:
     """Error rate (%) per run of ``classify(support_x, support_y, query_x) -> predicted labels``.
 
     ``classify`` gets one run at a time: ``support_x [n, 1, S, S]`` with labels ``arange(n)``
@@ -114,7 +119,9 @@ def evaluate_lake_runs(root: str | os.PathLike | list[LakeRun], classify: Classi
     for run in runs:
         pred = torch.as_tensor(classify(run.support_x, run.support_y, run.query_x)).view(-1).cpu()
         if pred.shape != run.query_y.shape:
-            raise ValueError(f"evaluate_lake_runs: classify returned {tuple(pred.shape)} predictions for "
-                             f"{len(run.query_y)} items in {run.name}")
+            raise ValueError(
+                f"evaluate_lake_runs: classify returned {tuple(pred.shape)} predictions for "
+                f"{len(run.query_y)} items in {run.name}"
+            )
         errors[run.name] = 100.0 * int((pred != run.query_y).sum()) / len(run.query_y)
     return LakeResult(errors)

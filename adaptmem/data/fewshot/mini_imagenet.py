@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adaptmem.data.fewshot._images import IMAGE_EXTENSIONS, decode_image, read_image_folder
+from adaptmem.data.fewshot._images import IMAGE_EXTENSIONS, read_image_folder
 from adaptmem.data.fewshot.episodes import ClassImages
 from adaptmem.utils.checks import check_choice
 from adaptmem.utils.integrity import CorruptFileError, load_data_pickle
@@ -36,8 +36,9 @@ def _get(d: dict, key: str):
 def _from_arrays(images: np.ndarray, labels: np.ndarray, names: list[str], source: Path) -> ClassImages:
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise ValueError(f"load_mini_imagenet: {source} must hold uint8 [N, H, W, 3] images, "
-                         f"got {images.shape} {images.dtype}")
+        raise ValueError(
+            f"load_mini_imagenet: {source} must hold uint8 [N, H, W, 3] images, got {images.shape} {images.dtype}"
+        )
     # [N, H, W, 3] -> a [N, 3, H, W] view; episodes copy only the images they draw.
     return ClassImages(torch.from_numpy(images).permute(0, 3, 1, 2), torch.as_tensor(labels, dtype=torch.long), names)
 
@@ -106,4 +107,5 @@ def load_mini_imagenet(root: str | os.PathLike, split: str = "train", *, image_s
         return read_image_folder(fn, files, image_size, table)
     raise FileNotFoundError(
         f"{fn}: no Mini-ImageNet {split!r} split in {root}: expected {cache.name}, {cat.name}, "
-        f"a folder {split}/<class>/*.jpg, or images/ with {split}.csv")
+        f"a folder {split}/<class>/*.jpg, or images/ with {split}.csv"
+    )

@@ -32,16 +32,28 @@ _URL_PREFIXES = (
     "https://github.com/brendenlake/omniglot/raw/master/python/",
     "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/",
 )
-_MD5 = {"images_background": "68d2efa1b9178cc56df9314c21c6e718",
-        "images_evaluation": "6b91aef0f799c5bb55b94e3f2daec811"}
+_MD5 = {
+    "images_background": "68d2efa1b9178cc56df9314c21c6e718",
+    "images_evaluation": "6b91aef0f799c5bb55b94e3f2daec811",
+}
 
 # Vinyals et al. (2016) character split, 1028 / 172 / 423, as distributed with Snell et al.'s
 # prototypical networks: the validation alphabets come from the background set, the test set
 # is 12 evaluation alphabets plus Gurmukhi's characters 42-45; everything else is training.
 VINYALS_VAL_ALPHABETS = ("Armenian", "Bengali", "Early_Aramaic", "Hebrew", "Mkhedruli_(Georgian)")
 VINYALS_TEST_ALPHABETS = (
-    "Kannada", "Keble", "Malayalam", "Manipuri", "Mongolian", "Old_Church_Slavonic_(Cyrillic)", "Oriya",
-    "Sylheti", "Syriac_(Serto)", "Tengwar", "Tibetan", "ULOG",
+    "Kannada",
+    "Keble",
+    "Malayalam",
+    "Manipuri",
+    "Mongolian",
+    "Old_Church_Slavonic_(Cyrillic)",
+    "Oriya",
+    "Sylheti",
+    "Syriac_(Serto)",
+    "Tengwar",
+    "Tibetan",
+    "ULOG",
 )
 VINYALS_TEST_EXTRA = tuple(f"Gurmukhi/character{i:02d}" for i in range(42, 46))
 
@@ -82,7 +94,7 @@ def read_omniglot_set(path: str | os.PathLike, *, image_size: int = 28) -> Class
         zf = None
         for png in path.glob("*/*/*.png"):
             files.setdefault(f"{png.parent.parent.name}/{png.parent.name}", []).append((png.name, png))
-        read = (lambda p: p)  # decode_image opens paths itself
+        read = lambda p: p  # decode_image opens paths itself
     else:
         raise FileNotFoundError(f"read_omniglot_set: {path} is neither a zip file nor a folder")
     if not files:
@@ -98,8 +110,9 @@ def read_omniglot_set(path: str | os.PathLike, *, image_size: int = 28) -> Class
     return ClassImages(torch.from_numpy(np.stack(images)), torch.tensor(labels), names)
 
 
-def load_omniglot(root: str | os.PathLike, sets: Sequence[str] = FULL_SETS, *, image_size: int = 28,
-                  download_if_missing: bool = False) -> dict[str, ClassImages]:
+def load_omniglot(
+    root: str | os.PathLike, sets: Sequence[str] = FULL_SETS, *, image_size: int = 28, download_if_missing: bool = False
+) -> dict[str, ClassImages]:
     """Read the Omniglot ``sets`` found under ``root``: ``{set name: ClassImages}``.
 
     Args:
@@ -114,9 +127,13 @@ def load_omniglot(root: str | os.PathLike, sets: Sequence[str] = FULL_SETS, *, i
         path = locate_omniglot_set(root, name)
         if path is None:
             if not download_if_missing:
-                raise DataNotFoundError(missing_data_message(
-                    "load_omniglot", f"Omniglot's {name}.zip (or the unpacked folder {name}/)",
-                    f"{root}, {Path(root) / 'omniglot-py'} or {Path(root) / 'omniglot'}"))
+                raise DataNotFoundError(
+                    missing_data_message(
+                        "load_omniglot",
+                        f"Omniglot's {name}.zip (or the unpacked folder {name}/)",
+                        f"{root}, {Path(root) / 'omniglot-py'} or {Path(root) / 'omniglot'}",
+                    )
+                )
             path = download([p + f"{name}.zip" for p in _URL_PREFIXES], Path(root) / f"{name}.zip", md5=_MD5.get(name))
         out[name] = read_omniglot_set(path, image_size=image_size)
     return out
@@ -126,9 +143,14 @@ def _alphabet(name: str) -> str:
     return name.split("/", 1)[0]
 
 
-def omniglot_splits(sets: dict[str, ClassImages], scheme: str = "vinyals", *,
-                    val_alphabets: Sequence[str] | None = None, test_alphabets: Sequence[str] | None = None,
-                    rotations: Sequence[int] = ROTATIONS) -> dict[str, ClassImages]:
+def omniglot_splits(
+    sets: dict[str, ClassImages],
+    scheme: str = "vinyals",
+    *,
+    val_alphabets: Sequence[str] | None = None,
+    test_alphabets: Sequence[str] | None = None,
+    rotations: Sequence[int] = ROTATIONS,
+) -> dict[str, ClassImages]:
     """Split the characters of :func:`load_omniglot`'s sets into ``{"train", "val", "test"}``.
 
     Schemes:
@@ -155,11 +177,15 @@ def omniglot_splits(sets: dict[str, ClassImages], scheme: str = "vinyals", *,
         in_val = lambda n: _alphabet(n) in val  # noqa: E731
         in_test = test_names.__contains__
     elif scheme == "background_evaluation":
-        background = merge_classes([s for k, s in sets.items() if "background" in k]) if any(
-            "background" in k for k in sets) else None
+        background = (
+            merge_classes([s for k, s in sets.items() if "background" in k])
+            if any("background" in k for k in sets)
+            else None
+        )
         if background is None or not any("evaluation" in k for k in sets):
-            raise ValueError(f"{fn}: scheme 'background_evaluation' needs a background and an evaluation set, "
-                             f"got {list(sets)}")
+            raise ValueError(
+                f"{fn}: scheme 'background_evaluation' needs a background and an evaluation set, got {list(sets)}"
+            )
         back_names = set(background.names)
         val = set(VINYALS_VAL_ALPHABETS if val_alphabets is None else val_alphabets)
         in_val = lambda n: n in back_names and _alphabet(n) in val  # noqa: E731

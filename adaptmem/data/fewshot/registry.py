@@ -14,8 +14,16 @@ from adaptmem.data.fewshot.tiered_imagenet import download_tiered_imagenet, load
 from adaptmem.utils.checks import check_choice
 from adaptmem.utils.paths import default_data_root
 
-DATASETS = ("omniglot-minimal", "omniglot", "omniglot-lake", "mini-imagenet", "tiered-imagenet", "cifar-fs", "fc100",
-            "cub")
+DATASETS = (
+    "omniglot-minimal",
+    "omniglot",
+    "omniglot-lake",
+    "mini-imagenet",
+    "tiered-imagenet",
+    "cifar-fs",
+    "fc100",
+    "cub",
+)
 
 
 def _set_dir(root: Path, names: tuple[str, ...], markers: tuple[str, ...]) -> Path:
@@ -28,8 +36,14 @@ def _set_dir(root: Path, names: tuple[str, ...], markers: tuple[str, ...]) -> Pa
     return root if any(any(root.glob(m)) for m in markers) else root / names[0]
 
 
-def load_fewshot_splits(name: str, root: str | os.PathLike | None = None, *, download: bool = False,
-                        rotations: bool = True, flips: bool = False) -> dict[str, ClassImages]:
+def load_fewshot_splits(
+    name: str,
+    root: str | os.PathLike | None = None,
+    *,
+    download: bool = False,
+    rotations: bool = True,
+    flips: bool = False,
+) -> dict[str, ClassImages]:
     """``{"train", "val", "test"}`` class splits of a few-shot benchmark.
 
     - ``omniglot-minimal``: Lake's two minimal background sets (8 alphabets), whole alphabets
@@ -50,7 +64,9 @@ def load_fewshot_splits(name: str, root: str | os.PathLike | None = None, *, dow
     return {k: v.with_flips() for k, v in splits.items()} if flips else splits
 
 
-def _load_splits(name: str, root: str | os.PathLike | None, *, download: bool, rotations: bool) -> dict[str, ClassImages]:
+def _load_splits(
+    name: str, root: str | os.PathLike | None, *, download: bool, rotations: bool
+) -> dict[str, ClassImages]:
     check_choice("load_fewshot_splits", "name", name, DATASETS)
     root = Path(root) if root is not None else default_data_root()
     if name.startswith("omniglot"):
@@ -61,12 +77,18 @@ def _load_splits(name: str, root: str | os.PathLike | None, *, download: bool, r
         scheme = {"omniglot-minimal": "minimal", "omniglot": "vinyals", "omniglot-lake": "background_evaluation"}[name]
         return omniglot_splits(sets, scheme, rotations=ROTATIONS if rotations else (0,))
     if name == "mini-imagenet":
-        folder = _set_dir(root, ("mini-imagenet", "miniimagenet", "miniImageNet"),
-                          ("mini-imagenet-cache-*.pkl", "miniImageNet_category_split_*.pickle"))
+        folder = _set_dir(
+            root,
+            ("mini-imagenet", "miniimagenet", "miniImageNet"),
+            ("mini-imagenet-cache-*.pkl", "miniImageNet_category_split_*.pickle"),
+        )
         return {s: load_mini_imagenet(folder, s) for s in ("train", "val", "test")}
     if name == "tiered-imagenet":
-        folder = _set_dir(root, ("tiered-imagenet", "tieredimagenet", "tieredImageNet"),
-                          ("*_labels.pkl", "tiered-imagenet.tar", "*.npz"))
+        folder = _set_dir(
+            root,
+            ("tiered-imagenet", "tieredimagenet", "tieredImageNet"),
+            ("*_labels.pkl", "tiered-imagenet.tar", "*.npz"),
+        )
         if download and not any(folder.glob("*_labels.pkl")) and not (folder / "train").is_dir():
             download_tiered_imagenet(folder)
         return {s: load_tiered_imagenet(folder, s) for s in ("train", "val", "test")}
@@ -74,5 +96,7 @@ def _load_splits(name: str, root: str | os.PathLike | None, *, download: bool, r
         folder = _set_dir(root, ("cub", "CUB"), ("CUB_200_2011*",))
         return {s: load_cub(folder, s, download_if_missing=download) for s in ("train", "val", "test")}
     folder = _set_dir(root, ("cifar100", "cifar-100"), ("cifar-100-python*",))
-    return {s: load_cifar_fewshot(folder, name.replace("-", "_"), s, download_if_missing=download)
-            for s in ("train", "val", "test")}
+    return {
+        s: load_cifar_fewshot(folder, name.replace("-", "_"), s, download_if_missing=download)
+        for s in ("train", "val", "test")
+    }

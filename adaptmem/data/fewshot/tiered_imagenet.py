@@ -58,8 +58,9 @@ def _read_labels(path: Path) -> tuple[dict, np.ndarray]:
     labels = {(k.decode() if isinstance(k, bytes) else k): v for k, v in labels.items()}
     key = "label_specific" if "label_specific" in labels else "labels"
     if key not in labels:
-        raise ValueError(f"load_tiered_imagenet: {path} has no 'label_specific' (or 'labels') entry, "
-                         f"got keys {sorted(labels)}")
+        raise ValueError(
+            f"load_tiered_imagenet: {path} has no 'label_specific' (or 'labels') entry, got keys {sorted(labels)}"
+        )
     return labels, np.asarray(labels[key], dtype=np.int64)
 
 
@@ -68,19 +69,30 @@ def load_tiered_imagenet(root: str | os.PathLike, split: str = "train", *, image
     fn = "load_tiered_imagenet"
     check_choice(fn, "split", split, SPLITS)
     root = Path(root)
-    labels_file, png_file, npz_file = (root / f"{split}_labels.pkl", root / f"{split}_images_png.pkl",
-                                       root / f"{split}_images.npz")
+    labels_file, png_file, npz_file = (
+        root / f"{split}_labels.pkl",
+        root / f"{split}_images_png.pkl",
+        root / f"{split}_images.npz",
+    )
     if labels_file.is_file() and (png_file.is_file() or npz_file.is_file()):
         labels, specific = _read_labels(labels_file)
         if png_file.is_file():
             encoded = load_data_pickle(png_file)
-            images = np.stack([decode_image(e if isinstance(e, bytes) else np.asarray(e, dtype=np.uint8).tobytes(),
-                                            image_size, "RGB") for e in encoded])
+            images = np.stack(
+                [
+                    decode_image(
+                        e if isinstance(e, bytes) else np.asarray(e, dtype=np.uint8).tobytes(), image_size, "RGB"
+                    )
+                    for e in encoded
+                ]
+            )
         else:
             with np.load(npz_file) as z:
                 images = z["images"]
             if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-                raise ValueError(f"{fn}: {npz_file} must hold uint8 [N, H, W, 3] images, got {images.shape} {images.dtype}")
+                raise ValueError(
+                    f"{fn}: {npz_file} must hold uint8 [N, H, W, 3] images, got {images.shape} {images.dtype}"
+                )
             images = images.transpose(0, 3, 1, 2)  # a [N, 3, H, W] view
         if len(images) != len(specific):
             raise ValueError(f"{fn}: {len(images)} images but {len(specific)} labels in {labels_file}")
@@ -93,7 +105,8 @@ def load_tiered_imagenet(root: str | os.PathLike, split: str = "train", *, image
     raise FileNotFoundError(
         f"{fn}: no tieredImageNet {split!r} split in {root}: expected {labels_file.name} with {png_file.name} "
         f"(Ren et al.'s release; download_tiered_imagenet fetches it) or {npz_file.name}, "
-        f"or a folder {split}/<class>/*.jpg")
+        f"or a folder {split}/<class>/*.jpg"
+    )
 
 
 def download_tiered_imagenet(root: str | os.PathLike) -> Path:

@@ -74,8 +74,9 @@ def delta_rule(
     check_positive_int("delta_rule", "chunk_size", chunk_size)
     B, T, _, Dk, Dv = _checks.check_qkv("delta_rule", q, k, v, beta, initial_state)
     reset = _checks.check_reset("delta_rule", reset, B, T, q.device)
-    call = _dispatch.OpCall.of("delta_rule", mode, (q, k, v, beta), (initial_state,), key_dim=Dk, value_dim=Dv,
-                               reset=reset)
+    call = _dispatch.OpCall.of(
+        "delta_rule", mode, (q, k, v, beta), (initial_state,), key_dim=Dk, value_dim=Dv, reset=reset
+    )
     backend = _dispatch.resolve_backend(call, backend).backend
     with torch.autocast(q.device.type, enabled=False):
         if backend == "fla":

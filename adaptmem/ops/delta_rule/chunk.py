@@ -55,8 +55,9 @@ def delta_rule_chunk(q, k, v, beta, initial_state, reset, chunk_size: int) -> tu
     def loop(c, bi, hi, S):
         L = min(C, T - c * C)  # the padded steps of the last chunk are left out
         r = reset[bi, c * C : c * C + L] if reset is not None else None
-        o, S = step_loop(*(t[bi, hi, c, :L][:, None] for t in (Q0, K0, V)), b0[bi, hi, c, :L, 0][:, None],
-                         S[:, None], r)
+        o, S = step_loop(
+            *(t[bi, hi, c, :L][:, None] for t in (Q0, K0, V)), b0[bi, hi, c, :L, 0][:, None], S[:, None], r
+        )
         return F.pad(o[:, 0], (0, 0, 0, C - L)), S[:, 0]
 
     S = initial_state.to(dtype) if initial_state is not None else Q0.new_zeros(B, H, Dk, Dv)

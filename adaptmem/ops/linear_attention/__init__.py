@@ -76,8 +76,9 @@ def linear_attention(
     S0, z0 = _checks.check_linear_state("linear_attention", initial_state, normalize)
     B, T, _, Dk, Dv = _checks.check_qkv("linear_attention", q, k, v, False, S0)
     reset = _checks.check_reset("linear_attention", reset, B, T, q.device)
-    call = _dispatch.OpCall.of("linear_attention", mode, (q, k, v), (S0, z0), key_dim=Dk, value_dim=Dv,
-                               reset=reset, normalize=normalize)
+    call = _dispatch.OpCall.of(
+        "linear_attention", mode, (q, k, v), (S0, z0), key_dim=Dk, value_dim=Dv, reset=reset, normalize=normalize
+    )
     backend = _dispatch.resolve_backend(call, backend).backend
     with torch.autocast(q.device.type, enabled=False):
         if backend == "fla":

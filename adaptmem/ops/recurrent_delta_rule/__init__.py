@@ -82,8 +82,12 @@ def recurrent_delta_rule(
     B, T, H, D = _checks.check_recurrent_delta_inputs(fn, q, k, v, beta, R_q, R_k, R_v, r_b, initial_state)
     reset = _checks.check_reset(fn, reset, B, T, q.device)
     state = tuple(initial_state) if initial_state is not None else ()
-    backend = _dispatch.resolve_backend(_dispatch.OpCall.of(fn, mode, (q, k, v, beta), (R_q, R_k, R_v, r_b, *state),
-                                                            key_dim=D, value_dim=D, reset=reset), backend).backend
+    backend = _dispatch.resolve_backend(
+        _dispatch.OpCall.of(
+            fn, mode, (q, k, v, beta), (R_q, R_k, R_v, r_b, *state), key_dim=D, value_dim=D, reset=reset
+        ),
+        backend,
+    ).backend
     with torch.autocast(q.device.type, enabled=False):
         if mode == "reference":
             return _reference_impl(q, k, v, beta, R_q, R_k, R_v, r_b, initial_state, reset)

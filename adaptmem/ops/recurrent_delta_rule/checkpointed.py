@@ -15,8 +15,9 @@ from adaptmem.ops._state import RecurrentDeltaState
 from adaptmem.ops.recurrent_delta_rule.reference import prepare, recurrent_delta_steps
 
 
-def recurrent_delta_rule_checkpointed(q, k, v, beta, R_q, R_k, R_v, r_b, initial_state, reset,
-                                      checkpoint_every: int) -> tuple[torch.Tensor, RecurrentDeltaState]:
+def recurrent_delta_rule_checkpointed(
+    q, k, v, beta, R_q, R_k, R_v, r_b, initial_state, reset, checkpoint_every: int
+) -> tuple[torch.Tensor, RecurrentDeltaState]:
     """:func:`adaptmem.ops.recurrent_delta_rule` on checked inputs (``reset`` ``[B, T]`` bool or ``None``)."""
     T = q.shape[1]
     heads, rec, S, y = prepare(q, k, v, beta, R_q, R_k, R_v, r_b, initial_state)

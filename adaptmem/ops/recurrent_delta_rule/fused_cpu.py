@@ -42,9 +42,21 @@ def _forward(q, k, v, beta, Rc, S0, y0, reset, C, save):
         CK = q.new_empty(G, -(-T // C), D * D, LANES)
     else:
         P = CK = q.new_empty(0, 0, 0, LANES)
-    run_in_threads(_kernels().rdelta_forward, G, T, D, H, *numpy_rows(q, k, v, beta, Rc, S0, y0),
-                   (reset if has_reset else _NO_RESET).numpy(), has_reset, C, save,
-                   *numpy_rows(y, S_T, y_T), P.numpy(), CK.numpy())
+    run_in_threads(
+        _kernels().rdelta_forward,
+        G,
+        T,
+        D,
+        H,
+        *numpy_rows(q, k, v, beta, Rc, S0, y0),
+        (reset if has_reset else _NO_RESET).numpy(),
+        has_reset,
+        C,
+        save,
+        *numpy_rows(y, S_T, y_T),
+        P.numpy(),
+        CK.numpy(),
+    )
     return y, S_T, y_T, (P, CK, has_reset)
 
 
@@ -72,17 +84,39 @@ class RecurrentDeltaFusedCPUFunction(torch.autograd.Function):
         dq, dk, dv = (Rc.new_empty(N, T, D) for _ in range(3))
         dbeta, dRn = Rc.new_empty(N, T), Rc.new_empty(N, D, 3 * D + 1)
         dS0, dy0 = Rc.new_empty(N, D, D), Rc.new_empty(N, D)
-        run_in_threads(_kernels().rdelta_backward, P.shape[0], T, D, H, *numpy_rows(Rc),
-                       (reset if ctx.has_reset else _NO_RESET).numpy(), ctx.has_reset, ctx.C, P.numpy(), CK.numpy(),
-                       *numpy_rows(gy, gS), has_gS, *numpy_rows(gyT), has_gy,
-                       *numpy_rows(dq, dk, dv, dbeta, dRn, dS0, dy0))
+        run_in_threads(
+            _kernels().rdelta_backward,
+            P.shape[0],
+            T,
+            D,
+            H,
+            *numpy_rows(Rc),
+            (reset if ctx.has_reset else _NO_RESET).numpy(),
+            ctx.has_reset,
+            ctx.C,
+            P.numpy(),
+            CK.numpy(),
+            *numpy_rows(gy, gS),
+            has_gS,
+            *numpy_rows(gyT),
+            has_gy,
+            *numpy_rows(dq, dk, dv, dbeta, dRn, dS0, dy0),
+        )
         dRc = dRn.view(N // H, H, D, 3 * D + 1).sum(0)
         return dq, dk, dv, dbeta, dRc, dS0, dy0, None, None
 
 
-def recurrent_delta_fused_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor,
-                              Rc: torch.Tensor, S0: torch.Tensor, y0: torch.Tensor, reset: torch.Tensor | None,
-                              checkpoint_every: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def recurrent_delta_fused_cpu(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    beta: torch.Tensor,
+    Rc: torch.Tensor,
+    S0: torch.Tensor,
+    y0: torch.Tensor,
+    reset: torch.Tensor | None,
+    checkpoint_every: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fused CPU Recurrent Delta Net on sequences ``n = b*H + h``: ``q, k, v`` ``[N, T, D]``,
     ``beta`` ``[N, T]`` (pre-sigmoid), ``Rc = [R_q | R_k | R_v | r_b]`` ``[H, D, 3D+1]``,
     ``S0`` ``[N, D, D]``, ``y0`` ``[N, D]``, ``reset`` ``[N, T]`` bool or ``None``; CPU float32 or
@@ -96,15 +130,22 @@ def recurrent_delta_fused_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         return _forward(*tensors, reset, checkpoint_every, save=False)[:3]
 
 
-def recurrent_delta_rule_fused_cpu(q, k, v, beta, R_q, R_k, R_v, r_b, initial_state, reset,
-                                   checkpoint_every: int) -> tuple[torch.Tensor, RecurrentDeltaState]:
+def recurrent_delta_rule_fused_cpu(
+    q, k, v, beta, R_q, R_k, R_v, r_b, initial_state, reset, checkpoint_every: int
+) -> tuple[torch.Tensor, RecurrentDeltaState]:
     """:func:`adaptmem.ops.recurrent_delta_rule` on checked CPU inputs (``reset`` ``[B, T]`` bool or
-    ``None``), the signature of :func:`adaptmem.ops.recurrent_delta_rule.checkpointed.recurrent_delta_rule_checkpointed`."""
+    ``None``), the signature of
+    :func:`adaptmem.ops.recurrent_delta_rule.checkpointed.recurrent_delta_rule_checkpointed`."""
     B, T, H, D = q.shape
     heads, rec, S, y = prepare(q, k, v, beta, R_q, R_k, R_v, r_b, initial_state)  # [B, H, T, ...]
     N = B * H  # sequence b*H + h
     out, S, y = recurrent_delta_fused_cpu(
-        *[h.reshape(N, T, D) for h in heads[:3]], heads[3].reshape(N, T), torch.cat((*rec[:3], rec[3][..., None]), dim=-1),
-        S.reshape(N, D, D), y.reshape(N, D), reset.repeat_interleave(H, dim=0) if reset is not None else None,
-        checkpoint_every)
+        *[h.reshape(N, T, D) for h in heads[:3]],
+        heads[3].reshape(N, T),
+        torch.cat((*rec[:3], rec[3][..., None]), dim=-1),
+        S.reshape(N, D, D),
+        y.reshape(N, D),
+        reset.repeat_interleave(H, dim=0) if reset is not None else None,
+        checkpoint_every,
+    )
     return out.view(B, H, T, D).transpose(1, 2).to(v.dtype), RecurrentDeltaState(S.view(B, H, D, D), y.view(B, H, D))

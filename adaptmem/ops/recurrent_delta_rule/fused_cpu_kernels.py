@@ -17,8 +17,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from adaptmem.ops._numba_lanes import (copy_rows, gather, gather_resets, mat_vecT, matvec, scatter, sigmoid, softmax,
-                                       softmax_backward, tanh, write, write_then_read)
+from adaptmem.ops._numba_lanes import (
+    copy_rows,
+    gather,
+    gather_resets,
+    mat_vecT,
+    matvec,
+    scatter,
+    sigmoid,
+    softmax,
+    softmax_backward,
+    tanh,
+    write,
+    write_then_read,
+)
 from adaptmem.ops._numba_simd import LANES, kernel, vfill, vfma, vload, vstore, vzeros
 
 
@@ -114,8 +126,9 @@ def rdelta_forward(g0, g1, D, H, Q, K, V, Bt, Rc, S0, y0, RS, has_reset, C, save
 
 
 @kernel
-def rdelta_backward(g0, g1, D, H, Rc, RS, has_reset, C, P, CK, gY, gS, has_gS, gy, has_gy,
-                    dQ, dK, dV, dB, dRn, dS0, dy0):
+def rdelta_backward(
+    g0, g1, D, H, Rc, RS, has_reset, C, P, CK, gY, gS, has_gS, gy, has_gy, dQ, dK, dV, dB, dRn, dS0, dy0
+):
     """Groups ``g0..g1`` of the backward. ``gY`` [N, T*D], ``gS`` [N, D*D] and ``gy`` [N, D] (read
     when ``has_gS`` / ``has_gy``) are the incoming gradients of y and of the final state (S, y).
     Writes the input gradients ``dQ, dK, dV`` [N, T*D], ``dB`` [N, T], the per-sequence gradient

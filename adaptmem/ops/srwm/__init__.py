@@ -108,8 +108,11 @@ def srwm(
     dtype = compute_dtype(x, *weights)
     with torch.autocast(x.device.type, enabled=False):
         M0 = _pack(weights, B, dtype)
-        R = _pack(reset_to, B, dtype) if (reset is not None and reset_to is not None) else (
-            M0 if reset is not None else None)
+        R = (
+            _pack(reset_to, B, dtype)
+            if (reset is not None and reset_to is not None)
+            else (M0 if reset is not None else None)
+        )
         xN = x.to(dtype).permute(0, 2, 1, 3).reshape(B * H, T, D)
         resetN = reset.repeat_interleave(H, dim=0) if reset is not None else None
         y, M_T = form(xN, M0, R, resetN, checkpoint_every)

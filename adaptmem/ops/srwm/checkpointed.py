@@ -128,8 +128,9 @@ class SRWMFunction(torch.autograd.Function):
         return dx.transpose(0, 1), G, dR, None, None
 
 
-def srwm_checkpointed(x: torch.Tensor, M0: torch.Tensor, R: torch.Tensor | None, reset: torch.Tensor | None,
-                      checkpoint_every: int) -> tuple[torch.Tensor, torch.Tensor]:
+def srwm_checkpointed(
+    x: torch.Tensor, M0: torch.Tensor, R: torch.Tensor | None, reset: torch.Tensor | None, checkpoint_every: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Differentiable SRWM on the packed layout (see :func:`adaptmem.ops.srwm`).
 
     ``x`` ``[N, T, D]``; ``M0`` and ``R`` (the weights a reset sets, or ``None`` without resets)

@@ -54,9 +54,21 @@ def _forward(x, M0, R, reset, C, save):
         CK = x.new_empty(G, -(-T // C), D * E, LANES)
     else:
         P = Dd = CK = x.new_empty(0, 0, 0, LANES)
-    run_in_threads(_kernels().srwm_forward, G, T, D, *numpy_rows(x, M0, R if has_reset else M0),
-                   (reset if has_reset else _NO_RESET).numpy(), has_reset, C, save, *numpy_rows(y, M_T),
-                   P.numpy(), Dd.numpy(), CK.numpy())
+    run_in_threads(
+        _kernels().srwm_forward,
+        G,
+        T,
+        D,
+        *numpy_rows(x, M0, R if has_reset else M0),
+        (reset if has_reset else _NO_RESET).numpy(),
+        has_reset,
+        C,
+        save,
+        *numpy_rows(y, M_T),
+        P.numpy(),
+        Dd.numpy(),
+        CK.numpy(),
+    )
     return y, M_T, (P, Dd, CK, has_reset)
 
 
@@ -83,14 +95,28 @@ class SRWMFusedCPUFunction(torch.autograd.Function):
         dM0 = x.new_empty(N, D, E)
         dR = x.new_zeros(N, D, E) if ctx.R_given else None
         has_reset = ctx.has_reset
-        run_in_threads(_kernels().srwm_backward, P.shape[0], T, D, *numpy_rows(x, R if has_reset else dM0),
-                       (reset if has_reset else _NO_RESET).numpy(), has_reset, ctx.C, P.numpy(), Dd.numpy(), CK.numpy(),
-                       *numpy_rows(gy, gM), has_gM, *numpy_rows(dx, dM0, dR if has_reset else dM0))
+        run_in_threads(
+            _kernels().srwm_backward,
+            P.shape[0],
+            T,
+            D,
+            *numpy_rows(x, R if has_reset else dM0),
+            (reset if has_reset else _NO_RESET).numpy(),
+            has_reset,
+            ctx.C,
+            P.numpy(),
+            Dd.numpy(),
+            CK.numpy(),
+            *numpy_rows(gy, gM),
+            has_gM,
+            *numpy_rows(dx, dM0, dR if has_reset else dM0),
+        )
         return dx, dM0, dR, None, None
 
 
-def srwm_fused_cpu(x: torch.Tensor, M0: torch.Tensor, R: torch.Tensor | None, reset: torch.Tensor | None,
-                   checkpoint_every: int) -> tuple[torch.Tensor, torch.Tensor]:
+def srwm_fused_cpu(
+    x: torch.Tensor, M0: torch.Tensor, R: torch.Tensor | None, reset: torch.Tensor | None, checkpoint_every: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused CPU SRWM on the packed layout; same contract as :func:`adaptmem.ops.srwm.checkpointed.srwm_checkpointed`.
 
     ``x`` ``[N, T, D]``, ``M0``/``R`` ``[N, D, 3D+4]``, ``reset`` ``[N, T]`` bool or ``None``, all on

@@ -23,10 +23,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from adaptmem.ops._numba_lanes import (copy_rows, gather, gather_resets, mat_vecT, matvec, scatter, sigmoid, softmax,
-                                       softmax_backward, write, write_then_read)
+from adaptmem.ops._numba_lanes import (
+    copy_rows,
+    gather,
+    gather_resets,
+    mat_vecT,
+    matvec,
+    scatter,
+    sigmoid,
+    softmax,
+    softmax_backward,
+    write,
+    write_then_read,
+)
 from adaptmem.ops._numba_simd import LANES, kernel, vfill, vfma, vload, vstore, vzeros
-
 
 
 @kernel

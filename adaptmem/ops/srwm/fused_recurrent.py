@@ -101,10 +101,22 @@ def _load_step(v_ptr, d_ptr, idx, m, c4, D: tl.constexpr):
 
 @triton.jit
 def srwm_fwd_kernel(
-    x_ptr, m0_ptr, r_ptr, reset_ptr,  # x [N, T, D]; M0, R [N, D, E]; reset [N, T] int8
-    y_ptr, mt_ptr, v_ptr, d_ptr, ck_ptr,  # y [N, T, D]; M_T [N, D, E]; V [N, T, 2D+4]; d [N, T, E]; ckpt [N, NC, D, E]
-    T, C, NC,
-    D: tl.constexpr, BD: tl.constexpr, HAS_RESET: tl.constexpr, SAVE: tl.constexpr,
+    x_ptr,
+    m0_ptr,
+    r_ptr,
+    reset_ptr,  # x [N, T, D]; M0, R [N, D, E]; reset [N, T] int8
+    y_ptr,
+    mt_ptr,
+    v_ptr,
+    d_ptr,
+    ck_ptr,  # y [N, T, D]; M_T [N, D, E]; V [N, T, 2D+4]; d [N, T, E]; ckpt [N, NC, D, E]
+    T,
+    C,
+    NC,
+    D: tl.constexpr,
+    BD: tl.constexpr,
+    HAS_RESET: tl.constexpr,
+    SAVE: tl.constexpr,
 ):
     E: tl.constexpr = 3 * D + 4
     VW: tl.constexpr = 2 * D + 4
@@ -151,11 +163,25 @@ def srwm_fwd_kernel(
 
 @triton.jit
 def srwm_bwd_kernel(
-    x_ptr, r_ptr, reset_ptr, v_ptr, d_ptr, ck_ptr,  # forward inputs and saved tensors
-    gy_ptr, gm_ptr, scratch_ptr,  # gy [N, T, D]; gM [N, D, E]; scratch [N, C, D, E]
-    dx_ptr, dm0_ptr, dr_ptr,  # dx [N, T, D] fp32; dM0, dR [N, D, E] fp32 (dR zero-initialised)
-    T, C, NC,
-    D: tl.constexpr, BD: tl.constexpr, HAS_RESET: tl.constexpr, HAS_GM: tl.constexpr,
+    x_ptr,
+    r_ptr,
+    reset_ptr,
+    v_ptr,
+    d_ptr,
+    ck_ptr,  # forward inputs and saved tensors
+    gy_ptr,
+    gm_ptr,
+    scratch_ptr,  # gy [N, T, D]; gM [N, D, E]; scratch [N, C, D, E]
+    dx_ptr,
+    dm0_ptr,
+    dr_ptr,  # dx [N, T, D] fp32; dM0, dR [N, D, E] fp32 (dR zero-initialised)
+    T,
+    C,
+    NC,
+    D: tl.constexpr,
+    BD: tl.constexpr,
+    HAS_RESET: tl.constexpr,
+    HAS_GM: tl.constexpr,
 ):
     E: tl.constexpr = 3 * D + 4
     VW: tl.constexpr = 2 * D + 4
@@ -183,7 +209,9 @@ def srwm_bwd_kernel(
         _store_blocks(scratch, My, Mq, Mk, Mb, off, off_b, mask, mask_b, D)
         for i in range(1, L):
             t = t0 + i
-            q, k, b, d_y, d_q, d_k, d_b = _load_step(v_ptr + (n * T + t - 1) * VW, d_ptr + (n * T + t - 1) * E, idx, m, c4, D)
+            q, k, b, d_y, d_q, d_k, d_b = _load_step(
+                v_ptr + (n * T + t - 1) * VW, d_ptr + (n * T + t - 1) * E, idx, m, c4, D
+            )
             My += k[:, None] * (d_y * _pick(b, 0))[None, :]
             Mq += k[:, None] * (d_q * _pick(b, 1))[None, :]
             Mk += k[:, None] * (d_k * _pick(b, 2))[None, :]
@@ -207,19 +235,33 @@ def srwm_bwd_kernel(
             du_q = rsum(k[:, None] * Gq, axis=0)
             du_k = rsum(k[:, None] * Gk, axis=0)
             du_b = rsum(k[:, None] * Gb, axis=0)
-            dk_write = (rsum(Gy * (d_y * b_y)[None, :], axis=1) + rsum(Gq * (d_q * b_q)[None, :], axis=1)
-                        + rsum(Gk * (d_k * b_k)[None, :], axis=1) + rsum(Gb * (d_b * b_b)[None, :], axis=1))
+            dk_write = (
+                rsum(Gy * (d_y * b_y)[None, :], axis=1)
+                + rsum(Gq * (d_q * b_q)[None, :], axis=1)
+                + rsum(Gk * (d_k * b_k)[None, :], axis=1)
+                + rsum(Gb * (d_b * b_b)[None, :], axis=1)
+            )
             dd_y = du_y * b_y
             dd_q = du_q * b_q
             dd_k = du_k * b_k
             dd_b = du_b * b_b
             # Each rate's gradient, summed over its block.
-            g_b = tl.where(c4 == 0, rsum(du_y * d_y, axis=0),
-                           tl.where(c4 == 1, rsum(du_q * d_q, axis=0),
-                                    tl.where(c4 == 2, rsum(du_k * d_k, axis=0), rsum(du_b * d_b, axis=0))))
+            g_b = tl.where(
+                c4 == 0,
+                rsum(du_y * d_y, axis=0),
+                tl.where(
+                    c4 == 1,
+                    rsum(du_q * d_q, axis=0),
+                    tl.where(c4 == 2, rsum(du_k * d_k, axis=0), rsum(du_b * d_b, axis=0)),
+                ),
+            )
             # Through d = (q - k) M: M dd^T is d/dq and -d/dk.
-            d_read = (rsum(My * dd_y[None, :], axis=1) + rsum(Mq * dd_q[None, :], axis=1)
-                      + rsum(Mk * dd_k[None, :], axis=1) + rsum(Mb * dd_b[None, :], axis=1))
+            d_read = (
+                rsum(My * dd_y[None, :], axis=1)
+                + rsum(Mq * dd_q[None, :], axis=1)
+                + rsum(Mk * dd_k[None, :], axis=1)
+                + rsum(Mb * dd_b[None, :], axis=1)
+            )
             dq = d_read
             dk = dk_write - d_read
             da_q = q * (dq - rsum(dq * q, axis=0))
@@ -227,8 +269,12 @@ def srwm_bwd_kernel(
             da_b = g_b * b * (1.0 - b)
             da_y = tl.load(gy_ptr + (n * T + t) * D + idx, mask=m, other=0.0).to(tl.float32)
             # Through a = x M.
-            dx = (rsum(My * da_y[None, :], axis=1) + rsum(Mq * da_q[None, :], axis=1)
-                  + rsum(Mk * da_k[None, :], axis=1) + rsum(Mb * da_b[None, :], axis=1))
+            dx = (
+                rsum(My * da_y[None, :], axis=1)
+                + rsum(Mq * da_q[None, :], axis=1)
+                + rsum(Mk * da_k[None, :], axis=1)
+                + rsum(Mb * da_b[None, :], axis=1)
+            )
             tl.store(dx_ptr + (n * T + t) * D + idx, dx, mask=m)
             x = tl.load(x_ptr + (n * T + t) * D + idx, mask=m, other=0.0).to(tl.float32)
             p = q - k
@@ -278,11 +324,24 @@ def _forward(x, M0, R, reset, C, save, num_warps):
         V = d = ckpts = M_T
     has_reset = reset is not None
     srwm_fwd_kernel[(N,)](
-        x, M0, R if has_reset else M0, reset.to(torch.int8).contiguous() if has_reset else M0,
-        y, M_T, V, d, ckpts,
-        T, C, NC,
-        D=D, BD=triton.next_power_of_2(D), HAS_RESET=has_reset, SAVE=save,
-        num_warps=num_warps, enable_fp_fusion=True,  # explicit: Triton 3.9 warns when it is left to a default
+        x,
+        M0,
+        R if has_reset else M0,
+        reset.to(torch.int8).contiguous() if has_reset else M0,
+        y,
+        M_T,
+        V,
+        d,
+        ckpts,
+        T,
+        C,
+        NC,
+        D=D,
+        BD=triton.next_power_of_2(D),
+        HAS_RESET=has_reset,
+        SAVE=save,
+        num_warps=num_warps,
+        enable_fp_fusion=True,  # explicit: Triton 3.9 warns when it is left to a default
     )
     return y, M_T, (V, d, ckpts)
 
@@ -300,13 +359,27 @@ def _backward(x, R, reset, saved, gy, gM, C, num_warps):
     dR = torch.zeros(N, D, E, **f32) if has_reset else dM0
     gy = gy.contiguous() if gy is not None else torch.zeros(N, T, D, **f32)
     srwm_bwd_kernel[(N,)](
-        x, R if has_reset else dM0, reset.to(torch.int8).contiguous() if has_reset else dM0,
-        V, d, ckpts,
-        gy, gM.contiguous() if gM is not None else dM0, scratch,
-        dx, dM0, dR,
-        T, min(C, T), NC,
-        D=D, BD=triton.next_power_of_2(D), HAS_RESET=has_reset, HAS_GM=gM is not None,
-        num_warps=num_warps, enable_fp_fusion=True,  # explicit: Triton 3.9 warns when it is left to a default
+        x,
+        R if has_reset else dM0,
+        reset.to(torch.int8).contiguous() if has_reset else dM0,
+        V,
+        d,
+        ckpts,
+        gy,
+        gM.contiguous() if gM is not None else dM0,
+        scratch,
+        dx,
+        dM0,
+        dR,
+        T,
+        min(C, T),
+        NC,
+        D=D,
+        BD=triton.next_power_of_2(D),
+        HAS_RESET=has_reset,
+        HAS_GM=gM is not None,
+        num_warps=num_warps,
+        enable_fp_fusion=True,  # explicit: Triton 3.9 warns when it is left to a default
     )
     return dx, dM0, (dR if has_reset else None)
 

@@ -41,6 +41,17 @@ def build_encoder(name: str, spec: WeightSpec, z_dim: int = 16, **kwargs: Any) -
     return ENCODERS[name](spec, z_dim, **kwargs)
 
 
-__all__ = ["ENCODERS", "FlatMLPEncoder", "InteractiveProbingEncoder", "LayerStatsEncoder", "NFEncoder", "NullEncoder",
-           "ParameterTransformerEncoder", "ProbingEncoder", "ResidualLSTMReader", "WeightEncoder",
-           "build_encoder", "weight_tensors"]
+__all__ = [
+    "ENCODERS",
+    "FlatMLPEncoder",
+    "InteractiveProbingEncoder",
+    "LayerStatsEncoder",
+    "NFEncoder",
+    "NullEncoder",
+    "ParameterTransformerEncoder",
+    "ProbingEncoder",
+    "ResidualLSTMReader",
+    "WeightEncoder",
+    "build_encoder",
+    "weight_tensors",
+]

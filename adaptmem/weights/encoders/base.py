@@ -39,7 +39,9 @@ class WeightEncoder(nn.Module):
         name = type(self).__name__
         check_floating(name, "vectors", vectors)
         if vectors.dim() != 2 or vectors.shape[1] != self.spec.num_params:
-            raise ValueError(f"{name}: vectors must be [N, P] = (*, {self.spec.num_params}), got shape {fmt_shape(vectors)}")
+            raise ValueError(
+                f"{name}: vectors must be [N, P] = (*, {self.spec.num_params}), got shape {fmt_shape(vectors)}"
+            )
         param = next(self.parameters(), None)
         if param is not None and vectors.device != param.device:
             raise ValueError(f"{name}: vectors are on {vectors.device} but the encoder is on {param.device}")
@@ -62,7 +64,9 @@ def weight_tensors(vectors: torch.Tensor, spec: WeightSpec, merge: bool = True) 
     return unflatten(vectors, spec)
 
 
-def mlp(in_features: int, hidden: int, out_features: int, num_hidden: int, act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+def mlp(
+    in_features: int, hidden: int, out_features: int, num_hidden: int, act: type[nn.Module] = nn.ReLU
+) -> nn.Sequential:
     """``num_hidden`` hidden layers of width ``hidden`` (0: a single Linear)."""
     layers: list[nn.Module] = []
     d = in_features

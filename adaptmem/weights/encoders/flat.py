@@ -29,8 +29,9 @@ class FlatMLPEncoder(WeightEncoder):
         >>> z = enc(torch.randn(4, 13766))   # [4, 16]
     """
 
-    def __init__(self, spec: WeightSpec, z_dim: int = 16, *, hidden: int = 128, num_hidden: int = 3,
-                 merge_biases: bool = True) -> None:
+    def __init__(
+        self, spec: WeightSpec, z_dim: int = 16, *, hidden: int = 128, num_hidden: int = 3, merge_biases: bool = True
+    ) -> None:
         super().__init__(spec, z_dim)
         self.merge_biases = merge_biases
         n_in = sum(t.numel() for t in weight_tensors(torch.zeros(1, spec.num_params), spec, merge_biases).values())

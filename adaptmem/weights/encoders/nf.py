@@ -78,16 +78,25 @@ class _NFLayer(nn.Module):
             out["b"] = []
         for k in range(L):
             col = _mix(n[k - 1], self.U_col[k - 1]).unsqueeze(-2) if k > 0 else self.U_in[None, :, None, :]
-            out["U"].append(_mix(U[k], self.U[k]) + _mix(n[k], self.U_row[k]).unsqueeze(-1) + col
-                            + self.U_g[k](g)[..., None, None])
-            out["V"].append(_mix(V[k], self.V[k]) + _mix(V[k].transpose(-1, -2), self.V_t[k])
-                            + _mix(n[k], self.V_row[k]).unsqueeze(-1) + _mix(n[k], self.V_col[k]).unsqueeze(-2)
-                            + self.V_g[k](g)[..., None, None])
+            out["U"].append(
+                _mix(U[k], self.U[k]) + _mix(n[k], self.U_row[k]).unsqueeze(-1) + col + self.U_g[k](g)[..., None, None]
+            )
+            out["V"].append(
+                _mix(V[k], self.V[k])
+                + _mix(V[k].transpose(-1, -2), self.V_t[k])
+                + _mix(n[k], self.V_row[k]).unsqueeze(-1)
+                + _mix(n[k], self.V_col[k]).unsqueeze(-2)
+                + self.V_g[k](g)[..., None, None]
+            )
             if b is not None:
                 out["b"].append(_mix(b[k], self.b[k]) + _mix(n[k], self.b_n[k]) + self.b_g[k](g)[..., None])
         if "O" in f:
-            out["O"] = (_mix(f["O"], self.O) + _mix(n[-1], self.O_n).unsqueeze(-2) + self.O_out[None, :, :, None]
-                        + self.O_g(g)[..., None, None])
+            out["O"] = (
+                _mix(f["O"], self.O)
+                + _mix(n[-1], self.O_n).unsqueeze(-2)
+                + self.O_out[None, :, :, None]
+                + self.O_g(g)[..., None, None]
+            )
             out["c"] = _mix(f["c"], self.c) + self.c_out[None] + self.c_g(g)[..., None]
         return out
 
@@ -122,8 +131,16 @@ class NFEncoder(WeightEncoder):
 
     permutation_invariant = True
 
-    def __init__(self, spec: WeightSpec, z_dim: int = 16, *, channels: int = 48, num_layers: int = 4,
-                 hidden: int = 128, merge_biases: bool = True) -> None:
+    def __init__(
+        self,
+        spec: WeightSpec,
+        z_dim: int = 16,
+        *,
+        channels: int = 48,
+        num_layers: int = 4,
+        hidden: int = 128,
+        merge_biases: bool = True,
+    ) -> None:
         super().__init__(spec, z_dim)
         self.merge_biases = merge_biases
         G = spec.gates
@@ -143,11 +160,15 @@ class NFEncoder(WeightEncoder):
     def feature_maps(self, vectors: torch.Tensor) -> dict:
         s, N, G, H = self.spec, len(vectors), self.spec.gates, self.spec.hidden_size
         t = weight_tensors(vectors, s, self.merge_biases)
-        f: dict = {"U": [t[f"weight_ih_l{k}"].view(N, G, H, -1) for k in range(s.num_layers)],
-                   "V": [t[f"weight_hh_l{k}"].view(N, G, H, H) for k in range(s.num_layers)]}
+        f: dict = {
+            "U": [t[f"weight_ih_l{k}"].view(N, G, H, -1) for k in range(s.num_layers)],
+            "V": [t[f"weight_hh_l{k}"].view(N, G, H, H) for k in range(s.num_layers)],
+        }
         if s.bias:
-            f["b"] = [torch.cat([t[n].view(N, G, H) for n in (f"bias_ih_l{k}", f"bias_hh_l{k}") if n in t], dim=1)
-                      for k in range(s.num_layers)]
+            f["b"] = [
+                torch.cat([t[n].view(N, G, H) for n in (f"bias_ih_l{k}", f"bias_hh_l{k}") if n in t], dim=1)
+                for k in range(s.num_layers)
+            ]
         if s.output_size:
             f["O"] = t["linear.weight"].unsqueeze(1)
             f["c"] = t["linear.bias"].unsqueeze(1)
@@ -159,6 +180,6 @@ class NFEncoder(WeightEncoder):
             f = _apply(layer(f), torch.relu)
         pooled = []
         for key in ("U", "V", "b", "O", "c"):
-            for t in (f[key] if isinstance(f.get(key), list) else [f[key]] if key in f else []):
+            for t in f[key] if isinstance(f.get(key), list) else [f[key]] if key in f else []:
                 pooled.append(t.flatten(2).mean(-1))
         return self.head(torch.cat(pooled, dim=1))

@@ -95,9 +95,18 @@ class ProbingEncoder(_ProbingBase):
         >>> z = enc(torch.randn(8, 13766))   # [8, 16]
     """
 
-    def __init__(self, spec: WeightSpec, z_dim: int = 16, *, num_probes: int = 8, probe_len: int = 22,
-                 hidden: int = 256, num_layers: int = 2, input_kind: str = "categorical",
-                 output_kind: str = "softmax") -> None:
+    def __init__(
+        self,
+        spec: WeightSpec,
+        z_dim: int = 16,
+        *,
+        num_probes: int = 8,
+        probe_len: int = 22,
+        hidden: int = 256,
+        num_layers: int = 2,
+        input_kind: str = "categorical",
+        output_kind: str = "softmax",
+    ) -> None:
         super().__init__(spec, z_dim, input_kind, output_kind)
         self.probes = nn.Parameter(torch.randn(num_probes, probe_len, spec.input_size))
         self.reader = ResidualLSTMReader(num_probes * spec.out_features, hidden, num_layers)
@@ -138,9 +147,18 @@ class InteractiveProbingEncoder(_ProbingBase):
         >>> z = enc(torch.randn(8, 13766))   # [8, 16]
     """
 
-    def __init__(self, spec: WeightSpec, z_dim: int = 16, *, num_probes: int = 1, probe_len: int = 22,
-                 hidden: int = 256, num_layers: int = 2, input_kind: str = "categorical",
-                 output_kind: str = "softmax") -> None:
+    def __init__(
+        self,
+        spec: WeightSpec,
+        z_dim: int = 16,
+        *,
+        num_probes: int = 1,
+        probe_len: int = 22,
+        hidden: int = 256,
+        num_layers: int = 2,
+        input_kind: str = "categorical",
+        output_kind: str = "softmax",
+    ) -> None:
         super().__init__(spec, z_dim, input_kind, output_kind)
         self.num_probes, self.probe_len = num_probes, probe_len
         self.reader = ResidualLSTMReader(num_probes * spec.out_features, hidden, num_layers)

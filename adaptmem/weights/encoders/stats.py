@@ -36,8 +36,9 @@ class LayerStatsEncoder(WeightEncoder):
 
     permutation_invariant = True
 
-    def __init__(self, spec: WeightSpec, z_dim: int = 16, *, hidden: int = 128, num_hidden: int = 1,
-                 merge_biases: bool = True) -> None:
+    def __init__(
+        self, spec: WeightSpec, z_dim: int = 16, *, hidden: int = 128, num_hidden: int = 1, merge_biases: bool = True
+    ) -> None:
         super().__init__(spec, z_dim)
         self.merge_biases = merge_biases
         n_tensors = len(weight_tensors(torch.zeros(1, spec.num_params), spec, merge_biases))
@@ -50,8 +51,11 @@ class LayerStatsEncoder(WeightEncoder):
         feats = []
         for t in weight_tensors(vectors, self.spec, self.merge_biases).values():
             flat = t.flatten(1)
-            feats += [flat.mean(1, keepdim=True), flat.var(1, keepdim=True, unbiased=False),
-                      torch.quantile(flat, self.q.to(flat.dtype), dim=1).T]
+            feats += [
+                flat.mean(1, keepdim=True),
+                flat.var(1, keepdim=True, unbiased=False),
+                torch.quantile(flat, self.q.to(flat.dtype), dim=1).T,
+            ]
         return torch.cat(feats, dim=1)
 
     def embed(self, vectors: torch.Tensor) -> torch.Tensor:

@@ -34,20 +34,31 @@ class ParameterTransformerEncoder(WeightEncoder):
         >>> z = enc(torch.randn(4, 13766))   # [4, 16]
     """
 
-    def __init__(self, spec: WeightSpec, z_dim: int = 16, *, d_model: int = 128, num_heads: int = 2,
-                 num_layers: int = 6, dim_feedforward: int = 512, dropout: float = 0.0,
-                 merge_biases: bool = True) -> None:
+    def __init__(
+        self,
+        spec: WeightSpec,
+        z_dim: int = 16,
+        *,
+        d_model: int = 128,
+        num_heads: int = 2,
+        num_layers: int = 6,
+        dim_feedforward: int = 512,
+        dropout: float = 0.0,
+        merge_biases: bool = True,
+    ) -> None:
         super().__init__(spec, z_dim)
         self.merge_biases = merge_biases
         n_bias = 0 if not spec.bias else (1 if merge_biases and spec.cell != "gru" else 2)
         self.embed_layers = nn.ModuleList(
-            nn.Linear(spec.layer_input_size(k) + spec.hidden_size + n_bias, d_model) for k in range(spec.num_layers))
+            nn.Linear(spec.layer_input_size(k) + spec.hidden_size + n_bias, d_model) for k in range(spec.num_layers)
+        )
         self.embed_out = nn.Linear(spec.hidden_size + 1, d_model) if spec.output_size else None
         n_tokens = spec.num_layers * spec.gates * spec.hidden_size + (spec.output_size or 0)
         self.summary = nn.Parameter(torch.zeros(1, 1, d_model))
         self.pos = nn.Parameter(0.02 * torch.randn(1, n_tokens + 1, d_model))
-        layer = nn.TransformerEncoderLayer(d_model, num_heads, dim_feedforward, dropout, batch_first=True,
-                                           norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            d_model, num_heads, dim_feedforward, dropout, batch_first=True, norm_first=True
+        )
         self.transformer = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, z_dim)

@@ -19,8 +19,9 @@ from adaptmem.weights.zoo import formal_language as fl
 SPLITS = ("train", "valid", "ood", "all")
 
 
-def split_runs(kind: str, run_arrays: dict[str, np.ndarray], *, valid_frac: float = 0.15, ood_frac: float = 0.15,
-               seed: int = 0) -> np.ndarray:
+def split_runs(
+    kind: str, run_arrays: dict[str, np.ndarray], *, valid_frac: float = 0.15, ood_frac: float = 0.15, seed: int = 0
+) -> np.ndarray:
     """The split (``"train"``, ``"valid"`` or ``"ood"``) of every run, decided by its task.
 
     Formal languages: of all 216 tasks, the ``ceil(ood_frac * 216)`` most balanced ones (highest
@@ -31,13 +32,16 @@ def split_runs(kind: str, run_arrays: dict[str, np.ndarray], *, valid_frac: floa
     drawn from the others, are validation. Every checkpoint of a run shares the run's split.
     """
     if not (0 <= valid_frac < 1 and 0 <= ood_frac < 1 and valid_frac + ood_frac < 1):
-        raise ValueError(f"split_runs: valid_frac and ood_frac must be in [0, 1) with a sum < 1, "
-                         f"got {valid_frac} and {ood_frac}")
+        raise ValueError(
+            f"split_runs: valid_frac and ood_frac must be in [0, 1) with a sum < 1, got {valid_frac} and {ood_frac}"
+        )
     check_choice("split_runs", "kind", kind, ("formal_language", "smnist"))
     need = "task_id" if kind == "formal_language" else "angle"
     if not isinstance(run_arrays, dict) or need not in run_arrays:
-        raise ValueError(f"split_runs: run_arrays must hold {need!r} for a {kind} zoo, got "
-                         f"{sorted(run_arrays) if isinstance(run_arrays, dict) else type(run_arrays).__name__}")
+        raise ValueError(
+            f"split_runs: run_arrays must hold {need!r} for a {kind} zoo, got "
+            f"{sorted(run_arrays) if isinstance(run_arrays, dict) else type(run_arrays).__name__}"
+        )
     rng = np.random.default_rng(seed)
     if kind == "formal_language":
         n = fl.num_tasks()
@@ -68,8 +72,12 @@ def _read_meta(path: Path) -> dict:
         raise CorruptFileError(path, f"holds a JSON {type(meta).__name__}, not an object")
     version = meta.get("format_version")
     if version == 1:
-        warnings.warn(f"{path}: a zoo of format 1 has no checksums; only shapes and dtypes are checked "
-                      f"(rebuild it with generate_zoo to add them)", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"{path}: a zoo of format 1 has no checksums; only shapes and dtypes are checked "
+            f"(rebuild it with generate_zoo to add them)",
+            UserWarning,
+            stacklevel=3,
+        )
     elif version == 2:
         check_sealed_json(path, meta)
     else:
@@ -81,8 +89,12 @@ def _read_meta(path: Path) -> dict:
     else:
         problems += [f"arrays.{name}" for name in _REQUIRED if name not in arrays]
         for name, info in arrays.items():
-            if not (isinstance(info, dict) and info.get("axis") in ("entry", "run") and isinstance(info.get("shape"), list)
-                    and isinstance(info.get("dtype"), str)):
+            if not (
+                isinstance(info, dict)
+                and info.get("axis") in ("entry", "run")
+                and isinstance(info.get("shape"), list)
+                and isinstance(info.get("dtype"), str)
+            ):
                 problems.append(f"arrays.{name} (axis, shape, dtype)")
     if meta.get("kind") not in ("formal_language", "smnist"):
         problems.append(f"kind {meta.get('kind')!r}")
@@ -107,15 +119,21 @@ def _open_arrays(root: Path, meta: dict, spec: WeightSpec, *, verify: bool) -> d
             raise CorruptFileError(path, f"is not a readable .npy array ({type(e).__name__}: {e})") from e
         want_shape = tuple(info["shape"])
         if arr.shape != want_shape or str(arr.dtype) != info["dtype"]:
-            raise CorruptFileError(path, f"holds shape {arr.shape} dtype {arr.dtype}, but meta.json says "
-                                         f"shape {want_shape} dtype {info['dtype']}")
+            raise CorruptFileError(
+                path,
+                f"holds shape {arr.shape} dtype {arr.dtype}, but meta.json says "
+                f"shape {want_shape} dtype {info['dtype']}",
+            )
         if not want_shape or want_shape[0] != counts[info["axis"]]:
-            raise CorruptFileError(path, f"has {want_shape[:1]} rows, but the zoo has {counts[info['axis']]} "
-                                         f"{info['axis']}s (meta.json)")
+            raise CorruptFileError(
+                path, f"has {want_shape[:1]} rows, but the zoo has {counts[info['axis']]} {info['axis']}s (meta.json)"
+            )
         out[name] = arr
     if out["weights"].ndim != 2 or out["weights"].shape[1] != spec.num_params:
-        raise CorruptFileError(root / "weights.npy", f"holds shape {out['weights'].shape}, but the spec in "
-                                                     f"meta.json has {spec.num_params} parameters")
+        raise CorruptFileError(
+            root / "weights.npy",
+            f"holds shape {out['weights'].shape}, but the spec in meta.json has {spec.num_params} parameters",
+        )
     return out
 
 
@@ -150,14 +168,25 @@ class ZooDataset(torch.utils.data.Dataset):
         >>> b["weights"].shape, b["inputs"].shape, b["log_probs"].shape
     """
 
-    def __init__(self, root: str | os.PathLike, split: str = "train", *, valid_frac: float = 0.15,
-                 ood_frac: float = 0.15, seed: int = 0, steps: list[int] | None = None, verify: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train",
+        *,
+        valid_frac: float = 0.15,
+        ood_frac: float = 0.15,
+        seed: int = 0,
+        steps: list[int] | None = None,
+        verify: bool = True,
+    ) -> None:
         check_choice("ZooDataset", "split", split, SPLITS)
         self.root = Path(root)
         meta_path = self.root / "meta.json"
         if not meta_path.exists():
-            raise FileNotFoundError(f"ZooDataset: {meta_path} not found; build the zoo with "
-                                    f"adaptmem.weights.zoo.generate_zoo (a partial zoo has no meta.json)")
+            raise FileNotFoundError(
+                f"ZooDataset: {meta_path} not found; build the zoo with "
+                f"adaptmem.weights.zoo.generate_zoo (a partial zoo has no meta.json)"
+            )
         self.meta = _read_meta(meta_path)
         self.kind: str = self.meta["kind"]
         try:
@@ -175,9 +204,11 @@ class ZooDataset(torch.utils.data.Dataset):
             keep &= np.isin(np.asarray(self.arrays["step"]), np.asarray(steps))
         self.entries = np.nonzero(keep)[0]
         if len(self.entries) == 0:
-            raise ValueError(f"ZooDataset: split {split!r} of {self.root} is empty (runs per split: "
-                             f"{ {s: int((self.run_split == s).sum()) for s in ('train', 'valid', 'ood')} }); "
-                             f"build a zoo with more runs")
+            raise ValueError(
+                f"ZooDataset: split {split!r} of {self.root} is empty (runs per split: "
+                f"{ {s: int((self.run_split == s).sum()) for s in ('train', 'valid', 'ood')} }); "
+                f"build a zoo with more runs"
+            )
 
     # ---- sizes ----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -222,13 +253,17 @@ class ZooDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         e = self.entries[i]
-        item = {"weights": torch.from_numpy(np.array(self.arrays["weights"][e])),
-                "inputs": self._inputs(np.array([e]), slice(None))[0],
-                "log_probs": torch.from_numpy(np.array(self.arrays["log_probs"][e]))}
+        item = {
+            "weights": torch.from_numpy(np.array(self.arrays["weights"][e])),
+            "inputs": self._inputs(np.array([e]), slice(None))[0],
+            "log_probs": torch.from_numpy(np.array(self.arrays["log_probs"][e])),
+        }
         item.update({k: torch.as_tensor(v[0]) for k, v in self.labels(np.array([e])).items()})
         return item
 
-    def batch(self, items: np.ndarray | torch.Tensor, rollouts: np.ndarray | torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def batch(
+        self, items: np.ndarray | torch.Tensor, rollouts: np.ndarray | torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Entries ``items`` (positions in this split) with one rollout each (default: rollout 0):
         ``weights [B, P]``, ``inputs [B, T, in]``, ``log_probs [B, T, out]``."""
         items = np.asarray(items, dtype=np.int64)
@@ -238,9 +273,11 @@ class ZooDataset(torch.utils.data.Dataset):
         inv = np.empty_like(order)
         inv[order] = np.arange(len(order))
         es, rs = e[order], rollouts[order]
-        return {"weights": torch.from_numpy(np.asarray(self.arrays["weights"][es], dtype=np.float32))[inv],
-                "inputs": self._inputs(es, rs)[inv],
-                "log_probs": torch.from_numpy(np.asarray(self.arrays["log_probs"][es, rs], dtype=np.float32))[inv]}
+        return {
+            "weights": torch.from_numpy(np.asarray(self.arrays["weights"][es], dtype=np.float32))[inv],
+            "inputs": self._inputs(es, rs)[inv],
+            "log_probs": torch.from_numpy(np.asarray(self.arrays["log_probs"][es, rs], dtype=np.float32))[inv],
+        }
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """``batch_size`` random entries, each with one random rollout."""

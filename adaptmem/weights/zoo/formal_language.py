@@ -91,4 +91,3 @@ def valid_max_n(max_n: int) -> int:
     if isinstance(max_n, bool) or not isinstance(max_n, int) or max_n < 4:
         raise ValueError(f"formal_language: max_n must be an int >= 4 (so every task has a valid n), got {max_n!r}")
     return max_n
-

@@ -41,8 +41,8 @@ import torch
 import torch.nn.functional as F
 
 from adaptmem.utils.atomic import atomic_write, atomic_write_text
-from adaptmem.utils.integrity import file_sha256, load_verified, save_verified, seal_json
 from adaptmem.utils.checks import check_choice, check_float, check_positive_int
+from adaptmem.utils.integrity import file_sha256, load_verified, save_verified, seal_json
 from adaptmem.utils.progress import progress
 from adaptmem.utils.schedules import piecewise_linear
 from adaptmem.weights.functional import BatchedRNN
@@ -106,20 +106,33 @@ class ZooConfig:
 
     def __post_init__(self) -> None:
         check_choice("ZooConfig", "kind", self.kind, KINDS)
-        for name in ("num_runs", "steps", "group_size", "batch_size", "hidden_size", "num_layers",
-                     "rollouts", "accept_samples", "save_every"):
+        for name in (
+            "num_runs",
+            "steps",
+            "group_size",
+            "batch_size",
+            "hidden_size",
+            "num_layers",
+            "rollouts",
+            "accept_samples",
+            "save_every",
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"ZooConfig: {name} must be a positive int, got {v!r}")
         if not isinstance(self.checkpoints, int) or self.checkpoints < 2:
-            raise ValueError(f"ZooConfig: checkpoints must be an int >= 2 (step 0 and the last), got {self.checkpoints!r}")
+            raise ValueError(
+                f"ZooConfig: checkpoints must be an int >= 2 (step 0 and the last), got {self.checkpoints!r}"
+            )
         if self.kind == "formal_language":
             fl.valid_max_n(self.max_n)
         check_choice("ZooConfig", "mnist_split", self.mnist_split, ("train", "test"))
         for name in ("lr", "weight_decay"):
             check_float("ZooConfig", name, getattr(self, name), lo=0.0, lo_open=name == "lr")
         if not isinstance(self.weight_decays, (tuple, list)) or not self.weight_decays:
-            raise ValueError(f"ZooConfig: weight_decays must be a non-empty tuple of numbers, got {self.weight_decays!r}")
+            raise ValueError(
+                f"ZooConfig: weight_decays must be a non-empty tuple of numbers, got {self.weight_decays!r}"
+            )
         for i, w in enumerate(self.weight_decays):
             check_float("ZooConfig", f"weight_decays[{i}]", w, lo=0.0)
         object.__setattr__(self, "weight_decays", tuple(float(w) for w in self.weight_decays))
@@ -128,8 +141,17 @@ class ZooConfig:
     def paper(cls, kind: str = "formal_language", **overrides: Any) -> ZooConfig:
         """The paper's zoo: 1,000 runs, 20,000 steps, checkpoints 0,100,200,500,...,20k,
         100 rollouts, 1,000 acceptance samples, n <= 9, the full MNIST training file."""
-        base = dict(kind=kind, num_runs=1000, steps=20000, rollouts=100, accept_samples=1000,
-                    max_n=9, mnist_split="train", eval_images=0, save_every=1000)
+        base = dict(
+            kind=kind,
+            num_runs=1000,
+            steps=20000,
+            rollouts=100,
+            accept_samples=1000,
+            max_n=9,
+            mnist_split="train",
+            eval_images=0,
+            save_every=1000,
+        )
         return cls(**{**base, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,7 +172,9 @@ class ZooConfig:
         for item in filter(None, (t.strip() for t in text.split(","))):
             key, sep, value = item.partition("=")
             if not sep or key not in types:
-                raise ValueError(f"ZooConfig.parse_overrides: expected key=value with a key in {sorted(types)}, got {item!r}")
+                raise ValueError(
+                    f"ZooConfig.parse_overrides: expected key=value with a key in {sorted(types)}, got {item!r}"
+                )
             kind = types[key]
             out[key] = int(value) if kind == "int" else float(value) if kind == "float" else value
         return out
@@ -196,7 +220,7 @@ def geometric_checkpoints(last: int, count: int = 9) -> list[int]:
     if isinstance(count, bool) or not isinstance(count, int) or count < 2:
         raise ValueError(f"geometric_checkpoints: count must be an int >= 2 (step 0 and last), got {count!r}")
     series = sorted({m * 10**e for e in range(12) for m in (1, 2, 5) if m * 10**e < last})
-    middle = series[-(count - 2):] if count > 2 else []
+    middle = series[-(count - 2) :] if count > 2 else []
     return [0, *middle, last]
 
 
@@ -255,8 +279,13 @@ class _FormalLanguage:
         tokens, logp = self.sample(nets, self.cfg.rollouts)
         samples, _ = self.sample(nets, self.cfg.accept_samples)
         acc = fl.accepts(samples[..., 1:], self.m.unsqueeze(1), self.cfg.max_n).float().mean(1)
-        return {"weights": vectors.clone(), "tokens": tokens.to(torch.uint8), "log_probs": logp,
-                "accuracy": acc, "valid_loss": self._nll(vectors, self.valid)}
+        return {
+            "weights": vectors.clone(),
+            "tokens": tokens.to(torch.uint8),
+            "log_probs": logp,
+            "accuracy": acc,
+            "valid_loss": self._nll(vectors, self.valid),
+        }
 
     def run_arrays(self) -> dict[str, torch.Tensor]:
         return {}
@@ -286,12 +315,14 @@ class _SequentialMNIST:
         ce = F.cross_entropy(y.flatten(0, 2), labels.flatten(), reduction="none")
         return ce.view(K, -1).mean(1).sum()
 
-    def _evaluate(self, nets: BatchedRNN, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _evaluate(
+        self, nets: BatchedRNN, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         K, correct, ce, chunk = nets.n, 0, 0, EVAL_CHUNK
         for s in range(0, len(images), chunk):
-            x = images[s:s + chunk].unsqueeze(0).expand(K, -1, -1, -1)
+            x = images[s : s + chunk].unsqueeze(0).expand(K, -1, -1, -1)
             y = nets(sm.rotated_tiles(x, self.angle))[0]
-            lab = labels[s:s + chunk]
+            lab = labels[s : s + chunk]
             correct = correct + (y[:, :, -1].argmax(-1) == lab).float().sum(1)
             full = lab.view(1, -1, 1).expand(K, -1, sm.SEQ_LEN)
             ce = ce + F.cross_entropy(y.flatten(0, 2), full.flatten(), reduction="none").view(K, -1).mean(1) * len(lab)
@@ -302,8 +333,13 @@ class _SequentialMNIST:
         nets = BatchedRNN(self.spec, vectors)
         acc, vloss = self._evaluate(nets, self.eval_x, self.eval_y)
         tr_acc, _ = self._evaluate(nets, self.tr_eval_x, self.tr_eval_y)
-        return {"weights": vectors.clone(), "log_probs": torch.log_softmax(nets(self.inputs)[0], -1),
-                "accuracy": acc, "valid_loss": vloss, "train_accuracy": tr_acc}
+        return {
+            "weights": vectors.clone(),
+            "log_probs": torch.log_softmax(nets(self.inputs)[0], -1),
+            "accuracy": acc,
+            "valid_loss": vloss,
+            "train_accuracy": tr_acc,
+        }
 
     def run_arrays(self) -> dict[str, torch.Tensor]:
         return {"inputs": self.inputs}
@@ -353,8 +389,17 @@ def train_unit(cfg: ZooConfig, unit: int, root: str | os.PathLike, *, interrupt_
         marks = set(cfg.checkpoint_steps)
         for step in range(start, cfg.steps + 1):
             if step > start and step % cfg.save_every == 0:
-                save_verified({"vectors": vectors.detach().clone(), "optimizer": opt.state_dict(),
-                               "generator": gen.get_state(), "step": step, "records": records}, ckpt, format=_UNIT_CKPT)
+                save_verified(
+                    {
+                        "vectors": vectors.detach().clone(),
+                        "optimizer": opt.state_dict(),
+                        "generator": gen.get_state(),
+                        "step": step,
+                        "records": records,
+                    },
+                    ckpt,
+                    format=_UNIT_CKPT,
+                )
             if interrupt_at is not None and step == interrupt_at:
                 raise ZooInterrupted(f"simulated crash of unit {unit} at step {step}")
             if step in marks:
@@ -384,8 +429,15 @@ def _unit_job(cfg_dict: dict[str, Any], unit: int, root: str) -> int:
 
 
 # ---- orchestration --------------------------------------------------------------------------
-def generate_zoo(root: str | os.PathLike, cfg: ZooConfig, *, workers: int = 1, show_progress: bool = True,
-                 keep_work: bool = False, _interrupt: tuple[int, int] | None = None) -> Path:
+def generate_zoo(
+    root: str | os.PathLike,
+    cfg: ZooConfig,
+    *,
+    workers: int = 1,
+    show_progress: bool = True,
+    keep_work: bool = False,
+    _interrupt: tuple[int, int] | None = None,
+) -> Path:
     """Build (or finish building) the zoo described by ``cfg`` in ``root``; returns ``root``.
 
     Args:
@@ -410,8 +462,10 @@ def generate_zoo(root: str | os.PathLike, cfg: ZooConfig, *, workers: int = 1, s
         old = json.loads(plan_path.read_text())["config"]
         if old != cfg.to_dict():
             diff = sorted(k for k in set(old) | set(cfg.to_dict()) if old.get(k) != cfg.to_dict().get(k))
-            raise ValueError(f"generate_zoo: {root} holds a zoo with a different config (fields {diff}); "
-                             f"use another folder or the same config to resume")
+            raise ValueError(
+                f"generate_zoo: {root} holds a zoo with a different config (fields {diff}); "
+                f"use another folder or the same config to resume"
+            )
     else:
         atomic_write_text(plan_path, json.dumps({"config": cfg.to_dict()}, indent=1))
     if (root / "meta.json").exists():
@@ -419,8 +473,13 @@ def generate_zoo(root: str | os.PathLike, cfg: ZooConfig, *, workers: int = 1, s
     if cfg.kind == "smnist":  # fail early, in this process, when MNIST is missing
         sm.mnist_pools(str(cfg.data_dir or _default_mnist()), cfg.mnist_split, cfg.seed)
     pending = [u for u in range(cfg.num_units) if not (root / "shards" / f"unit_{u:05d}.pt").exists()]
-    bar = progress(total=cfg.num_units, initial=cfg.num_units - len(pending), desc=f"zoo {cfg.kind}",
-                   unit="unit", disable=None if show_progress else True)
+    bar = progress(
+        total=cfg.num_units,
+        initial=cfg.num_units - len(pending),
+        desc=f"zoo {cfg.kind}",
+        unit="unit",
+        disable=None if show_progress else True,
+    )
     try:
         if workers <= 1 or len(pending) <= 1:
             for u in pending:
@@ -469,22 +528,37 @@ def _assemble(root: Path, cfg: ZooConfig) -> None:
             runs = _unit_runs(cfg, u)
             t = sh[key].numpy()
             if per_run:
-                out[runs[0]:runs[-1] + 1] = t
+                out[runs[0] : runs[-1] + 1] = t
             else:
-                out[runs[0] * C:(runs[-1] + 1) * C] = t.reshape(-1, *tail)
+                out[runs[0] * C : (runs[-1] + 1) * C] = t.reshape(-1, *tail)
         out.flush()
         del out
-        arrays[name] = {"axis": "run" if per_run else "entry", "shape": list(shape), "dtype": str(_NUMPY_DTYPES[first.dtype].__name__)}
+        arrays[name] = {
+            "axis": "run" if per_run else "entry",
+            "shape": list(shape),
+            "dtype": str(_NUMPY_DTYPES[first.dtype].__name__),
+        }
     steps = np.asarray(cfg.checkpoint_steps, dtype=np.int64)
-    extra = {"run": np.repeat(np.arange(R, dtype=np.int64), C), "step": np.tile(steps, R),
-             "checkpoint": np.tile(np.arange(C, dtype=np.int64), R)}
+    extra = {
+        "run": np.repeat(np.arange(R, dtype=np.int64), C),
+        "step": np.tile(steps, R),
+        "checkpoint": np.tile(np.arange(C, dtype=np.int64), R),
+    }
     for axis, group in (("entry", extra), ("run", plan_runs(cfg))):
         for name, arr in group.items():
             atomic_write(root / f"{name}.npy", lambda f, arr=arr: np.save(f, arr))
             arrays[name] = {"axis": axis, "shape": list(arr.shape), "dtype": str(arr.dtype)}
     for name, info in arrays.items():  # meta.json is the commit marker: hash what it vouches for
         info["sha256"] = file_sha256(root / f"{name}.npy")
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": cfg.kind, "spec": cfg.spec.to_dict(),
-            "config": cfg.to_dict(), "num_runs": R, "num_entries": E, "checkpoint_steps": cfg.checkpoint_steps,
-            "arrays": arrays}
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": cfg.kind,
+        "spec": cfg.spec.to_dict(),
+        "config": cfg.to_dict(),
+        "num_runs": R,
+        "num_entries": E,
+        "checkpoint_steps": cfg.checkpoint_steps,
+        "arrays": arrays,
+    }
     atomic_write_text(root / "meta.json", json.dumps(seal_json(meta), indent=1))

@@ -26,8 +26,9 @@ def rotate(images: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     zero = torch.zeros_like(cos)
     theta = torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1)], -2)
     grid = F.affine_grid(theta, [images.shape[0], 1, 28, 28], align_corners=False)
-    return F.grid_sample(images.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros",
-                         align_corners=False).squeeze(1)
+    return F.grid_sample(images.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros", align_corners=False).squeeze(
+        1
+    )
 
 
 def to_tiles(images: torch.Tensor) -> torch.Tensor:
