@@ -146,17 +146,41 @@ if __name__ == "__main__":  # answer --help and bad flags before the heavy impor
     ARGS = parse_args()
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
-from adaptmem.rl import (CORES, ImpalaConfig, ImpalaLearner, MultiTaskEnv, RecallEnv, evaluate,  # noqa: E402
-                         format_table, make_agent, make_procgen, normalized_score, procgen_unavailable, random_returns,
-                         score_rows)
+from adaptmem.rl import (  # noqa: E402
+    CORES,
+    ImpalaConfig,
+    ImpalaLearner,
+    MultiTaskEnv,
+    RecallEnv,
+    evaluate,
+    format_table,
+    make_agent,
+    make_procgen,
+    normalized_score,
+    procgen_unavailable,
+    random_returns,
+    score_rows,
+)
 from adaptmem.rl.report import learning_table, plot_learning_curves  # noqa: E402
-from adaptmem.utils import (MetricLogger, atomic_write_text, configure_threads, count_parameters,  # noqa: E402
-                            load_checkpoint, progress, seed_everything)
+from adaptmem.utils import (  # noqa: E402
+    MetricLogger,
+    atomic_write_text,
+    configure_threads,
+    count_parameters,
+    load_checkpoint,
+    progress,
+    seed_everything,
+)
 from adaptmem.utils.checkpoint import read_checkpoint, resolve_resume_args  # noqa: E402
-from adaptmem.utils.distributed import (DistInfo, any_rank, barrier, cleanup_distributed,  # noqa: E402
-                                        init_distributed, split_evenly)
+from adaptmem.utils.distributed import (  # noqa: E402
+    DistInfo,
+    any_rank,
+    barrier,
+    cleanup_distributed,
+    init_distributed,
+    split_evenly,
+)
 from adaptmem.utils.interrupt import GracefulStop  # noqa: E402
 
 
@@ -181,7 +205,8 @@ def normalizer(args: argparse.Namespace):
 
 
 def evaluate_splits(agent, args: argparse.Namespace) -> dict:
-    """``{"train": ..., "test": ...}``: ``--eval-episodes`` returns per game on the training levels and on unseen ones."""
+    """``{"train": ..., "test": ...}``: ``--eval-episodes`` returns per game on the training levels and on
+    unseen ones."""
     per_row = -(-args.eval_episodes // args.eval_envs_per_game)  # ceil: the same number from every row
     results = {}
     for i, (split, start) in enumerate({"train": args.start_level, "test": args.test_start_level}.items()):
@@ -289,8 +314,9 @@ def train(args: argparse.Namespace, out: Path, dist: DistInfo, stop: GracefulSto
     def report(status: str, evaluation: dict | None = None) -> None:
         if main_rank:
             wall, cpu = spent or (time.time() - t0, time.process_time() - cpu0)
-            status += (f" {learner.frames:,} of {args.total_frames:,} frames at {(learner.frames - frames0) / wall:.0f} "
-                       f"frames/s ({wall / 60:.1f} min wall, {cpu:.1f} CPU-s in process 0 of {dist.world_size})")
+            fps = (learner.frames - frames0) / wall
+            status += (f" {learner.frames:,} of {args.total_frames:,} frames at {fps:.0f} frames/s "
+                       f"({wall / 60:.1f} min wall, {cpu:.1f} CPU-s in process 0 of {dist.world_size})")
             write_report(out, args, {args.kind: log.read("returns")}, random, status,
                          {args.kind: evaluation} if evaluation else None)
 

@@ -40,6 +40,7 @@ __all__ = [
     "Agent", "AgentOutput", "EnvpoolProcgen", "Episode", "EpisodeTracker", "FFCore", "FastWeightCore",
     "Gym3Procgen", "ImpalaCNN", "ImpalaConfig", "ImpalaLearner", "LSTMCore", "LSTMState", "MLPTorso",
     "MultiTaskEnv", "RecallEnv", "Rollout", "StepResult", "VTraceReturns", "VecEnv", "envpool_task_id",
-    "evaluate", "format_table", "random_returns", "impala_loss", "index_state", "make_agent", "make_procgen", "map_state",
+    "evaluate", "format_table", "random_returns", "impala_loss", "index_state", "make_agent", "make_procgen",
+    "map_state",
     "normalized_score", "procgen_unavailable", "score_rows", "vtrace",
 ]

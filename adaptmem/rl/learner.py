@@ -36,8 +36,14 @@ from adaptmem.rl.envs import VecEnv
 from adaptmem.rl.vtrace import vtrace
 from adaptmem.utils.checkpoint import load_checkpoint, save_checkpoint
 from adaptmem.utils.checks import check_choice, check_float, check_positive_int
-from adaptmem.utils.distributed import (DistInfo, all_gather_objects, all_reduce_gradients, all_reduce_sum_, barrier,
-                                        broadcast_module)
+from adaptmem.utils.distributed import (
+    DistInfo,
+    all_gather_objects,
+    all_reduce_gradients,
+    all_reduce_sum_,
+    barrier,
+    broadcast_module,
+)
 from adaptmem.utils.schedules import linear_decay
 from adaptmem.utils.seed import get_rng_state, seed_everything, set_rng_state
 

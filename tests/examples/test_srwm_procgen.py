@@ -11,8 +11,8 @@ from adaptmem.utils.checkpoint import read_checkpoint
 from adaptmem.utils.integrity import save_verified
 from tests.examples import load_example
 
-TINY = ["--num-layers", "1", "--num-heads", "2", "--head-dim", "8", "--d-ff", "16", "--lstm-hidden", "8", "--threads", "1",
-        "--eval-envs-per-game", "2", "--eval-episodes", "2"]
+TINY = ["--num-layers", "1", "--num-heads", "2", "--head-dim", "8", "--d-ff", "16", "--lstm-hidden", "8",
+        "--threads", "1", "--eval-envs-per-game", "2", "--eval-episodes", "2"]
 
 
 @pytest.fixture(scope="module")
