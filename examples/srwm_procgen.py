@@ -357,10 +357,16 @@ def train(args: argparse.Namespace, out: Path, dist: DistInfo, stop: GracefulSto
     return rows, evaluation
 
 
+def mean_random(levels: list[dict[str, float]]) -> dict[str, float]:
+    """The random policy's return per game, averaged over the run folders that measured it."""
+    games = {g for level in levels for g in level}
+    return {g: float(np.mean([level[g] for level in levels if g in level])) for g in sorted(games)}
+
+
 def run_eval(args: argparse.Namespace, dist: DistInfo) -> str:
     """Evaluate each --eval checkpoint; with several (seeds), also their IQM and learning table."""
     paths = args.eval or [str(Path(args.out) / "last.pt")]
-    runs, curves, randoms, text = [], {}, {}, ""
+    runs, curves, randoms, text = [], {}, [], ""
     for path in paths:
         saved = checkpoint_extra(path)
         for key in MODEL_KEYS + ("num_levels", "start_level", "test_start_level", "seed"):
@@ -376,13 +382,13 @@ def run_eval(args: argparse.Namespace, dist: DistInfo) -> str:
         folder = Path(path).parent
         if (folder / "returns.csv").exists() and (folder / "random.json").exists():
             curves[f"{args.kind} seed {args.seed}"] = MetricLogger(folder, tensorboard=False).read("returns")
-            randoms = json.loads((folder / "random.json").read_text())
+            randoms.append(json.loads((folder / "random.json").read_text()))
     if len(paths) > 1:
         text += (f"All {len(paths)} checkpoints: mean over runs, IQM over games and runs, 95% stratified bootstrap "
                  f"intervals\n{format_table(score_rows(runs, args.games, normalizer(args)))}\n\n")
         if curves:
             text += (f"Training-episode return, first -> last 20% of each run\n"
-                     f"{learning_table(curves, args.games, randoms)}\n")
+                     f"{learning_table(curves, args.games, mean_random(randoms))}\n")
     print(text, end="")
     atomic_write_text(Path(args.out) / "eval.md", text)
     return text

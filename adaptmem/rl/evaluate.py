@@ -154,7 +154,7 @@ def score_rows(results: Results | Sequence[Results], task_names: Sequence[str],
                     norm_scores[split][r].append(np.array([normalize(name, v) for v in c[0]]))
         rows.append(row)
     if normalize is not None and (len(task_names) > 1 or len(runs) > 1):
-        label = f"IQM ({len(task_names)} games x {len(runs)} run{'s' * (len(runs) > 1)})"
+        label = f"IQM ({len(task_names)} game{'s' * (len(task_names) > 1)} x {len(runs)} run{'s' * (len(runs) > 1)})"
         agg: dict[str, object] = {"game": label}
         for split in splits:
             agg[f"{split} return"] = float("nan")
