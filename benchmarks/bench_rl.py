@@ -54,8 +54,7 @@ if __name__ == "__main__":  # answer --help and bad flags before the heavy impor
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from adaptmem.rl import (CORES, ImpalaConfig, ImpalaLearner, VecEnv, make_agent, make_procgen,  # noqa: E402
-                         procgen_unavailable)
+from adaptmem.rl import CORES, ImpalaConfig, ImpalaLearner, VecEnv, make_agent, make_procgen, procgen_unavailable  # noqa: E402
 from adaptmem.rl.envs import EpisodeTracker, StepResult, check_actions  # noqa: E402
 from adaptmem.utils import configure_threads, count_parameters  # noqa: E402
 

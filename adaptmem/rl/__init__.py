@@ -18,7 +18,7 @@ from adaptmem.rl.agent import (
     map_state,
 )
 from adaptmem.rl.envs import EpisodeTracker, MultiTaskEnv, RecallEnv, StepResult, VecEnv
-from adaptmem.rl.evaluate import evaluate, format_table, score_rows
+from adaptmem.rl.evaluate import evaluate, format_table, random_returns, score_rows
 from adaptmem.rl.learner import Episode, ImpalaConfig, ImpalaLearner, Rollout, impala_loss
 from adaptmem.rl.procgen import (
     MEMORY_MODE_GAMES,
@@ -40,6 +40,7 @@ __all__ = [
     "Agent", "AgentOutput", "EnvpoolProcgen", "Episode", "EpisodeTracker", "FFCore", "FastWeightCore",
     "Gym3Procgen", "ImpalaCNN", "ImpalaConfig", "ImpalaLearner", "LSTMCore", "LSTMState", "MLPTorso",
     "MultiTaskEnv", "RecallEnv", "Rollout", "StepResult", "VTraceReturns", "VecEnv", "envpool_task_id",
-    "evaluate", "format_table", "impala_loss", "index_state", "make_agent", "make_procgen", "map_state",
+    "evaluate", "format_table", "random_returns", "impala_loss", "index_state", "make_agent", "make_procgen",
+    "map_state",
     "normalized_score", "procgen_unavailable", "score_rows", "vtrace",
 ]

@@ -11,6 +11,12 @@ frame 0 of the next unroll (the bootstrap), ``prev_reward[t]`` / ``first[t]`` be
 ``initial_state`` is the actor's core state before frame 0. The learner re-runs the agent on
 frames ``0..T`` in one call from ``initial_state``, resetting rows at episode starts, so
 gradients flow through the whole unroll.
+
+Data parallel (``torchrun``, ``dist=init_distributed(...)``): every process acts in its own
+pools, updates on its own minibatch and sums the gradients over processes before the optimiser
+step, so all processes take the same step: the one a single process would take on all their
+minibatches together (losses are sums over rows). Counters (frames, updates, the learning-rate
+schedule) are global; finished episodes are gathered to every process.
 """
 
 from __future__ import annotations
@@ -30,7 +36,16 @@ from adaptmem.rl.envs import VecEnv
 from adaptmem.rl.vtrace import vtrace
 from adaptmem.utils.checkpoint import load_checkpoint, save_checkpoint
 from adaptmem.utils.checks import check_choice, check_float, check_positive_int
+from adaptmem.utils.distributed import (
+    DistInfo,
+    all_gather_objects,
+    all_reduce_gradients,
+    all_reduce_sum_,
+    barrier,
+    broadcast_module,
+)
 from adaptmem.utils.schedules import linear_decay
+from adaptmem.utils.seed import get_rng_state, seed_everything, set_rng_state
 
 
 @dataclass
@@ -141,6 +156,10 @@ class ImpalaLearner:
         env: a :class:`~adaptmem.rl.envs.VecEnv` (e.g. a multi-task ProcGen pool).
         config: :class:`ImpalaConfig`; ``batch_size`` must divide ``env.num_envs``.
         device: where the agent runs.
+        dist: the process group (:func:`adaptmem.utils.distributed.init_distributed`); ``env``
+            and ``config.batch_size`` are then this process's share (``batch_size`` rows of the
+            ``world_size * batch_size`` rows of one update). Rank 0's initial weights are copied to
+            all ranks; seed each rank's actions and levels differently.
 
     Example::
 
@@ -151,7 +170,8 @@ class ImpalaLearner:
         ...     stats = learner.train_step()       # also stats["episodes"]: finished episodes
     """
 
-    def __init__(self, agent: Agent, env: VecEnv, config: ImpalaConfig, device: torch.device | str = "cpu") -> None:
+    def __init__(self, agent: Agent, env: VecEnv, config: ImpalaConfig, device: torch.device | str = "cpu",
+                 dist: DistInfo | None = None) -> None:
         for name, obj, cls in (("agent", agent, Agent), ("env", env, VecEnv), ("config", config, ImpalaConfig)):
             if not isinstance(obj, cls):
                 raise TypeError(f"ImpalaLearner: {name} must be a {cls.__name__}, got {type(obj).__name__}")
@@ -167,6 +187,8 @@ class ImpalaLearner:
                              f"actions, env has {tuple(env.obs_shape)} and {env.num_actions}")
         self.agent, self.env, self.config = agent.to(device), env, config
         self.device = torch.device(device)
+        self.dist = dist or DistInfo()
+        broadcast_module(agent, self.dist)
         params = agent.parameters()
         if config.optimizer == "rmsprop":
             self.optimizer = torch.optim.RMSprop(params, lr=config.learning_rate, alpha=config.rmsprop_alpha,
@@ -174,10 +196,10 @@ class ImpalaLearner:
         else:
             self.optimizer = torch.optim.Adam(params, lr=config.learning_rate, betas=config.adam_betas,
                                               eps=config.adam_eps)
-        frames_per_update = self.batch_size * config.unroll_length
+        frames_per_update = self.batch_size * config.unroll_length * self.dist.world_size
         total_updates = max(1, math.ceil(config.total_frames / frames_per_update))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, linear_decay(total_updates))
-        self.frames = self.updates = 0
+        self.frames = self.updates = 0  # over all processes
         self.task_ids = np.asarray(getattr(env, "task_ids", np.zeros(env.num_envs, np.int64)))
         self._reset_actor()
 
@@ -203,7 +225,7 @@ class ImpalaLearner:
         for _ in range(T):
             action, logit, state = self.agent.act(obs[-1], prev_reward[-1], first[-1], state)
             res = self.env.step(action.cpu().numpy())
-            self.frames += N
+            self.frames += N * self.dist.world_size
             actions.append(action)
             logits.append(logit)
             obs.append(self._to_tensor(res.obs))
@@ -221,11 +243,18 @@ class ImpalaLearner:
 
     # --------------------------------------------------------------------------------- learning
     def update(self, rollout: Rollout) -> dict[str, float]:
-        """One optimiser step on ``rollout`` (any number of rows)."""
+        """One optimiser step on ``rollout`` (any number of rows; under ``dist``, on the rows
+        of every process's ``rollout``, whose gradients are summed)."""
         output, _ = self.agent(rollout.obs, rollout.prev_reward, rollout.first, rollout.initial_state)
         loss, stats = impala_loss(output, rollout, self.config)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.dist.enabled:
+            all_reduce_gradients(self.agent.parameters(), self.dist)
+            # the loss is a sum over the processes' rows, the other statistics are per-frame means
+            summed = torch.tensor([stats[k] for k in stats], dtype=torch.float64, device=self.device)
+            all_reduce_sum_([summed], self.dist)
+            stats = {k: v if k == "loss" else v / self.dist.world_size for k, v in zip(stats, summed.tolist())}
         if self.config.grad_clip is not None:
             stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.agent.parameters(), self.config.grad_clip))
         self.optimizer.step()
@@ -240,27 +269,54 @@ class ImpalaLearner:
         N, B = self.env.num_envs, self.batch_size
         all_stats = [self.update(rollout.rows(slice(lo, lo + B))) for lo in range(0, N, B)]
         stats: dict[str, Any] = {k: float(np.mean([s[k] for s in all_stats])) for k in all_stats[0]}
+        if self.dist.enabled:  # every process's episodes, rows numbered across processes (rank-major)
+            episodes = [e._replace(row=e.row + rank * N)
+                        for rank, eps in enumerate(all_gather_objects(episodes, self.dist)) for e in eps]
         stats["episodes"] = episodes
         return stats
 
     # ------------------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """Counters, the actor's carried state and, where it can be captured, the env's."""
-        return {"frames": self.frames, "updates": self.updates, "config": asdict(self.config),
-                "actor": {"obs": self.obs, "prev_reward": self.prev_reward, "first": self.first,
-                          "state": map_state(lambda t: t.detach(), self.state)},
-                "env": self.env.state_dict()}
+        """Counters, the actor's carried state and, where it can be captured, the env's.
+
+        Collective under ``dist``: ``"ranks"`` then holds every process's actor, env and RNG
+        states (rank 0's are also under ``"actor"`` / ``"env"``)."""
+        state = {"frames": self.frames, "updates": self.updates, "config": asdict(self.config),
+                 "world_size": self.dist.world_size,
+                 "actor": {"obs": self.obs, "prev_reward": self.prev_reward, "first": self.first,
+                           "state": map_state(lambda t: t.detach(), self.state)},
+                 "env": self.env.state_dict()}
+        if self.dist.enabled:
+            own: dict[str, Any] = {"rng": get_rng_state()}
+            if state["env"] is not None:  # else there is nothing to resume exactly: the actors restart
+                own["env"] = state["env"]
+                own["actor"] = {k: map_state(lambda t: t.cpu(), v) for k, v in state["actor"].items()}
+            state["ranks"] = all_gather_objects(own, self.dist)
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`. If the env state was not captured (ProcGen), every row
-        restarts an episode and the core state is fresh; the learner itself resumes exactly."""
+        restarts an episode and the core state is fresh; the learner itself resumes exactly.
+
+        Under ``dist``, a checkpoint of the same number of processes gives each process its
+        own actor, env and RNG states back; one of another number (or of one process) keeps
+        the learner's state only: the actors restart, each process seeded by its rank and the
+        update count."""
         missing = [k for k in ("frames", "updates", "env", "actor") if not isinstance(state, dict) or k not in state]
         if missing:
             raise ValueError(f"ImpalaLearner.load_state_dict: state lacks {missing} (from ImpalaLearner.state_dict)")
         self.frames, self.updates = state["frames"], state["updates"]
-        if state["env"] is not None:
-            self.env.load_state_dict(state["env"])
-            a = state["actor"]
+        own: dict[str, Any] | None = state
+        if state.get("world_size", 1) != self.dist.world_size:
+            own = None
+            if self.dist.enabled:
+                seed_everything(1_000_003 * self.updates + self.dist.rank)
+        elif self.dist.enabled:
+            own = state["ranks"][self.dist.rank]
+            set_rng_state(own["rng"])
+        if own is not None and own.get("env") is not None:
+            self.env.load_state_dict(own["env"])
+            a = own["actor"]
             self.obs, self.prev_reward, self.first = (a[k].to(self.device) for k in ("obs", "prev_reward", "first"))
             self.state = map_state(lambda t: t.to(self.device), a["state"])
             if isinstance(self.state, LSTMState):  # saved before the LSTM core became a one-layer stack
@@ -269,12 +325,18 @@ class ImpalaLearner:
             self._reset_actor()
 
     def save(self, path: str | os.PathLike, **extra: Any) -> None:
-        """Atomic checkpoint: agent, optimiser, schedule, RNG states, :meth:`state_dict`, ``extra``."""
-        save_checkpoint(path, model=self.agent, optimizer=self.optimizer, scheduler=self.scheduler,
-                        step=self.updates, learner=self.state_dict(), **extra)
+        """Atomic checkpoint: agent, optimiser, schedule, RNG states, :meth:`state_dict`, ``extra``.
+
+        Collective under ``dist``: every process calls it, rank 0 writes, all return once written."""
+        learner = self.state_dict()
+        if self.dist.is_main:
+            save_checkpoint(path, model=self.agent, optimizer=self.optimizer, scheduler=self.scheduler,
+                            step=self.updates, learner=learner, **extra)
+        barrier(self.dist)
 
     def load(self, path: str | os.PathLike) -> dict[str, Any]:
-        """Resume from :meth:`save`; returns the checkpoint's ``extra`` entries."""
+        """Resume from :meth:`save` (every process reads the file); returns the checkpoint's
+        ``extra`` entries."""
         extra = load_checkpoint(path, model=self.agent, optimizer=self.optimizer, scheduler=self.scheduler,
                                 map_location=self.device)
         self.load_state_dict(extra.pop("learner"))

@@ -55,7 +55,8 @@ SCORE_RANGES: dict[str, dict[str, tuple[float, float]]] = {
 SCORE_RANGES["memory"] = SCORE_RANGES["hard"]
 
 
-def _check_pool(fn: str, num_envs: object, num_levels: object, start_level: object, envs_name: str = "num_envs") -> None:
+def _check_pool(fn: str, num_envs: object, num_levels: object, start_level: object,
+                envs_name: str = "num_envs") -> None:
     """The sizes of a pool (the simulators assert, or crash, on bad ones)."""
     for name, v, lo in ((envs_name, num_envs, 1), ("num_levels", num_levels, 0), ("start_level", start_level, 0)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:

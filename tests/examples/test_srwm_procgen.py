@@ -5,15 +5,14 @@ from __future__ import annotations
 import csv
 
 import pytest
-import torch
 
 from adaptmem.rl import PAPER_GAMES, PAPER_MEMORY_GAMES, procgen_unavailable
 from adaptmem.utils.checkpoint import read_checkpoint
 from adaptmem.utils.integrity import save_verified
 from tests.examples import load_example
 
-TINY = ["--num-layers", "1", "--num-heads", "2", "--head-dim", "8", "--d-ff", "16", "--lstm-hidden", "8", "--threads", "1",
-        "--eval-envs-per-game", "2", "--eval-episodes", "1"]
+TINY = ["--num-layers", "1", "--num-heads", "2", "--head-dim", "8", "--d-ff", "16", "--lstm-hidden", "8",
+        "--threads", "1", "--eval-envs-per-game", "2", "--eval-episodes", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +37,11 @@ def test_example_trains_resumes_and_evaluates_on_the_recall_task(example, tmp_pa
            "--out", str(tmp_path), "--log-every", "20", *TINY]
     table = example.main(run + ["--total-frames", "100"])
     assert "| recall" in table and "train return" in table and "test return" in table
-    for name in ("last.pt", "train.csv", "returns.csv", "results.md"):
+    assert "random policy" in table and " -> " in table  # the learning table
+    for name in ("last.pt", "train.csv", "returns.csv", "results.md", "random.json"):
         assert (tmp_path / name).exists(), name
     pytest.importorskip("matplotlib")
-    assert (tmp_path / "curve_recall.png").exists()
+    assert (tmp_path / "curves.png").exists()
 
     example.main(run + ["--total-frames", "200", "--resume"])
     ckpt = read_checkpoint(tmp_path / "last.pt")
@@ -88,7 +88,7 @@ def test_example_smoke_run_on_procgen_for_200_steps(example, tmp_path):
     assert (tmp_path / "last.pt").exists() and (tmp_path / "train.csv").exists()
 
 
-def test_ctrl_c_saves_a_checkpoint_that_resume_completes(example, tmp_path, monkeypatch, capsys):
+def test_ctrl_c_saves_a_checkpoint_and_the_results_and_resume_completes(example, tmp_path, monkeypatch, capsys):
     import signal
 
     train_step = example.ImpalaLearner.train_step
@@ -102,10 +102,60 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_completes(example, tmp_path, monk
            "--out", str(tmp_path), "--total-frames", "100", *TINY]
     monkeypatch.setattr(example.ImpalaLearner, "train_step", train_step_then_ctrl_c)
     before = signal.getsignal(signal.SIGINT)  # SIG_IGN when the tests run as a background job
-    assert example.main(run).startswith("interrupted at 20 frames")
+    with pytest.raises(SystemExit) as exit_:
+        example.main(run)
+    assert exit_.value.code == 130  # the shell's code for a run stopped by SIGINT
     assert read_checkpoint(tmp_path / "last.pt")["extra"]["frames"] == 20
+    results = (tmp_path / "results.md").read_text()
+    assert "Interrupted" in results and "20 of 100 frames" in results and "| recall" in results
+    assert (tmp_path / "curves.png").exists() or pytest.importorskip("matplotlib") is None
     assert signal.getsignal(signal.SIGINT) == before  # the handler is given back
 
     monkeypatch.setattr(example.ImpalaLearner, "train_step", train_step)
     assert "| recall" in example.main(run + ["--resume"])
     assert read_checkpoint(tmp_path / "last.pt")["extra"]["frames"] == 100
+
+
+def test_a_crash_leaves_the_curves_and_results_up_to_the_last_logged_update(example, tmp_path, monkeypatch):
+    train_step, calls = example.ImpalaLearner.train_step, []
+
+    def fails_third(self):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("simulated crash")
+        return train_step(self)
+
+    monkeypatch.setattr(example.ImpalaLearner, "train_step", fails_third)
+    run = ["--env", "recall", "--envs-per-game", "4", "--batch-size", "4", "--unroll-length", "5", "--log-every", "20",
+           "--out", str(tmp_path), "--total-frames", "100", *TINY]
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        example.main(run)
+    results = (tmp_path / "results.md").read_text()
+    assert "Crashed (RuntimeError: simulated crash)" in results and "40 of 100 frames" in results
+    assert "| recall" in results  # the learning table of the two logged updates
+
+
+def test_compare_trains_each_kind_on_the_same_frames_and_draws_one_figure(example, tmp_path):
+    run = ["--env", "recall", "--envs-per-game", "4", "--batch-size", "4", "--unroll-length", "5",
+           "--out", str(tmp_path), "--total-frames", "60", "--log-every", "20", "--compare", "srwm", "lstm", *TINY]
+    text = example.main(run)
+    assert "# srwm vs lstm" in text and "| game   | random policy | srwm" in text and "lstm agent, evaluation" in text
+    for kind in ("srwm", "lstm"):
+        assert read_checkpoint(tmp_path / kind / "last.pt")["extra"]["frames"] == 60
+    assert (tmp_path / "results.md").read_text() == text
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "compare.png").exists()
+
+
+def test_eval_of_several_seeds_aggregates_them(example, tmp_path, capsys):
+    paths = []
+    for seed in (0, 1):
+        out = tmp_path / f"s{seed}"
+        example.main(["--env", "recall", "--envs-per-game", "2", "--batch-size", "2", "--unroll-length", "5",
+                      "--out", str(out), "--total-frames", "40", "--log-every", "10", "--seed", str(seed), *TINY])
+        paths.append(str(out / "last.pt"))
+    text = example.main(["--eval", *paths, "--out", str(tmp_path), *TINY])
+    assert text.count("training frames") == 2 and "All 2 checkpoints" in text
+    assert "srwm seed 0" in text and "srwm seed 1" in text  # the learning table of both runs
+    assert (tmp_path / "eval.md").read_text() == text
+

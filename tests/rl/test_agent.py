@@ -7,8 +7,17 @@ import pytest
 import torch
 
 from adaptmem.layers import SRWM, detach_state
-from adaptmem.rl import (CORES, ImpalaCNN, ImpalaConfig, ImpalaLearner, LSTMCore, RecallEnv, impala_loss, make_agent,
-                         map_state)
+from adaptmem.rl import (
+    CORES,
+    ImpalaCNN,
+    ImpalaConfig,
+    ImpalaLearner,
+    LSTMCore,
+    RecallEnv,
+    impala_loss,
+    make_agent,
+    map_state,
+)
 
 ATOL = 1e-5
 RECURRENT = ("srwm", "deltanet", "lstm")
