@@ -24,10 +24,10 @@ from adaptmem.utils import cli
 
 PAPER_CORES = ("srwm", "deltanet", "lstm", "ff")  # the agents the paper times (see above)
 SIZES = {
-    "default": dict(channels=(8, 16, 16), res_blocks=1, downsample=2, unroll_length=20, envs_per_game=16,
-                    batch_size=16),
-    "paper": dict(channels=(16, 32, 32), res_blocks=2, downsample=1, unroll_length=50, envs_per_game=16,
-                  batch_size=32),
+    "default": dict(
+        channels=(8, 16, 16), res_blocks=1, downsample=2, unroll_length=20, envs_per_game=16, batch_size=16
+    ),
+    "paper": dict(channels=(16, 32, 32), res_blocks=2, downsample=1, unroll_length=50, envs_per_game=16, batch_size=32),
 }
 GAMES = ("starpilot", "fruitbot", "bigfish")
 
@@ -35,8 +35,12 @@ GAMES = ("starpilot", "fruitbot", "bigfish")
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = cli.parser(__doc__)
     p.add_argument("--config", choices=sorted(SIZES), default="default", help="torso/unroll/batch sizes")
-    p.add_argument("--kinds", nargs="+", default=list(PAPER_CORES),
-                   help="agent cores to time, of adaptmem.rl.CORES (default: the paper's comparison)")
+    p.add_argument(
+        "--kinds",
+        nargs="+",
+        default=list(PAPER_CORES),
+        help="agent cores to time, of adaptmem.rl.CORES (default: the paper's comparison)",
+    )
     p.add_argument("--games", type=int, default=3, help="number of ProcGen games (pools)")
     p.add_argument("--rounds", type=int, default=5, help="timed rounds per core (median reported)")
     p.add_argument("--steps", type=int, default=3, help="train steps (unroll + updates) per round")
@@ -80,11 +84,20 @@ class RandomFrames(VecEnv):
 
 def build(core: str, args: argparse.Namespace, sizes: dict) -> ImpalaLearner:
     torch.manual_seed(0)
-    games = GAMES[:args.games]
-    env = (make_procgen(games, sizes["envs_per_game"], seed=0) if args.env == "procgen"
-           else RandomFrames(sizes["envs_per_game"] * len(games)))
-    agent = make_agent(env.obs_shape, env.num_actions, core=core, channels=sizes["channels"],
-                       num_res_blocks=sizes["res_blocks"], downsample=sizes["downsample"])
+    games = GAMES[: args.games]
+    env = (
+        make_procgen(games, sizes["envs_per_game"], seed=0)
+        if args.env == "procgen"
+        else RandomFrames(sizes["envs_per_game"] * len(games))
+    )
+    agent = make_agent(
+        env.obs_shape,
+        env.num_actions,
+        core=core,
+        channels=sizes["channels"],
+        num_res_blocks=sizes["res_blocks"],
+        downsample=sizes["downsample"],
+    )
     config = ImpalaConfig(unroll_length=sizes["unroll_length"], batch_size=sizes["batch_size"], optimizer="rmsprop")
     return ImpalaLearner(agent, env, config, device=args.device)
 
@@ -122,10 +135,12 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
             cpu[core].append(frames / (time.process_time() - c0))
     load = os.getloadavg()[0]
     n_envs = next(iter(learners.values())).env.num_envs
-    print(f"# bench_rl: config={args.config} env={args.env} rows={n_envs} unroll={sizes['unroll_length']} "
-          f"batch={sizes['batch_size']} torso channels={sizes['channels']} res_blocks={sizes['res_blocks']} "
-          f"downsample={sizes['downsample']} "
-          f"device={args.device} threads={threads} load(1 min)={load:.1f}")
+    print(
+        f"# bench_rl: config={args.config} env={args.env} rows={n_envs} unroll={sizes['unroll_length']} "
+        f"batch={sizes['batch_size']} torso channels={sizes['channels']} res_blocks={sizes['res_blocks']} "
+        f"downsample={sizes['downsample']} "
+        f"device={args.device} threads={threads} load(1 min)={load:.1f}"
+    )
     ref_wall = statistics.median(wall["lstm"]) if "lstm" in wall else None
     ref_cpu = statistics.median(cpu["lstm"]) if "lstm" in cpu else None
     print("| core | parameters | frames/s (wall) | frames/CPU-s | vs LSTM (wall) | vs LSTM (CPU) |")
@@ -133,8 +148,7 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:
     for core, learner in learners.items():
         w, c = statistics.median(wall[core]), statistics.median(cpu[core])
         ratios = [f"{x / ref:.2f}" if ref else "-" for x, ref in ((w, ref_wall), (c, ref_cpu))]
-        print(f"| {core} | {count_parameters(learner.agent):,} | {w:,.0f} | {c:,.0f} | "
-              f"{' | '.join(ratios)} |")
+        print(f"| {core} | {count_parameters(learner.agent):,} | {w:,.0f} | {c:,.0f} | {' | '.join(ratios)} |")
     for learner in learners.values():
         learner.env.close()
 

@@ -44,27 +44,97 @@ CONFIGS = {
     # Raw rewards (no clipping: the +10 for clearing the level is what memorising it pays), Adam 5e-4.
     # Generalising to unseen levels takes --num-levels 200 and millions of frames (--config paper).
     # How this was chosen, and the 3-seed results: docs/rl.md.
-    "default": dict(games=["starpilot"], distribution_mode="easy", num_levels=1,
-                    envs_per_game=32, total_frames=500_000, unroll_length=20, batch_size=16, optimizer="adam",
-                    lr=5e-4, entropy_cost=0.005, reward_clip=0.0, channels=[8, 16, 16], res_blocks=1, downsample=2,
-                    num_layers=2, num_heads=8, head_dim=16, d_ff=512, lstm_hidden=256, srwm_block="rl"),
+    "default": dict(
+        games=["starpilot"],
+        distribution_mode="easy",
+        num_levels=1,
+        envs_per_game=32,
+        total_frames=500_000,
+        unroll_length=20,
+        batch_size=16,
+        optimizer="adam",
+        lr=5e-4,
+        entropy_cost=0.005,
+        reward_clip=0.0,
+        channels=[8, 16, 16],
+        res_blocks=1,
+        downsample=2,
+        num_layers=2,
+        num_heads=8,
+        head_dim=16,
+        d_ff=512,
+        lstm_hidden=256,
+        srwm_block="rl",
+    ),
     # The paper: 6 easy games, 200 levels, batch 32 x unroll 50, RMSProp 6e-4 decayed to 0 over 300M frames.
-    "paper": dict(games=list(PAPER_GAMES), distribution_mode="easy", num_levels=200, envs_per_game=16,
-                  total_frames=300_000_000, unroll_length=50, batch_size=32, optimizer="rmsprop", lr=6e-4,
-                  entropy_cost=0.01, reward_clip=1.0, channels=[16, 32, 32], res_blocks=2, downsample=1, num_layers=2,
-                  num_heads=8, head_dim=16, d_ff=512, lstm_hidden=256, srwm_block="rl"),
+    "paper": dict(
+        games=list(PAPER_GAMES),
+        distribution_mode="easy",
+        num_levels=200,
+        envs_per_game=16,
+        total_frames=300_000_000,
+        unroll_length=50,
+        batch_size=32,
+        optimizer="rmsprop",
+        lr=6e-4,
+        entropy_cost=0.01,
+        reward_clip=1.0,
+        channels=[16, 32, 32],
+        res_blocks=2,
+        downsample=1,
+        num_layers=2,
+        num_heads=8,
+        head_dim=16,
+        d_ff=512,
+        lstm_hidden=256,
+        srwm_block="rl",
+    ),
 }
-CONFIGS["memory"] = dict(CONFIGS["paper"], games=list(PAPER_MEMORY_GAMES), distribution_mode="memory",
-                         num_levels=500, envs_per_game=24)
-MODEL_KEYS = ("env", "games", "distribution_mode", "kind", "channels", "res_blocks", "downsample", "num_layers",
-              "num_heads", "head_dim", "d_ff", "lstm_hidden", "srwm_block")
+CONFIGS["memory"] = dict(
+    CONFIGS["paper"], games=list(PAPER_MEMORY_GAMES), distribution_mode="memory", num_levels=500, envs_per_game=24
+)
+MODEL_KEYS = (
+    "env",
+    "games",
+    "distribution_mode",
+    "kind",
+    "channels",
+    "res_blocks",
+    "downsample",
+    "num_layers",
+    "num_heads",
+    "head_dim",
+    "d_ff",
+    "lstm_hidden",
+    "srwm_block",
+)
 RANDOM_EPISODES = 128  # per game: the random policy costs no network, and its line should not wobble
 RENAMED = {"core": "kind", "layers": "num_layers", "heads": "num_heads"}  # argument names of older checkpoints
 # --resume: what a resumed run may change (taken, and said), and what it may not (an error).
-RESUME_MUTABLE = ("total_frames", "log_every", "checkpoint_every", "eval_envs_per_game", "eval_episodes",
-                  "eval_max_steps", "greedy", "test_start_level")
-RESUME_FIXED = MODEL_KEYS + ("config", "env_backend", "num_levels", "start_level", "envs_per_game", "unroll_length",
-                             "batch_size", "optimizer", "lr", "entropy_cost", "reward_clip", "seed")
+RESUME_MUTABLE = (
+    "total_frames",
+    "log_every",
+    "checkpoint_every",
+    "eval_envs_per_game",
+    "eval_episodes",
+    "eval_max_steps",
+    "greedy",
+    "test_start_level",
+)
+RESUME_FIXED = MODEL_KEYS + (
+    "config",
+    "env_backend",
+    "num_levels",
+    "start_level",
+    "envs_per_game",
+    "unroll_length",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "entropy_cost",
+    "reward_clip",
+    "seed",
+)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -81,18 +151,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = cli.parser(__doc__)
     a = p.add_argument
     a("--config", choices=sorted(CONFIGS), default="default", help="preset for every flag marked (preset)")
-    cli.add_kind(p, "srwm", help="the agent's memory (core): a layer kind (srwm, deltanet, lstm, ...; "
-                                 "adaptmem.rl.CORES), or ff (none)")
+    cli.add_kind(
+        p,
+        "srwm",
+        help="the agent's memory (core): a layer kind (srwm, deltanet, lstm, ...; adaptmem.rl.CORES), or ff (none)",
+    )
     a("--out", default="runs/srwm_procgen", help="folder for last.pt, CSV/TensorBoard logs, curve PNGs, results.md")
-    a("--resume", action="store_true", help="continue from --out/last.pt (the learner resumes exactly; "
-                                            "ProcGen episodes restart)")
-    a("--eval", nargs="*", default=None, metavar="CKPT",
-      help="only evaluate each CKPT (--out/last.pt when none is given) on the training and unseen levels, with 95%% "
-           "bootstrap intervals; several (seeds): also their IQM and learning table; writes --out/eval.md "
-           "(default: off, train)")
-    a("--compare", nargs="*", default=None, metavar="KIND",
-      help="train each KIND (srwm lstm when none is given) on the same frames, levels and seed into --out/KIND/, "
-           "then draw them in one figure, --out/compare.png, and write --out/results.md (default: off, one --kind)")
+    a(
+        "--resume",
+        action="store_true",
+        help="continue from --out/last.pt (the learner resumes exactly; ProcGen episodes restart)",
+    )
+    a(
+        "--eval",
+        nargs="*",
+        default=None,
+        metavar="CKPT",
+        help="only evaluate each CKPT (--out/last.pt when none is given) on the training and unseen levels, with 95%% "
+        "bootstrap intervals; several (seeds): also their IQM and learning table; writes --out/eval.md "
+        "(default: off, train)",
+    )
+    a(
+        "--compare",
+        nargs="*",
+        default=None,
+        metavar="KIND",
+        help="train each KIND (srwm lstm when none is given) on the same frames, levels and seed into --out/KIND/, "
+        "then draw them in one figure, --out/compare.png, and write --out/results.md (default: off, one --kind)",
+    )
     # environment
     a("--env", choices=("procgen", "recall"), default="procgen", help="ProcGen, or the built-in recall task")
     a("--env-backend", choices=("envpool", "procgen"), default="envpool", help="ProcGen implementation")
@@ -109,8 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--optimizer", choices=("rmsprop", "adam"), default=None, help="(preset) optimiser")
     a("--lr", type=float, default=None, help="(preset) learning rate, decayed linearly to 0")
     a("--entropy-cost", type=float, default=None, help="(preset) entropy bonus weight")
-    a("--reward-clip", type=float, default=None, help="(preset) rewards clipped to [-c, c] in the learner's "
-                                                      "targets; 0: raw rewards")
+    a(
+        "--reward-clip",
+        type=float,
+        default=None,
+        help="(preset) rewards clipped to [-c, c] in the learner's targets; 0: raw rewards",
+    )
     # agent
     a("--channels", type=int, nargs=3, default=None, help="(preset) IMPALA-CNN stage channels (paper: 16 32 32)")
     a("--res-blocks", type=int, default=None, help="(preset) residual blocks per IMPALA-CNN stage (paper: 2)")
@@ -120,8 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--head-dim", type=int, default=None, help="(preset) dimension per head")
     a("--d-ff", type=int, default=None, help="(preset) feed-forward width")
     a("--lstm-hidden", type=int, default=None, help="(preset) LSTM size")
-    a("--srwm-block", choices=("rl", "fewshot"), default=None,
-      help="(preset) the paper's RL block (input softmax) or its few-shot block (LayerNorm skip), see docs/rl.md")
+    a(
+        "--srwm-block",
+        choices=("rl", "fewshot"),
+        default=None,
+        help="(preset) the paper's RL block (input softmax) or its few-shot block (LayerNorm skip), see docs/rl.md",
+    )
     # evaluation, logging, system
     a("--eval-envs-per-game", type=int, default=16, help="evaluation rows per game (also for the random policy)")
     a("--eval-episodes", type=int, default=32, help="evaluation episodes per game and split")
@@ -187,15 +281,32 @@ from adaptmem.utils.interrupt import GracefulStop  # noqa: E402
 def build_env(args: argparse.Namespace, start_level: int, seed: int, envs_per_game: int) -> MultiTaskEnv:
     if args.env == "recall":
         return MultiTaskEnv([RecallEnv(envs_per_game, seed=seed)], ["recall"])
-    return make_procgen(args.games, envs_per_game, num_levels=args.num_levels, start_level=start_level,
-                        distribution_mode=args.distribution_mode, backend=args.env_backend, seed=seed)
+    return make_procgen(
+        args.games,
+        envs_per_game,
+        num_levels=args.num_levels,
+        start_level=start_level,
+        distribution_mode=args.distribution_mode,
+        backend=args.env_backend,
+        seed=seed,
+    )
 
 
 def build_agent(args: argparse.Namespace, env: MultiTaskEnv):
-    return make_agent(env.obs_shape, env.num_actions, core=args.kind, channels=args.channels,
-                      num_res_blocks=args.res_blocks, downsample=args.downsample, num_layers=args.num_layers,
-                      num_heads=args.num_heads, head_dim=args.head_dim, d_ff=args.d_ff, lstm_hidden=args.lstm_hidden,
-                      srwm_block=args.srwm_block)
+    return make_agent(
+        env.obs_shape,
+        env.num_actions,
+        core=args.kind,
+        channels=args.channels,
+        num_res_blocks=args.res_blocks,
+        downsample=args.downsample,
+        num_layers=args.num_layers,
+        num_heads=args.num_heads,
+        head_dim=args.head_dim,
+        d_ff=args.d_ff,
+        lstm_hidden=args.lstm_hidden,
+        srwm_block=args.srwm_block,
+    )
 
 
 def normalizer(args: argparse.Namespace):
@@ -254,25 +365,36 @@ def describe(args: argparse.Namespace) -> str:
     return f"{', '.join(args.games)} ({args.distribution_mode}, {levels}), seed {args.seed}"
 
 
-def write_report(out: Path, args: argparse.Namespace, runs: dict[str, list], random: dict[str, float],
-                 status: str, evaluations: dict[str, dict] | None = None, figure: str = "curves.png") -> str:
+def write_report(
+    out: Path,
+    args: argparse.Namespace,
+    runs: dict[str, list],
+    random: dict[str, float],
+    status: str,
+    evaluations: dict[str, dict] | None = None,
+    figure: str = "curves.png",
+) -> str:
     """The curves (``figure``) and results.md from the logged training returns (and evaluations, when there are)."""
     games = list(args.games)
-    plot_learning_curves(runs, games, out / figure, random=random,
-                         title=f"{' vs '.join(runs)}: {describe(args)}")
-    text = (f"# {' vs '.join(runs)} on {describe(args)}\n\n{status}\n\n"
-            f"Training-episode return: the random policy, and the first -> last 20% of the run\n\n"
-            f"{learning_table(runs, games, random)}\n")
+    plot_learning_curves(runs, games, out / figure, random=random, title=f"{' vs '.join(runs)}: {describe(args)}")
+    text = (
+        f"# {' vs '.join(runs)} on {describe(args)}\n\n{status}\n\n"
+        f"Training-episode return: the random policy, and the first -> last 20% of the run\n\n"
+        f"{learning_table(runs, games, random)}\n"
+    )
     for kind, results in (evaluations or {}).items():
-        text += (f"\n{kind} agent, evaluation: {args.eval_episodes} episodes per game and split "
-                 f"({'greedy' if args.greedy else 'sampled'} actions), mean and 95% bootstrap interval\n\n"
-                 f"{format_table(score_rows(results, games, normalizer(args)))}\n")
+        text += (
+            f"\n{kind} agent, evaluation: {args.eval_episodes} episodes per game and split "
+            f"({'greedy' if args.greedy else 'sampled'} actions), mean and 95% bootstrap interval\n\n"
+            f"{format_table(score_rows(results, games, normalizer(args)))}\n"
+        )
     atomic_write_text(out / "results.md", text)
     return text
 
 
-def train(args: argparse.Namespace, out: Path, dist: DistInfo, stop: GracefulStop,
-          given: Collection[str] = ()) -> tuple[list, dict | None]:
+def train(
+    args: argparse.Namespace, out: Path, dist: DistInfo, stop: GracefulStop, given: Collection[str] = ()
+) -> tuple[list, dict | None]:
     """Train ``args.kind`` into ``out``; returns the logged returns and the evaluation (None if stopped).
 
     With ``--resume``, the checkpoint's settings hold, with the changes --resume allows (``given``:
@@ -280,8 +402,14 @@ def train(args: argparse.Namespace, out: Path, dist: DistInfo, stop: GracefulSto
     notes: list[str] = []
     if args.resume:
         ckpt = out / "last.pt"
-        new, notes = resolve_resume_args(checkpoint_extra(ckpt)["args"], vars(args), mutable=RESUME_MUTABLE,
-                                         fixed=RESUME_FIXED, explicit=given, where=f"--resume from {ckpt}")
+        new, notes = resolve_resume_args(
+            checkpoint_extra(ckpt)["args"],
+            vars(args),
+            mutable=RESUME_MUTABLE,
+            fixed=RESUME_FIXED,
+            explicit=given,
+            where=f"--resume from {ckpt}",
+        )
         args = argparse.Namespace(**new)
     envs_per_game = split_evenly("srwm_procgen", "--envs-per-game", args.envs_per_game, dist)
     batch_size = split_evenly("srwm_procgen", "--batch-size", args.batch_size, dist)
@@ -289,9 +417,15 @@ def train(args: argparse.Namespace, out: Path, dist: DistInfo, stop: GracefulSto
     seed_everything(rank_seed)
     env = build_env(args, args.start_level, rank_seed, envs_per_game)
     agent = build_agent(args, env)
-    config = ImpalaConfig(unroll_length=args.unroll_length, batch_size=batch_size, optimizer=args.optimizer,
-                          learning_rate=args.lr, entropy_cost=args.entropy_cost, total_frames=args.total_frames,
-                          reward_clip=args.reward_clip or None)
+    config = ImpalaConfig(
+        unroll_length=args.unroll_length,
+        batch_size=batch_size,
+        optimizer=args.optimizer,
+        learning_rate=args.lr,
+        entropy_cost=args.entropy_cost,
+        total_frames=args.total_frames,
+        reward_clip=args.reward_clip or None,
+    )
     learner = ImpalaLearner(agent, env, config, device=args.device, dist=dist)
     if args.resume:
         learner.load(out / "last.pt")
@@ -299,15 +433,16 @@ def train(args: argparse.Namespace, out: Path, dist: DistInfo, stop: GracefulSto
     random = random_level(args, out) if main_rank else {}
     if main_rank:
         print("".join(f"--resume takes {n}\n" for n in notes), end="")
-        print(f"{args.kind} agent, {count_parameters(agent):,} parameters; {describe(args)}; {args.envs_per_game} "
-              f"envs per game in {dist.world_size} process(es); {args.total_frames:,} frames; random policy "
-              + ", ".join(f"{g} {v:.2f}" for g, v in random.items()))
+        print(
+            f"{args.kind} agent, {count_parameters(agent):,} parameters; {describe(args)}; {args.envs_per_game} "
+            f"envs per game in {dist.world_size} process(es); {args.total_frames:,} frames; random policy "
+            + ", ".join(f"{g} {v:.2f}" for g, v in random.items())
+        )
     log = MetricLogger(out, resume_step=learner.frames, wandb=args.wandb, wandb_config=vars(args), enabled=main_rank)
     log_every = args.log_every or max(1, args.total_frames // 100)
     next_log, last_save = learner.frames + log_every, time.time()
     recent: list[list[float]] = [[] for _ in env.task_names]
-    bar = progress(total=args.total_frames, initial=learner.frames, desc=args.kind, unit="frame",
-                   disable=not main_rank)
+    bar = progress(total=args.total_frames, initial=learner.frames, desc=args.kind, unit="frame", disable=not main_rank)
     t0, cpu0, frames0 = time.time(), time.process_time(), learner.frames
     spent: list[float] = []  # the training loop's wall and CPU seconds, once it ended (the evaluation not counted)
 
@@ -315,10 +450,18 @@ def train(args: argparse.Namespace, out: Path, dist: DistInfo, stop: GracefulSto
         if main_rank:
             wall, cpu = spent or (time.time() - t0, time.process_time() - cpu0)
             fps = (learner.frames - frames0) / wall
-            status += (f" {learner.frames:,} of {args.total_frames:,} frames at {fps:.0f} frames/s "
-                       f"({wall / 60:.1f} min wall, {cpu:.1f} CPU-s in process 0 of {dist.world_size})")
-            write_report(out, args, {args.kind: log.read("returns")}, random, status,
-                         {args.kind: evaluation} if evaluation else None)
+            status += (
+                f" {learner.frames:,} of {args.total_frames:,} frames at {fps:.0f} frames/s "
+                f"({wall / 60:.1f} min wall, {cpu:.1f} CPU-s in process 0 of {dist.world_size})"
+            )
+            write_report(
+                out,
+                args,
+                {args.kind: log.read("returns")},
+                random,
+                status,
+                {args.kind: evaluation} if evaluation else None,
+            )
 
     try:
         while learner.frames < args.total_frames and not any_rank(bool(stop), dist):
@@ -335,8 +478,11 @@ def train(args: argparse.Namespace, out: Path, dist: DistInfo, stop: GracefulSto
                 means = {g: float(np.mean(r)) if r else float("nan") for g, r in zip(env.task_names, recent)}
                 log.log("returns", learner.frames, **means)
                 if not bar.interactive and main_rank:  # a log file: the numbers the bar would show
-                    print(f"frames {learner.frames:,}  {fps:.0f} frames/s  loss {stats['loss']:.1f}  returns "
-                          + "  ".join(f"{g} {m:.2f}" for g, m in means.items()), flush=True)
+                    print(
+                        f"frames {learner.frames:,}  {fps:.0f} frames/s  loss {stats['loss']:.1f}  returns "
+                        + "  ".join(f"{g} {m:.2f}" for g, m in means.items()),
+                        flush=True,
+                    )
                 recent = [[] for _ in env.task_names]
             if any_rank(time.time() - last_save > args.checkpoint_every, dist):
                 learner.save(out / "last.pt", args=vars(args), frames=learner.frames)
@@ -384,11 +530,15 @@ def run_eval(args: argparse.Namespace, dist: DistInfo) -> str:
             curves[f"{args.kind} seed {args.seed}"] = MetricLogger(folder, tensorboard=False).read("returns")
             randoms.append(json.loads((folder / "random.json").read_text()))
     if len(paths) > 1:
-        text += (f"All {len(paths)} checkpoints: mean over runs, IQM over games and runs, 95% stratified bootstrap "
-                 f"intervals\n{format_table(score_rows(runs, args.games, normalizer(args)))}\n\n")
+        text += (
+            f"All {len(paths)} checkpoints: mean over runs, IQM over games and runs, 95% stratified bootstrap "
+            f"intervals\n{format_table(score_rows(runs, args.games, normalizer(args)))}\n\n"
+        )
         if curves:
-            text += (f"Training-episode return, first -> last 20% of each run\n"
-                     f"{learning_table(curves, args.games, mean_random(randoms))}\n")
+            text += (
+                f"Training-episode return, first -> last 20% of each run\n"
+                f"{learning_table(curves, args.games, mean_random(randoms))}\n"
+            )
     print(text, end="")
     atomic_write_text(Path(args.out) / "eval.md", text)
     return text
@@ -400,8 +550,10 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> str:
     if args.eval is not None:
         return run_eval(args, dist) if dist.is_main else ""
     if args.env == "procgen" and (reason := procgen_unavailable(args.env_backend)):
-        raise SystemExit(f"srwm_procgen: {reason}. Run `bash scripts/setup.sh` (as root it installs Qt 5), "
-                         f"or try the built-in memory task with --env recall.")
+        raise SystemExit(
+            f"srwm_procgen: {reason}. Run `bash scripts/setup.sh` (as root it installs Qt 5), "
+            f"or try the built-in memory task with --env recall."
+        )
     kinds = (args.compare or ["srwm", "lstm"]) if args.compare is not None else [args.kind]
     root, runs, evaluations = Path(args.out), {}, {}
     given = cli.given_flags(build_parser(), None if isinstance(argv, argparse.Namespace) else argv)
@@ -416,13 +568,22 @@ def main(argv: Sequence[str] | argparse.Namespace | None = None) -> str:
     text = ""
     if dist.is_main and args.compare is not None:
         random = json.loads((root / kinds[0] / "random.json").read_text())
-        text = write_report(root, args, runs, random, f"Compared on the same {args.total_frames:,} frames.",
-                            {k: e for k, e in evaluations.items() if e}, figure="compare.png")
+        text = write_report(
+            root,
+            args,
+            runs,
+            random,
+            f"Compared on the same {args.total_frames:,} frames.",
+            {k: e for k, e in evaluations.items() if e},
+            figure="compare.png",
+        )
     elif dist.is_main:
         text = (root / "results.md").read_text()
     if dist.is_main:
-        print(text + f"\nwritten to {root}/: last.pt (checkpoint), train.csv and returns.csv (logs), tb/ "
-                     f"(TensorBoard), random.json, curves.png, results.md" + (", compare.png" if args.compare else ""))
+        print(
+            text + f"\nwritten to {root}/: last.pt (checkpoint), train.csv and returns.csv (logs), tb/ "
+            f"(TensorBoard), random.json, curves.png, results.md" + (", compare.png" if args.compare else "")
+        )
     cleanup_distributed(dist)
     if stop:
         raise SystemExit(stop.exit_code)

@@ -23,8 +23,22 @@ from adaptmem.utils.checks import check_choice, check_positive_int, check_tensor
 # Every registered layer kind (at import; make_agent checks the current ones), and "ff": no memory.
 CORES = (*layer_kinds(), "ff")
 SRWM_BLOCKS = ("rl", "fewshot")
-__all__ = ["CORES", "SRWM_BLOCKS", "Agent", "AgentOutput", "FFCore", "FastWeightCore", "ImpalaCNN", "LSTMCore",
-           "LSTMState", "MLPTorso", "ResidualBlock", "index_state", "make_agent", "map_state"]
+__all__ = [
+    "CORES",
+    "SRWM_BLOCKS",
+    "Agent",
+    "AgentOutput",
+    "FFCore",
+    "FastWeightCore",
+    "ImpalaCNN",
+    "LSTMCore",
+    "LSTMState",
+    "MLPTorso",
+    "ResidualBlock",
+    "index_state",
+    "make_agent",
+    "map_state",
+]
 
 
 class ResidualBlock(nn.Module):
@@ -56,8 +70,14 @@ class ImpalaCNN(nn.Module):
     Inputs: ``x`` ``[N, C, H, W]`` uint8 (scaled by 1/255) or float. Outputs: ``[N, out_dim]``.
     """
 
-    def __init__(self, obs_shape: Sequence[int] = (3, 64, 64), channels: Sequence[int] = (16, 32, 32),
-                 num_res_blocks: int = 2, out_dim: int = 256, downsample: int = 1) -> None:
+    def __init__(
+        self,
+        obs_shape: Sequence[int] = (3, 64, 64),
+        channels: Sequence[int] = (16, 32, 32),
+        num_res_blocks: int = 2,
+        out_dim: int = 256,
+        downsample: int = 1,
+    ) -> None:
         super().__init__()
         fn = "ImpalaCNN"
         if len(obs_shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in obs_shape):
@@ -86,8 +106,10 @@ class ImpalaCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_tensor("ImpalaCNN", "x", x)
         if x.dim() != 4 or tuple(x.shape[1:]) != self.obs_shape:
-            raise ValueError(f"ImpalaCNN: x must be [N, *obs_shape] = (*, {', '.join(map(str, self.obs_shape))}), "
-                             f"got shape {fmt_shape(x)}")
+            raise ValueError(
+                f"ImpalaCNN: x must be [N, *obs_shape] = (*, {', '.join(map(str, self.obs_shape))}), "
+                f"got shape {fmt_shape(x)}"
+            )
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
         # channels-last convolutions are ~2x faster on CPU and no slower on GPU
         x = self.stages(self.pool(x).contiguous(memory_format=torch.channels_last))
@@ -152,12 +174,28 @@ class FastWeightCore(nn.Module):
     The state is the stack's list of per-layer states.
     """
 
-    def __init__(self, kind: str, input_dim: int, num_layers: int = 2, num_heads: int = 8, head_dim: int = 16,
-                 d_ff: int = 512, dropout: float = 0.0, srwm_block: str = "rl", lstm_hidden: int = 256) -> None:
+    def __init__(
+        self,
+        kind: str,
+        input_dim: int,
+        num_layers: int = 2,
+        num_heads: int = 8,
+        head_dim: int = 16,
+        d_ff: int = 512,
+        dropout: float = 0.0,
+        srwm_block: str = "rl",
+        lstm_hidden: int = 256,
+    ) -> None:
         super().__init__()
         check_choice("FastWeightCore", "srwm_block", srwm_block, SRWM_BLOCKS)
-        for name, v in (("input_dim", input_dim), ("num_layers", num_layers), ("num_heads", num_heads),
-                        ("head_dim", head_dim), ("d_ff", d_ff), ("lstm_hidden", lstm_hidden)):
+        for name, v in (
+            ("input_dim", input_dim),
+            ("num_layers", num_layers),
+            ("num_heads", num_heads),
+            ("head_dim", head_dim),
+            ("d_ff", d_ff),
+            ("lstm_hidden", lstm_hidden),
+        ):
             check_positive_int("FastWeightCore", name, v)
         self.input_dim = input_dim
         if layer_kind(kind, "FastWeightCore").blocks:  # fast-weight layers work at width H * D
@@ -166,8 +204,9 @@ class FastWeightCore(nn.Module):
             if kind == "srwm":
                 layer_kw = dict(input_softmax=True, norm_skip=False) if srwm_block == "rl" else dict(norm_skip=True)
             self.in_proj: nn.Module = nn.Linear(input_dim, d_model)
-            self.stack = FastWeightStack(kind, num_layers, d_model, num_heads, d_ff=d_ff, dropout=dropout,
-                                         head_dim=head_dim, **layer_kw)
+            self.stack = FastWeightStack(
+                kind, num_layers, d_model, num_heads, d_ff=d_ff, dropout=dropout, head_dim=head_dim, **layer_kw
+            )
         else:  # a recurrent baseline reads the torso feature at any width
             self.in_proj = nn.Identity()
             self.stack = FastWeightStack(kind, 1, input_dim, num_heads, hidden_size=lstm_hidden)
@@ -183,7 +222,7 @@ class FastWeightCore(nn.Module):
         # Before the layer registry the LSTM agent's core was an LSTMCore ("lstm.weight_ih_l0");
         # the stack maps the nn.LSTM names from there.
         for key in [k for k in state_dict if k.startswith(prefix + "lstm.")]:
-            state_dict[prefix + "stack." + key[len(prefix + "lstm."):]] = state_dict.pop(key)
+            state_dict[prefix + "stack." + key[len(prefix + "lstm.") :]] = state_dict.pop(key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
@@ -241,23 +280,29 @@ class Agent(nn.Module):
             if not isinstance(t, torch.Tensor):
                 raise TypeError(f"Agent: {name} must be a torch.Tensor, got {type(t).__name__}")
         if obs.dim() != 2 + len(self.obs_shape) or tuple(obs.shape[2:]) != self.obs_shape:
-            raise ValueError(f"Agent: obs must be [B, T, *obs_shape] = (*, *, {', '.join(map(str, self.obs_shape))}), "
-                             f"got shape {fmt_shape(obs)}")
+            raise ValueError(
+                f"Agent: obs must be [B, T, *obs_shape] = (*, *, {', '.join(map(str, self.obs_shape))}), "
+                f"got shape {fmt_shape(obs)}"
+            )
         B, T = obs.shape[:2]
         if tuple(prev_reward.shape) != (B, T) or not prev_reward.is_floating_point():
-            raise ValueError(f"Agent: prev_reward must be float [B, T] = ({B}, {T}), got shape "
-                             f"{fmt_shape(prev_reward)} dtype {prev_reward.dtype}")
+            raise ValueError(
+                f"Agent: prev_reward must be float [B, T] = ({B}, {T}), got shape "
+                f"{fmt_shape(prev_reward)} dtype {prev_reward.dtype}"
+            )
         if tuple(first.shape) != (B, T) or first.dtype != torch.bool:
-            raise ValueError(f"Agent: first must be bool [B, T] = ({B}, {T}), got shape {fmt_shape(first)} "
-                             f"dtype {first.dtype}")
+            raise ValueError(
+                f"Agent: first must be bool [B, T] = ({B}, {T}), got shape {fmt_shape(first)} dtype {first.dtype}"
+            )
         device = self.policy.weight.device
         for name, t in (("obs", obs), ("prev_reward", prev_reward), ("first", first)):
             if t.device != device:
                 raise ValueError(f"Agent: {name} is on {t.device} but the agent is on {device}")
         return B, T
 
-    def forward(self, obs: torch.Tensor, prev_reward: torch.Tensor, first: torch.Tensor,
-                state: Any = None) -> tuple[AgentOutput, Any]:
+    def forward(
+        self, obs: torch.Tensor, prev_reward: torch.Tensor, first: torch.Tensor, state: Any = None
+    ) -> tuple[AgentOutput, Any]:
         B, T = self._check(obs, prev_reward, first)
         feat = self.torso(obs.flatten(0, 1)).view(B, T, -1)
         reward_in = prev_reward.clamp(-1.0, 1.0).masked_fill(first, 0.0).to(feat.dtype)
@@ -265,8 +310,9 @@ class Agent(nn.Module):
         return AgentOutput(self.policy(y), self.baseline(y).squeeze(-1)), state
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, prev_reward: torch.Tensor, first: torch.Tensor, state: Any,
-            greedy: bool = False) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    def act(
+        self, obs: torch.Tensor, prev_reward: torch.Tensor, first: torch.Tensor, state: Any, greedy: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """One step for ``N`` rows: ``obs [N, *obs_shape]``, ``prev_reward [N]``, ``first [N]``.
         Returns ``(action [N], logits [N, A], new_state)``; samples unless ``greedy``."""
         out, state = self(obs[:, None], prev_reward[:, None], first[:, None], state)
@@ -275,10 +321,24 @@ class Agent(nn.Module):
         return action, logits, state
 
 
-def make_agent(obs_shape: Sequence[int], num_actions: int, core: str = "srwm", *, torso: str = "auto",
-               channels: Sequence[int] = (16, 32, 32), num_res_blocks: int = 2, downsample: int = 1,
-               feature_dim: int = 256, lstm_hidden: int = 256, num_layers: int = 2, num_heads: int = 8,
-               head_dim: int = 16, d_ff: int = 512, dropout: float = 0.0, srwm_block: str = "rl") -> Agent:
+def make_agent(
+    obs_shape: Sequence[int],
+    num_actions: int,
+    core: str = "srwm",
+    *,
+    torso: str = "auto",
+    channels: Sequence[int] = (16, 32, 32),
+    num_res_blocks: int = 2,
+    downsample: int = 1,
+    feature_dim: int = 256,
+    lstm_hidden: int = 256,
+    num_layers: int = 2,
+    num_heads: int = 8,
+    head_dim: int = 16,
+    d_ff: int = 512,
+    dropout: float = 0.0,
+    srwm_block: str = "rl",
+) -> Agent:
     """Build an :class:`Agent` from names and sizes (defaults: the SRWM paper's agent).
 
     Args:
@@ -314,6 +374,7 @@ def make_agent(obs_shape: Sequence[int], num_actions: int, core: str = "srwm", *
     if core == "ff":
         core_mod: nn.Module = FFCore(core_in)
     else:
-        core_mod = FastWeightCore(core, core_in, num_layers, num_heads, head_dim, d_ff, dropout, srwm_block,
-                                  lstm_hidden)
+        core_mod = FastWeightCore(
+            core, core_in, num_layers, num_heads, head_dim, d_ff, dropout, srwm_block, lstm_hidden
+        )
     return Agent(body, core_mod, num_actions, obs_shape)

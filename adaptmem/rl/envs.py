@@ -74,8 +74,9 @@ def check_actions(fn: str, actions: Any, num_envs: int, num_actions: int) -> np.
     """Actions must be integers ``[num_envs]`` in ``[0, num_actions)``; returns them as int64."""
     a = np.asarray(actions)
     if a.shape != (num_envs,) or not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"{fn}: actions must be an integer array of shape ({num_envs},), "
-                         f"got shape {a.shape} dtype {a.dtype}")
+        raise ValueError(
+            f"{fn}: actions must be an integer array of shape ({num_envs},), got shape {a.shape} dtype {a.dtype}"
+        )
     if a.size and (a.min() < 0 or a.max() >= num_actions):
         raise ValueError(f"{fn}: actions must lie in [0, {num_actions}), got values in [{a.min()}, {a.max()}]")
     return a.astype(np.int64, copy=False)
@@ -98,8 +99,10 @@ class EpisodeTracker:
         n = len(self.returns)
         reward, done = np.asarray(reward), np.asarray(done)
         if reward.shape != (n,) or done.shape != (n,) or done.dtype != bool:
-            raise ValueError(f"EpisodeTracker.update: reward must be [{n}] and done bool [{n}], got shapes "
-                             f"{reward.shape} and {done.shape} (dtype {done.dtype})")
+            raise ValueError(
+                f"EpisodeTracker.update: reward must be [{n}] and done bool [{n}], got shapes "
+                f"{reward.shape} and {done.shape} (dtype {done.dtype})"
+            )
         self.returns += reward
         self.lengths += 1
         ep_return = np.where(done, self.returns, np.nan)
@@ -146,11 +149,15 @@ class MultiTaskEnv(VecEnv):
         first = envs[0]
         for name, e in zip(names, envs):
             if (e.num_actions, tuple(e.obs_shape), np.dtype(e.obs_dtype)) != (
-                    first.num_actions, tuple(first.obs_shape), np.dtype(first.obs_dtype)):
+                first.num_actions,
+                tuple(first.obs_shape),
+                np.dtype(first.obs_dtype),
+            ):
                 raise ValueError(
                     f"MultiTaskEnv: every env must have {first.num_actions} actions and observations "
                     f"{tuple(first.obs_shape)} {np.dtype(first.obs_dtype)}; {name!r} has {e.num_actions} actions "
-                    f"and observations {tuple(e.obs_shape)} {np.dtype(e.obs_dtype)}")
+                    f"and observations {tuple(e.obs_shape)} {np.dtype(e.obs_dtype)}"
+                )
         self.envs, self.task_names = envs, names
         self.num_actions, self.obs_shape, self.obs_dtype = first.num_actions, tuple(first.obs_shape), first.obs_dtype
         sizes = [e.num_envs for e in envs]
@@ -200,8 +207,9 @@ class RecallEnv(VecEnv):
     Observations: float32 ``[num_envs, num_symbols + 1]``.
     """
 
-    def __init__(self, num_envs: int, num_symbols: int = 3, min_delay: int = 1, max_delay: int = 3,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, num_envs: int, num_symbols: int = 3, min_delay: int = 1, max_delay: int = 3, seed: int = 0
+    ) -> None:
         for name, v, lo in (("num_envs", num_envs, 1), ("num_symbols", num_symbols, 2), ("min_delay", min_delay, 1)):
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 raise ValueError(f"RecallEnv: {name} must be an int >= {lo}, got {v!r}")
@@ -246,8 +254,13 @@ class RecallEnv(VecEnv):
         return StepResult(self._observe(), reward, done, ep_return, ep_length)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state, "cue": self.cue.copy(), "delay": self.delay.copy(),
-                "t": self.t.copy(), "tracker": self.tracker.state_dict()}
+        return {
+            "rng": self.rng.bit_generator.state,
+            "cue": self.cue.copy(),
+            "delay": self.delay.copy(),
+            "t": self.t.copy(),
+            "tracker": self.tracker.state_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         _require("RecallEnv.load_state_dict", state, ("rng", "cue", "delay", "t", "tracker"))

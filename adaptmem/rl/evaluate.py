@@ -15,8 +15,12 @@ from adaptmem.rl.stats import Interval, bootstrap_ci, iqm
 from adaptmem.utils import markdown_table
 
 
-def _episodes(env: VecEnv, policy: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
-              episodes_per_env: int, max_steps: int) -> dict[int, np.ndarray]:
+def _episodes(
+    env: VecEnv,
+    policy: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    episodes_per_env: int,
+    max_steps: int,
+) -> dict[int, np.ndarray]:
     """Returns of the first ``episodes_per_env`` episodes of every row under ``policy(obs,
     prev_reward, first) -> actions``, grouped by task (rows unfinished after ``max_steps`` steps
     contribute the episodes they finished)."""
@@ -32,13 +36,21 @@ def _episodes(env: VecEnv, policy: Callable[[np.ndarray, np.ndarray, np.ndarray]
         if all(len(r) >= episodes_per_env for r in returns):
             break
         obs, prev_reward, first = res.obs, res.reward.astype(np.float32), res.done
-    return {int(t): np.array([r for i in np.flatnonzero(task_ids == t) for r in returns[i]])
-            for t in np.unique(task_ids)}
+    return {
+        int(t): np.array([r for i in np.flatnonzero(task_ids == t) for r in returns[i]]) for t in np.unique(task_ids)
+    }
 
 
 @torch.no_grad()
-def evaluate(agent: Agent, env: VecEnv, episodes_per_env: int = 1, *, greedy: bool = False,
-             max_steps: int = 100_000, device: torch.device | str | None = None) -> dict[int, np.ndarray]:
+def evaluate(
+    agent: Agent,
+    env: VecEnv,
+    episodes_per_env: int = 1,
+    *,
+    greedy: bool = False,
+    max_steps: int = 100_000,
+    device: torch.device | str | None = None,
+) -> dict[int, np.ndarray]:
     """Returns of the first ``episodes_per_env`` episodes of every row, grouped by task.
 
     Taking the same number of episodes from every row (rather than the first ``n`` to finish)
@@ -59,11 +71,14 @@ def evaluate(agent: Agent, env: VecEnv, episodes_per_env: int = 1, *, greedy: bo
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"evaluate: max_steps must be an int >= 1, got {max_steps!r}")
     if not isinstance(agent, Agent) or not isinstance(env, VecEnv):
-        raise TypeError(f"evaluate: agent must be an Agent and env a VecEnv, got {type(agent).__name__} and "
-                        f"{type(env).__name__}")
+        raise TypeError(
+            f"evaluate: agent must be an Agent and env a VecEnv, got {type(agent).__name__} and {type(env).__name__}"
+        )
     if agent.num_actions != env.num_actions or agent.obs_shape != tuple(env.obs_shape):
-        raise ValueError(f"evaluate: the agent expects {agent.obs_shape} observations and {agent.num_actions} "
-                         f"actions, env has {tuple(env.obs_shape)} and {env.num_actions}")
+        raise ValueError(
+            f"evaluate: the agent expects {agent.obs_shape} observations and {agent.num_actions} "
+            f"actions, env has {tuple(env.obs_shape)} and {env.num_actions}"
+        )
     device = torch.device(device) if device is not None else agent.policy.weight.device
     was_training = agent.training
     agent.eval()
@@ -71,8 +86,9 @@ def evaluate(agent: Agent, env: VecEnv, episodes_per_env: int = 1, *, greedy: bo
 
     def policy(obs: np.ndarray, prev_reward: np.ndarray, first: np.ndarray) -> np.ndarray:
         nonlocal state
-        action, _, state = agent.act(*(torch.from_numpy(x).to(device) for x in (obs, prev_reward, first)), state,
-                                     greedy=greedy)
+        action, _, state = agent.act(
+            *(torch.from_numpy(x).to(device) for x in (obs, prev_reward, first)), state, greedy=greedy
+        )
         return action.cpu().numpy()
 
     try:
@@ -81,14 +97,14 @@ def evaluate(agent: Agent, env: VecEnv, episodes_per_env: int = 1, *, greedy: bo
         agent.train(was_training)
 
 
-def random_returns(env: VecEnv, episodes_per_env: int = 1, *, seed: int = 0,
-                   max_steps: int = 100_000) -> dict[int, np.ndarray]:
+def random_returns(
+    env: VecEnv, episodes_per_env: int = 1, *, seed: int = 0, max_steps: int = 100_000
+) -> dict[int, np.ndarray]:
     """What :func:`evaluate` returns for the uniformly random policy: the level an agent must beat."""
     if episodes_per_env < 1:
         raise ValueError(f"random_returns: episodes_per_env must be >= 1, got {episodes_per_env}")
     rng = np.random.default_rng(seed)
-    return _episodes(env, lambda obs, *_: rng.integers(0, env.num_actions, env.num_envs), episodes_per_env,
-                     max_steps)
+    return _episodes(env, lambda obs, *_: rng.integers(0, env.num_actions, env.num_envs), episodes_per_env, max_steps)
 
 
 def format_table(rows: Sequence[dict[str, object]], columns: Sequence[str] | None = None) -> str:
@@ -115,9 +131,14 @@ def _with_ci(ci: Interval) -> str:
     return f"{ci.value:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
 
 
-def score_rows(results: Results | Sequence[Results], task_names: Sequence[str],
-               normalize: Callable[[str, float], float] | None = None, *, reps: int = 2000,
-               seed: int = 0) -> list[dict[str, object]]:
+def score_rows(
+    results: Results | Sequence[Results],
+    task_names: Sequence[str],
+    normalize: Callable[[str, float], float] | None = None,
+    *,
+    reps: int = 2000,
+    seed: int = 0,
+) -> list[dict[str, object]]:
     """Table rows of evaluation results, with 95% bootstrap intervals.
 
     Args:
@@ -159,7 +180,8 @@ def score_rows(results: Results | Sequence[Results], task_names: Sequence[str],
         for split in splits:
             agg[f"{split} return"] = float("nan")
             complete = all(len(scores) == len(task_names) for scores in norm_scores[split])
-            agg[f"{split} norm."] = (_with_ci(bootstrap_ci(norm_scores[split], iqm, reps=reps, seed=seed))
-                                     if complete else float("nan"))
+            agg[f"{split} norm."] = (
+                _with_ci(bootstrap_ci(norm_scores[split], iqm, reps=reps, seed=seed)) if complete else float("nan")
+            )
         rows.append(agg)
     return rows

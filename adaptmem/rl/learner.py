@@ -106,8 +106,14 @@ class Rollout(NamedTuple):
     initial_state: Any  # core state before frame 0
 
     def rows(self, idx: torch.Tensor | slice) -> Rollout:
-        return Rollout(self.obs[idx], self.prev_reward[idx], self.first[idx], self.action[idx],
-                       self.behaviour_logits[idx], index_state(self.initial_state, idx))
+        return Rollout(
+            self.obs[idx],
+            self.prev_reward[idx],
+            self.first[idx],
+            self.action[idx],
+            self.behaviour_logits[idx],
+            index_state(self.initial_state, idx),
+        )
 
 
 class Episode(NamedTuple):
@@ -136,15 +142,28 @@ def impala_loss(output: AgentOutput, rollout: Rollout, config: ImpalaConfig) -> 
     log_pi = F.log_softmax(logits, -1)
     log_pi_a = log_pi.gather(-1, rollout.action[..., None]).squeeze(-1)
     log_mu_a = F.log_softmax(rollout.behaviour_logits, -1).gather(-1, rollout.action[..., None]).squeeze(-1)
-    vt = vtrace(log_pi_a.detach() - log_mu_a, discounts, rewards, values.detach(), bootstrap.detach(),
-                clip_rho=config.clip_rho, clip_pg_rho=config.clip_pg_rho, clip_c=config.clip_c)
+    vt = vtrace(
+        log_pi_a.detach() - log_mu_a,
+        discounts,
+        rewards,
+        values.detach(),
+        bootstrap.detach(),
+        clip_rho=config.clip_rho,
+        clip_pg_rho=config.clip_pg_rho,
+        clip_c=config.clip_c,
+    )
     pg_loss = -(log_pi_a * vt.pg_advantages).sum()
     baseline_loss = 0.5 * ((vt.vs - values) ** 2).sum()
     entropy = -(log_pi.exp() * log_pi).sum()
     loss = pg_loss + config.baseline_cost * baseline_loss - config.entropy_cost * entropy
     n = log_pi_a.numel()
-    stats = {"loss": loss.item(), "pg_loss": pg_loss.item() / n, "baseline_loss": baseline_loss.item() / n,
-             "entropy": entropy.item() / n, "mean_value": values.mean().item()}
+    stats = {
+        "loss": loss.item(),
+        "pg_loss": pg_loss.item() / n,
+        "baseline_loss": baseline_loss.item() / n,
+        "entropy": entropy.item() / n,
+        "mean_value": values.mean().item(),
+    }
     return loss, stats
 
 
@@ -170,8 +189,14 @@ class ImpalaLearner:
         ...     stats = learner.train_step()       # also stats["episodes"]: finished episodes
     """
 
-    def __init__(self, agent: Agent, env: VecEnv, config: ImpalaConfig, device: torch.device | str = "cpu",
-                 dist: DistInfo | None = None) -> None:
+    def __init__(
+        self,
+        agent: Agent,
+        env: VecEnv,
+        config: ImpalaConfig,
+        device: torch.device | str = "cpu",
+        dist: DistInfo | None = None,
+    ) -> None:
         for name, obj, cls in (("agent", agent, Agent), ("env", env, VecEnv), ("config", config, ImpalaConfig)):
             if not isinstance(obj, cls):
                 raise TypeError(f"ImpalaLearner: {name} must be a {cls.__name__}, got {type(obj).__name__}")
@@ -180,22 +205,28 @@ class ImpalaLearner:
             raise ValueError(f"ImpalaLearner: config.unroll_length must be >= 1, got {config.unroll_length}")
         self.batch_size = config.batch_size or env.num_envs
         if env.num_envs % self.batch_size:
-            raise ValueError(f"ImpalaLearner: config.batch_size ({self.batch_size}) must divide the number of "
-                             f"environment rows ({env.num_envs})")
+            raise ValueError(
+                f"ImpalaLearner: config.batch_size ({self.batch_size}) must divide the number of "
+                f"environment rows ({env.num_envs})"
+            )
         if agent.num_actions != env.num_actions or agent.obs_shape != tuple(env.obs_shape):
-            raise ValueError(f"ImpalaLearner: agent expects {agent.obs_shape} observations and {agent.num_actions} "
-                             f"actions, env has {tuple(env.obs_shape)} and {env.num_actions}")
+            raise ValueError(
+                f"ImpalaLearner: agent expects {agent.obs_shape} observations and {agent.num_actions} "
+                f"actions, env has {tuple(env.obs_shape)} and {env.num_actions}"
+            )
         self.agent, self.env, self.config = agent.to(device), env, config
         self.device = torch.device(device)
         self.dist = dist or DistInfo()
         broadcast_module(agent, self.dist)
         params = agent.parameters()
         if config.optimizer == "rmsprop":
-            self.optimizer = torch.optim.RMSprop(params, lr=config.learning_rate, alpha=config.rmsprop_alpha,
-                                                 eps=config.rmsprop_eps, momentum=0.0)
+            self.optimizer = torch.optim.RMSprop(
+                params, lr=config.learning_rate, alpha=config.rmsprop_alpha, eps=config.rmsprop_eps, momentum=0.0
+            )
         else:
-            self.optimizer = torch.optim.Adam(params, lr=config.learning_rate, betas=config.adam_betas,
-                                              eps=config.adam_eps)
+            self.optimizer = torch.optim.Adam(
+                params, lr=config.learning_rate, betas=config.adam_betas, eps=config.adam_eps
+            )
         frames_per_update = self.batch_size * config.unroll_length * self.dist.world_size
         total_updates = max(1, math.ceil(config.total_frames / frames_per_update))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, linear_decay(total_updates))
@@ -232,13 +263,26 @@ class ImpalaLearner:
             prev_reward.append(self._to_tensor(res.reward.astype(np.float32)))
             first.append(self._to_tensor(res.done))
             for i in np.flatnonzero(res.done):
-                episodes.append(Episode(int(i), int(self.task_ids[i]), float(res.episode_return[i]),
-                                        int(res.episode_length[i]), self.frames))
+                episodes.append(
+                    Episode(
+                        int(i),
+                        int(self.task_ids[i]),
+                        float(res.episode_return[i]),
+                        int(res.episode_length[i]),
+                        self.frames,
+                    )
+                )
         self.agent.train()
         # the last frame is processed by the next unroll, from the state before it
         self.obs, self.prev_reward, self.first, self.state = obs[-1], prev_reward[-1], first[-1], state
-        rollout = Rollout(torch.stack(obs, 1), torch.stack(prev_reward, 1), torch.stack(first, 1),
-                          torch.stack(actions, 1), torch.stack(logits, 1), initial_state)
+        rollout = Rollout(
+            torch.stack(obs, 1),
+            torch.stack(prev_reward, 1),
+            torch.stack(first, 1),
+            torch.stack(actions, 1),
+            torch.stack(logits, 1),
+            initial_state,
+        )
         return rollout, episodes
 
     # --------------------------------------------------------------------------------- learning
@@ -270,8 +314,11 @@ class ImpalaLearner:
         all_stats = [self.update(rollout.rows(slice(lo, lo + B))) for lo in range(0, N, B)]
         stats: dict[str, Any] = {k: float(np.mean([s[k] for s in all_stats])) for k in all_stats[0]}
         if self.dist.enabled:  # every process's episodes, rows numbered across processes (rank-major)
-            episodes = [e._replace(row=e.row + rank * N)
-                        for rank, eps in enumerate(all_gather_objects(episodes, self.dist)) for e in eps]
+            episodes = [
+                e._replace(row=e.row + rank * N)
+                for rank, eps in enumerate(all_gather_objects(episodes, self.dist))
+                for e in eps
+            ]
         stats["episodes"] = episodes
         return stats
 
@@ -281,11 +328,19 @@ class ImpalaLearner:
 
         Collective under ``dist``: ``"ranks"`` then holds every process's actor, env and RNG
         states (rank 0's are also under ``"actor"`` / ``"env"``)."""
-        state = {"frames": self.frames, "updates": self.updates, "config": asdict(self.config),
-                 "world_size": self.dist.world_size,
-                 "actor": {"obs": self.obs, "prev_reward": self.prev_reward, "first": self.first,
-                           "state": map_state(lambda t: t.detach(), self.state)},
-                 "env": self.env.state_dict()}
+        state = {
+            "frames": self.frames,
+            "updates": self.updates,
+            "config": asdict(self.config),
+            "world_size": self.dist.world_size,
+            "actor": {
+                "obs": self.obs,
+                "prev_reward": self.prev_reward,
+                "first": self.first,
+                "state": map_state(lambda t: t.detach(), self.state),
+            },
+            "env": self.env.state_dict(),
+        }
         if self.dist.enabled:
             own: dict[str, Any] = {"rng": get_rng_state()}
             if state["env"] is not None:  # else there is nothing to resume exactly: the actors restart
@@ -330,14 +385,22 @@ class ImpalaLearner:
         Collective under ``dist``: every process calls it, rank 0 writes, all return once written."""
         learner = self.state_dict()
         if self.dist.is_main:
-            save_checkpoint(path, model=self.agent, optimizer=self.optimizer, scheduler=self.scheduler,
-                            step=self.updates, learner=learner, **extra)
+            save_checkpoint(
+                path,
+                model=self.agent,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                step=self.updates,
+                learner=learner,
+                **extra,
+            )
         barrier(self.dist)
 
     def load(self, path: str | os.PathLike) -> dict[str, Any]:
         """Resume from :meth:`save` (every process reads the file); returns the checkpoint's
         ``extra`` entries."""
-        extra = load_checkpoint(path, model=self.agent, optimizer=self.optimizer, scheduler=self.scheduler,
-                                map_location=self.device)
+        extra = load_checkpoint(
+            path, model=self.agent, optimizer=self.optimizer, scheduler=self.scheduler, map_location=self.device
+        )
         self.load_state_dict(extra.pop("learner"))
         return extra

@@ -22,8 +22,24 @@ import numpy as np
 from adaptmem.rl.envs import EpisodeTracker, MultiTaskEnv, StepResult, VecEnv, check_actions
 from adaptmem.utils.checks import check_choice
 
-PROCGEN_GAMES = ("bigfish", "bossfight", "caveflyer", "chaser", "climber", "coinrun", "dodgeball", "fruitbot",
-                 "heist", "jumper", "leaper", "maze", "miner", "ninja", "plunder", "starpilot")
+PROCGEN_GAMES = (
+    "bigfish",
+    "bossfight",
+    "caveflyer",
+    "chaser",
+    "climber",
+    "coinrun",
+    "dodgeball",
+    "fruitbot",
+    "heist",
+    "jumper",
+    "leaper",
+    "maze",
+    "miner",
+    "ninja",
+    "plunder",
+    "starpilot",
+)
 #: The SRWM paper's multi-task set (easy mode, 200 training levels).
 PAPER_GAMES = ("bigfish", "fruitbot", "maze", "leaper", "plunder", "starpilot")
 #: The SRWM paper's memory-mode set (500 training levels).
@@ -38,16 +54,40 @@ OBS_SHAPE = (3, 64, 64)
 #: (R_min, R_max) per game from Cobbe et al. (2020), Appendix "Normalization constants".
 SCORE_RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "easy": {
-        "bigfish": (1.0, 40.0), "bossfight": (0.5, 13.0), "caveflyer": (3.5, 12.0), "chaser": (0.5, 13.0),
-        "climber": (2.0, 12.6), "coinrun": (5.0, 10.0), "dodgeball": (1.5, 19.0), "fruitbot": (-1.5, 32.4),
-        "heist": (3.5, 10.0), "jumper": (3.0, 10.0), "leaper": (3.0, 10.0), "maze": (5.0, 10.0),
-        "miner": (1.5, 13.0), "ninja": (3.5, 10.0), "plunder": (4.5, 30.0), "starpilot": (2.5, 64.0),
+        "bigfish": (1.0, 40.0),
+        "bossfight": (0.5, 13.0),
+        "caveflyer": (3.5, 12.0),
+        "chaser": (0.5, 13.0),
+        "climber": (2.0, 12.6),
+        "coinrun": (5.0, 10.0),
+        "dodgeball": (1.5, 19.0),
+        "fruitbot": (-1.5, 32.4),
+        "heist": (3.5, 10.0),
+        "jumper": (3.0, 10.0),
+        "leaper": (3.0, 10.0),
+        "maze": (5.0, 10.0),
+        "miner": (1.5, 13.0),
+        "ninja": (3.5, 10.0),
+        "plunder": (4.5, 30.0),
+        "starpilot": (2.5, 64.0),
     },
     "hard": {
-        "bigfish": (0.0, 40.0), "bossfight": (0.5, 13.0), "caveflyer": (2.0, 13.4), "chaser": (0.5, 14.2),
-        "climber": (1.0, 12.6), "coinrun": (5.0, 10.0), "dodgeball": (1.5, 19.0), "fruitbot": (-0.5, 27.2),
-        "heist": (2.0, 10.0), "jumper": (1.0, 10.0), "leaper": (1.5, 10.0), "maze": (4.0, 10.0),
-        "miner": (1.5, 20.0), "ninja": (2.0, 10.0), "plunder": (3.0, 30.0), "starpilot": (1.5, 35.0),
+        "bigfish": (0.0, 40.0),
+        "bossfight": (0.5, 13.0),
+        "caveflyer": (2.0, 13.4),
+        "chaser": (0.5, 14.2),
+        "climber": (1.0, 12.6),
+        "coinrun": (5.0, 10.0),
+        "dodgeball": (1.5, 19.0),
+        "fruitbot": (-0.5, 27.2),
+        "heist": (2.0, 10.0),
+        "jumper": (1.0, 10.0),
+        "leaper": (1.5, 10.0),
+        "maze": (4.0, 10.0),
+        "miner": (1.5, 20.0),
+        "ninja": (2.0, 10.0),
+        "plunder": (3.0, 30.0),
+        "starpilot": (1.5, 35.0),
     },
 }
 # ProcGen publishes no memory-mode constants; memory mode is built on the hard-mode levels, so
@@ -55,8 +95,9 @@ SCORE_RANGES: dict[str, dict[str, tuple[float, float]]] = {
 SCORE_RANGES["memory"] = SCORE_RANGES["hard"]
 
 
-def _check_pool(fn: str, num_envs: object, num_levels: object, start_level: object,
-                envs_name: str = "num_envs") -> None:
+def _check_pool(
+    fn: str, num_envs: object, num_levels: object, start_level: object, envs_name: str = "num_envs"
+) -> None:
     """The sizes of a pool (the simulators assert, or crash, on bad ones)."""
     for name, v, lo in ((envs_name, num_envs, 1), ("num_levels", num_levels, 0), ("start_level", start_level, 0)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
@@ -67,8 +108,9 @@ def _check_game(fn: str, game: str, distribution_mode: str) -> None:
     check_choice(fn, "game", game, PROCGEN_GAMES)
     check_choice(fn, "distribution_mode", distribution_mode, DISTRIBUTION_MODES)
     if distribution_mode == "memory" and game not in MEMORY_MODE_GAMES:
-        raise ValueError(f"{fn}: {game!r} has no memory mode (ProcGen aborts); memory mode exists for "
-                         f"{list(MEMORY_MODE_GAMES)}")
+        raise ValueError(
+            f"{fn}: {game!r} has no memory mode (ProcGen aborts); memory mode exists for {list(MEMORY_MODE_GAMES)}"
+        )
 
 
 def normalized_score(game: str, score: float, distribution_mode: str = "easy") -> float:
@@ -79,8 +121,10 @@ def normalized_score(game: str, score: float, distribution_mode: str = "easy") -
     """
     check_choice("normalized_score", "game", game, PROCGEN_GAMES)
     if distribution_mode not in SCORE_RANGES:
-        raise ValueError(f"normalized_score: no normalisation constants for distribution_mode "
-                         f"{distribution_mode!r}; available: {list(SCORE_RANGES)}")
+        raise ValueError(
+            f"normalized_score: no normalisation constants for distribution_mode "
+            f"{distribution_mode!r}; available: {list(SCORE_RANGES)}"
+        )
     lo, hi = SCORE_RANGES[distribution_mode][game]
     return (score - lo) / (hi - lo)
 
@@ -106,8 +150,18 @@ class EnvpoolProcgen(VecEnv):
             used instead of creating one; for tests.
     """
 
-    def __init__(self, game: str, num_envs: int, *, num_levels: int = 200, start_level: int = 0,
-                 distribution_mode: str = "easy", seed: int = 0, num_threads: int = 1, pool: Any = None) -> None:
+    def __init__(
+        self,
+        game: str,
+        num_envs: int,
+        *,
+        num_levels: int = 200,
+        start_level: int = 0,
+        distribution_mode: str = "easy",
+        seed: int = 0,
+        num_threads: int = 1,
+        pool: Any = None,
+    ) -> None:
         _check_game("EnvpoolProcgen", game, distribution_mode)
         _check_pool("EnvpoolProcgen", num_envs, num_levels, start_level)
         self.game, self.distribution_mode = game, distribution_mode
@@ -116,9 +170,16 @@ class EnvpoolProcgen(VecEnv):
         if pool is None:
             import envpool  # optional dependency
 
-            pool = envpool.make(envpool_task_id(game, distribution_mode), env_type="gymnasium", num_envs=num_envs,
-                                num_levels=num_levels, start_level=start_level, seed=seed,
-                                num_threads=num_threads, channel_first=True)
+            pool = envpool.make(
+                envpool_task_id(game, distribution_mode),
+                env_type="gymnasium",
+                num_envs=num_envs,
+                num_levels=num_levels,
+                start_level=start_level,
+                seed=seed,
+                num_threads=num_threads,
+                channel_first=True,
+            )
         self.pool = pool
         self.tracker = EpisodeTracker(num_envs)
 
@@ -168,20 +229,36 @@ class Gym3Procgen(VecEnv):
             new one whenever the current one has been stepped.
     """
 
-    def __init__(self, game: str, num_envs: int, *, num_levels: int = 200, start_level: int = 0,
-                 distribution_mode: str = "easy", seed: int = 0,
-                 env_fn: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        game: str,
+        num_envs: int,
+        *,
+        num_levels: int = 200,
+        start_level: int = 0,
+        distribution_mode: str = "easy",
+        seed: int = 0,
+        env_fn: Callable[[], Any] | None = None,
+    ) -> None:
         _check_game("Gym3Procgen", game, distribution_mode)
         _check_pool("Gym3Procgen", num_envs, num_levels, start_level)
         self.game, self.distribution_mode = game, distribution_mode
         self.num_envs, self.num_actions = num_envs, NUM_ACTIONS
         self.obs_shape, self.obs_dtype = OBS_SHAPE, np.dtype(np.uint8)
         if env_fn is None:
+
             def env_fn():
                 from procgen import ProcgenGym3Env  # optional dependency
 
-                return ProcgenGym3Env(num=num_envs, env_name=game, num_levels=num_levels, start_level=start_level,
-                                      distribution_mode=distribution_mode, rand_seed=seed)
+                return ProcgenGym3Env(
+                    num=num_envs,
+                    env_name=game,
+                    num_levels=num_levels,
+                    start_level=start_level,
+                    distribution_mode=distribution_mode,
+                    rand_seed=seed,
+                )
+
         self.env_fn = env_fn
         self.env, self._stepped = None, False
         self.tracker = EpisodeTracker(num_envs)
@@ -216,9 +293,17 @@ class Gym3Procgen(VecEnv):
         self.env = None
 
 
-def make_procgen(games: Sequence[str], num_envs_per_game: int, *, num_levels: int = 200, start_level: int = 0,
-                 distribution_mode: str = "easy", backend: str = "envpool", seed: int = 0,
-                 num_threads: int = 1) -> MultiTaskEnv:
+def make_procgen(
+    games: Sequence[str],
+    num_envs_per_game: int,
+    *,
+    num_levels: int = 200,
+    start_level: int = 0,
+    distribution_mode: str = "easy",
+    backend: str = "envpool",
+    seed: int = 0,
+    num_threads: int = 1,
+) -> MultiTaskEnv:
     """One pool per game, stepped together: a :class:`~adaptmem.rl.envs.MultiTaskEnv` whose
     ``task_names`` are the games. Arguments as :class:`EnvpoolProcgen`; ``backend`` is
     ``"envpool"`` or ``"procgen"``; game ``i`` gets seed ``seed + 1000 * i``."""
@@ -231,10 +316,14 @@ def make_procgen(games: Sequence[str], num_envs_per_game: int, *, num_levels: in
     _check_pool("make_procgen", num_envs_per_game, num_levels, start_level, "num_envs_per_game")
     envs: list[VecEnv] = []
     for i, g in enumerate(games):
-        kw = dict(num_levels=num_levels, start_level=start_level, distribution_mode=distribution_mode,
-                  seed=seed + 1000 * i)
-        envs.append(EnvpoolProcgen(g, num_envs_per_game, num_threads=num_threads, **kw) if backend == "envpool"
-                    else Gym3Procgen(g, num_envs_per_game, **kw))
+        kw = dict(
+            num_levels=num_levels, start_level=start_level, distribution_mode=distribution_mode, seed=seed + 1000 * i
+        )
+        envs.append(
+            EnvpoolProcgen(g, num_envs_per_game, num_threads=num_threads, **kw)
+            if backend == "envpool"
+            else Gym3Procgen(g, num_envs_per_game, **kw)
+        )
     return MultiTaskEnv(envs, games)
 
 

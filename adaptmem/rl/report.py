@@ -33,8 +33,9 @@ def first_last(rows: Curve, game: str, fraction: float = 0.2) -> tuple[float, fl
     return mean(rows[:n]), mean(rows[-n:])
 
 
-def learning_table(runs: Mapping[str, Curve], games: Sequence[str], random: Mapping[str, float] | None = None,
-                   fraction: float = 0.2) -> str:
+def learning_table(
+    runs: Mapping[str, Curve], games: Sequence[str], random: Mapping[str, float] | None = None, fraction: float = 0.2
+) -> str:
     """A markdown table: per game, the random policy's return and each run's first -> last
     ``fraction`` of its training returns (``runs = {label: returns.csv rows}``)."""
     header = ["game", *(["random policy"] if random else []), *runs]
@@ -69,9 +70,15 @@ def _frames_text(x: float, _pos: object = None) -> str:
     return f"{x:g}"
 
 
-def plot_learning_curves(runs: Mapping[str, Curve], games: Sequence[str], path: str | os.PathLike, *,
-                         random: Mapping[str, float] | None = None, title: str = "",
-                         smoothing: float = 0.1) -> Path | None:
+def plot_learning_curves(
+    runs: Mapping[str, Curve],
+    games: Sequence[str],
+    path: str | os.PathLike,
+    *,
+    random: Mapping[str, float] | None = None,
+    title: str = "",
+    smoothing: float = 0.1,
+) -> Path | None:
     """One panel per game: each run's training return against frames, raw values faint and a
     centred moving average over ``smoothing`` of the run on top, the random policy's return as
     a dashed line. Written atomically as PNG; ``None`` without matplotlib."""
@@ -101,7 +108,7 @@ def plot_learning_curves(runs: Mapping[str, Curve], games: Sequence[str], path: 
         ax.set_xlabel("frames")
         ax.set_ylabel("training episode return")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(games):]:
+    for ax in list(axes.flat)[len(games) :]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=8)
     if title:  # wrapped to the figure's width (one panel is narrower than a run's description)

@@ -60,8 +60,14 @@ def _check_scores(fn: str, scores: Sequence[Sequence[np.ndarray | Sequence[float
     return runs
 
 
-def bootstrap_ci(scores: Sequence[Sequence[np.ndarray | Sequence[float]]], statistic: Callable = iqm, *,
-                 reps: int = 2000, confidence: float = 0.95, seed: int = 0) -> Interval:
+def bootstrap_ci(
+    scores: Sequence[Sequence[np.ndarray | Sequence[float]]],
+    statistic: Callable = iqm,
+    *,
+    reps: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
     """``statistic`` of the per-(run, game) mean scores, with a stratified bootstrap interval.
 
     Args:

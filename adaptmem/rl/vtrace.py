@@ -19,9 +19,17 @@ def _clip(x: torch.Tensor, threshold: float | None) -> torch.Tensor:
 
 
 @torch.no_grad()
-def vtrace(log_rhos: torch.Tensor, discounts: torch.Tensor, rewards: torch.Tensor, values: torch.Tensor,
-           bootstrap_value: torch.Tensor, *, clip_rho: float | None = 1.0, clip_pg_rho: float | None = 1.0,
-           clip_c: float | None = 1.0) -> VTraceReturns:
+def vtrace(
+    log_rhos: torch.Tensor,
+    discounts: torch.Tensor,
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    bootstrap_value: torch.Tensor,
+    *,
+    clip_rho: float | None = 1.0,
+    clip_pg_rho: float | None = 1.0,
+    clip_c: float | None = 1.0,
+) -> VTraceReturns:
     r"""V-trace targets and policy-gradient advantages.
 
     With :math:`\rho_t = \min(\bar\rho, \pi(a_t|x_t)/\mu(a_t|x_t))`, :math:`c_t = \min(\bar c, \cdot)`,

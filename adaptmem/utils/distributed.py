@@ -104,8 +104,7 @@ def any_rank(flag: bool, info: DistInfo) -> bool:
 def split_evenly(fn: str, name: str, total: int, info: DistInfo) -> int:
     """``total // world_size``, refusing totals the ranks cannot share equally."""
     if total % info.world_size:
-        raise ValueError(f"{fn}: {name} ({total}) must be divisible by the number of processes "
-                         f"({info.world_size})")
+        raise ValueError(f"{fn}: {name} ({total}) must be divisible by the number of processes ({info.world_size})")
     return total // info.world_size
 
 

@@ -48,15 +48,21 @@ class ThreadConfig:
     wait_policy: str  # OMP_WAIT_POLICY that torch's OpenMP runs with
 
     def __str__(self) -> str:
-        why = {"--threads": "set by --threads", "OMP_NUM_THREADS": "set by $OMP_NUM_THREADS",
-               "machine": "chosen from the machine; --threads N overrides"}[self.source]
-        return (f"threads: {self.intra_op} intra-op, {self.inter_op} inter-op ({why}); {self.cpus} usable CPU(s), "
-                f"{self.reserved} reserved for the job's own workers, load average {self.load:.1f}; "
-                f"OpenMP wait policy {self.wait_policy}")
+        why = {
+            "--threads": "set by --threads",
+            "OMP_NUM_THREADS": "set by $OMP_NUM_THREADS",
+            "machine": "chosen from the machine; --threads N overrides",
+        }[self.source]
+        return (
+            f"threads: {self.intra_op} intra-op, {self.inter_op} inter-op ({why}); {self.cpus} usable CPU(s), "
+            f"{self.reserved} reserved for the job's own workers, load average {self.load:.1f}; "
+            f"OpenMP wait policy {self.wait_policy}"
+        )
 
 
-def cgroup_cpu_limit(root: str | os.PathLike = "/sys/fs/cgroup", proc_cgroup: str | os.PathLike = "/proc/self/cgroup"
-                     ) -> float | None:
+def cgroup_cpu_limit(
+    root: str | os.PathLike = "/sys/fs/cgroup", proc_cgroup: str | os.PathLike = "/proc/self/cgroup"
+) -> float | None:
     """CPUs the cgroup quota allows this process (e.g. ``1.5``), or ``None`` when unlimited/unknown.
 
     Reads cgroup v2 ``cpu.max`` (``"<quota> <period>"`` or ``"max <period>"``) of the process's
@@ -126,8 +132,9 @@ def prefer_passive_waiting() -> str:
     return "PASSIVE" if _PASSIVE_BEFORE_TORCH else "default (torch was imported before it was set)"
 
 
-def configure_threads(threads: int | None = None, *, reserved: int = 0, verbose: bool | None = None,
-                      file: TextIO | None = None) -> ThreadConfig:
+def configure_threads(
+    threads: int | None = None, *, reserved: int = 0, verbose: bool | None = None, file: TextIO | None = None
+) -> ThreadConfig:
     """Choose and set torch's (and FAISS's) CPU thread counts; print them in one line.
 
     Args:

@@ -11,8 +11,24 @@ from adaptmem.utils.checkpoint import read_checkpoint
 from adaptmem.utils.integrity import save_verified
 from tests.examples import load_example
 
-TINY = ["--num-layers", "1", "--num-heads", "2", "--head-dim", "8", "--d-ff", "16", "--lstm-hidden", "8",
-        "--threads", "1", "--eval-envs-per-game", "2", "--eval-episodes", "2"]
+TINY = [
+    "--num-layers",
+    "1",
+    "--num-heads",
+    "2",
+    "--head-dim",
+    "8",
+    "--d-ff",
+    "16",
+    "--lstm-hidden",
+    "8",
+    "--threads",
+    "1",
+    "--eval-envs-per-game",
+    "2",
+    "--eval-episodes",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +49,21 @@ def test_paper_config_reproduces_the_papers_sizes(example):
 
 
 def test_example_trains_resumes_and_evaluates_on_the_recall_task(example, tmp_path, capsys):
-    run = ["--env", "recall", "--envs-per-game", "4", "--batch-size", "4", "--unroll-length", "5",
-           "--out", str(tmp_path), "--log-every", "20", *TINY]
+    run = [
+        "--env",
+        "recall",
+        "--envs-per-game",
+        "4",
+        "--batch-size",
+        "4",
+        "--unroll-length",
+        "5",
+        "--out",
+        str(tmp_path),
+        "--log-every",
+        "20",
+        *TINY,
+    ]
     table = example.main(run + ["--total-frames", "100"])
     assert "| recall" in table and "train return" in table and "test return" in table
     assert "random policy" in table and " -> " in table  # the learning table
@@ -56,8 +85,21 @@ def test_example_trains_resumes_and_evaluates_on_the_recall_task(example, tmp_pa
 
 
 def test_example_rejects_resuming_with_a_different_model(example, tmp_path):
-    run = ["--env", "recall", "--envs-per-game", "2", "--batch-size", "2", "--unroll-length", "5",
-           "--out", str(tmp_path), "--total-frames", "10", *TINY]
+    run = [
+        "--env",
+        "recall",
+        "--envs-per-game",
+        "2",
+        "--batch-size",
+        "2",
+        "--unroll-length",
+        "5",
+        "--out",
+        str(tmp_path),
+        "--total-frames",
+        "10",
+        *TINY,
+    ]
     example.main(run)
     message = r"cannot change when resuming: --kind 'lstm' \(the checkpoint has 'srwm'\)"
     with pytest.raises(ValueError, match=message):
@@ -65,8 +107,23 @@ def test_example_rejects_resuming_with_a_different_model(example, tmp_path):
 
 
 def test_checkpoints_with_the_older_argument_names_still_evaluate(example, tmp_path, capsys):
-    run = ["--env", "recall", "--envs-per-game", "2", "--batch-size", "2", "--unroll-length", "5",
-           "--out", str(tmp_path), "--total-frames", "10", "--kind", "lstm", *TINY]
+    run = [
+        "--env",
+        "recall",
+        "--envs-per-game",
+        "2",
+        "--batch-size",
+        "2",
+        "--unroll-length",
+        "5",
+        "--out",
+        str(tmp_path),
+        "--total-frames",
+        "10",
+        "--kind",
+        "lstm",
+        *TINY,
+    ]
     example.main(run)
     ckpt = read_checkpoint(tmp_path / "last.pt")
     renamed = {"kind": "core", "num_layers": "layers", "num_heads": "heads"}
@@ -81,9 +138,29 @@ def test_example_smoke_run_on_procgen_for_200_steps(example, tmp_path):
     reason = procgen_unavailable()
     if reason:
         pytest.skip(reason)
-    table = example.main(["--games", "bigfish", "--envs-per-game", "4", "--batch-size", "4", "--unroll-length", "10",
-                          "--total-frames", "800", "--channels", "4", "8", "8", "--out", str(tmp_path),
-                          "--eval-max-steps", "200", *TINY])
+    table = example.main(
+        [
+            "--games",
+            "bigfish",
+            "--envs-per-game",
+            "4",
+            "--batch-size",
+            "4",
+            "--unroll-length",
+            "10",
+            "--total-frames",
+            "800",
+            "--channels",
+            "4",
+            "8",
+            "8",
+            "--out",
+            str(tmp_path),
+            "--eval-max-steps",
+            "200",
+            *TINY,
+        ]
+    )
     assert "| bigfish" in table
     assert (tmp_path / "last.pt").exists() and (tmp_path / "train.csv").exists()
 
@@ -98,8 +175,21 @@ def test_ctrl_c_saves_a_checkpoint_and_the_results_and_resume_completes(example,
         signal.raise_signal(signal.SIGINT)  # as if the user pressed Ctrl-C during this step
         return stats
 
-    run = ["--env", "recall", "--envs-per-game", "4", "--batch-size", "4", "--unroll-length", "5",
-           "--out", str(tmp_path), "--total-frames", "100", *TINY]
+    run = [
+        "--env",
+        "recall",
+        "--envs-per-game",
+        "4",
+        "--batch-size",
+        "4",
+        "--unroll-length",
+        "5",
+        "--out",
+        str(tmp_path),
+        "--total-frames",
+        "100",
+        *TINY,
+    ]
     monkeypatch.setattr(example.ImpalaLearner, "train_step", train_step_then_ctrl_c)
     before = signal.getsignal(signal.SIGINT)  # SIG_IGN when the tests run as a background job
     with pytest.raises(SystemExit) as exit_:
@@ -126,8 +216,23 @@ def test_a_crash_leaves_the_curves_and_results_up_to_the_last_logged_update(exam
         return train_step(self)
 
     monkeypatch.setattr(example.ImpalaLearner, "train_step", fails_third)
-    run = ["--env", "recall", "--envs-per-game", "4", "--batch-size", "4", "--unroll-length", "5", "--log-every", "20",
-           "--out", str(tmp_path), "--total-frames", "100", *TINY]
+    run = [
+        "--env",
+        "recall",
+        "--envs-per-game",
+        "4",
+        "--batch-size",
+        "4",
+        "--unroll-length",
+        "5",
+        "--log-every",
+        "20",
+        "--out",
+        str(tmp_path),
+        "--total-frames",
+        "100",
+        *TINY,
+    ]
     with pytest.raises(RuntimeError, match="simulated crash"):
         example.main(run)
     results = (tmp_path / "results.md").read_text()
@@ -136,8 +241,26 @@ def test_a_crash_leaves_the_curves_and_results_up_to_the_last_logged_update(exam
 
 
 def test_compare_trains_each_kind_on_the_same_frames_and_draws_one_figure(example, tmp_path):
-    run = ["--env", "recall", "--envs-per-game", "4", "--batch-size", "4", "--unroll-length", "5",
-           "--out", str(tmp_path), "--total-frames", "60", "--log-every", "20", "--compare", "srwm", "lstm", *TINY]
+    run = [
+        "--env",
+        "recall",
+        "--envs-per-game",
+        "4",
+        "--batch-size",
+        "4",
+        "--unroll-length",
+        "5",
+        "--out",
+        str(tmp_path),
+        "--total-frames",
+        "60",
+        "--log-every",
+        "20",
+        "--compare",
+        "srwm",
+        "lstm",
+        *TINY,
+    ]
     text = example.main(run)
     assert "# srwm vs lstm" in text and "| game   | random policy | srwm" in text and "lstm agent, evaluation" in text
     for kind in ("srwm", "lstm"):
@@ -151,11 +274,29 @@ def test_eval_of_several_seeds_aggregates_them(example, tmp_path, capsys):
     paths = []
     for seed in (0, 1):
         out = tmp_path / f"s{seed}"
-        example.main(["--env", "recall", "--envs-per-game", "2", "--batch-size", "2", "--unroll-length", "5",
-                      "--out", str(out), "--total-frames", "40", "--log-every", "10", "--seed", str(seed), *TINY])
+        example.main(
+            [
+                "--env",
+                "recall",
+                "--envs-per-game",
+                "2",
+                "--batch-size",
+                "2",
+                "--unroll-length",
+                "5",
+                "--out",
+                str(out),
+                "--total-frames",
+                "40",
+                "--log-every",
+                "10",
+                "--seed",
+                str(seed),
+                *TINY,
+            ]
+        )
         paths.append(str(out / "last.pt"))
     text = example.main(["--eval", *paths, "--out", str(tmp_path), *TINY])
     assert text.count("training frames") == 2 and "All 2 checkpoints" in text
     assert "srwm seed 0" in text and "srwm seed 1" in text  # the learning table of both runs
     assert (tmp_path / "eval.md").read_text() == text
-

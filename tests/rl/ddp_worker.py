@@ -25,10 +25,12 @@ ROWS, UNROLL = 8, 5  # rows of one combined update; each of the 2 processes acts
 def learner(num_envs: int, seed: int, dist=None, env_seed: int | None = None) -> ImpalaLearner:
     torch.manual_seed(seed)
     env = RecallEnv(num_envs, seed=seed if env_seed is None else env_seed)
-    agent = make_agent(env.obs_shape, env.num_actions, core="srwm", feature_dim=16, num_layers=1, num_heads=2,
-                       head_dim=8, d_ff=16)
-    config = ImpalaConfig(unroll_length=UNROLL, batch_size=num_envs, optimizer="adam", learning_rate=1e-2,
-                          total_frames=10 * ROWS * UNROLL)
+    agent = make_agent(
+        env.obs_shape, env.num_actions, core="srwm", feature_dim=16, num_layers=1, num_heads=2, head_dim=8, d_ff=16
+    )
+    config = ImpalaConfig(
+        unroll_length=UNROLL, batch_size=num_envs, optimizer="adam", learning_rate=1e-2, total_frames=10 * ROWS * UNROLL
+    )
     return ImpalaLearner(agent, env, config, dist=dist)
 
 

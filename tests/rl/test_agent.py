@@ -24,8 +24,17 @@ RECURRENT = ("srwm", "deltanet", "lstm")
 
 
 def tiny_agent(core: str, env: RecallEnv, num_layers: int = 2):
-    return make_agent(env.obs_shape, env.num_actions, core=core, feature_dim=16, lstm_hidden=16,
-                      num_layers=num_layers, num_heads=2, head_dim=8, d_ff=32)
+    return make_agent(
+        env.obs_shape,
+        env.num_actions,
+        core=core,
+        feature_dim=16,
+        lstm_hidden=16,
+        num_layers=num_layers,
+        num_heads=2,
+        head_dim=8,
+        d_ff=32,
+    )
 
 
 @pytest.mark.parametrize("core", CORES)
@@ -54,7 +63,7 @@ def test_reset_makes_outputs_independent_of_the_past(core):
     first = torch.zeros(B, T, dtype=torch.bool)
     first[:, t0] = True
     prev_reward = torch.rand(B, T)  # rewards differ on the first frame too: it belongs to the old episode
-    prev_reward[0, t0 + 1:] = prev_reward[1, t0 + 1:]
+    prev_reward[0, t0 + 1 :] = prev_reward[1, t0 + 1 :]
     state = map_state(torch.randn_like, agent.initial_state(B))
     with torch.no_grad():
         out, _ = agent(obs, prev_reward, first, state)
@@ -102,7 +111,7 @@ def test_per_frame_detached_calls_would_starve_W_q_W_k_w_b():
     x = torch.randn(3, 6, 16)
     state, loss = None, 0.0
     for t in range(6):
-        y, state = layer(x[:, t:t + 1], state)
+        y, state = layer(x[:, t : t + 1], state)
         state = detach_state(state)
         loss = loss + y.pow(2).sum()
     loss.backward()
@@ -120,7 +129,7 @@ def test_lstm_core_matches_a_per_step_masked_loop():
     hs, cs, ys = torch.zeros(1, B, 7), torch.zeros(1, B, 7), []
     for t in range(T):
         keep = (~reset[:, t]).float()[None, :, None]
-        out, (hs, cs) = core.lstm(x[:, t:t + 1], (hs * keep, cs * keep))
+        out, (hs, cs) = core.lstm(x[:, t : t + 1], (hs * keep, cs * keep))
         ys.append(out)
     torch.testing.assert_close(y, torch.cat(ys, 1), atol=ATOL, rtol=0)
     torch.testing.assert_close(h, hs[0], atol=ATOL, rtol=0)

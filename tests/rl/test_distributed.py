@@ -14,9 +14,32 @@ from tests.examples import load_example, run_torchrun
 from tests.rl.ddp_worker import ROWS, UNROLL, flat_params, learner
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
-TINY = ["--env", "recall", "--envs-per-game", "4", "--batch-size", "4", "--unroll-length", "5", "--log-every", "20",
-        "--num-layers", "1", "--num-heads", "2", "--head-dim", "8", "--d-ff", "16", "--threads", "1",
-        "--eval-envs-per-game", "2", "--eval-episodes", "2"]
+TINY = [
+    "--env",
+    "recall",
+    "--envs-per-game",
+    "4",
+    "--batch-size",
+    "4",
+    "--unroll-length",
+    "5",
+    "--log-every",
+    "20",
+    "--num-layers",
+    "1",
+    "--num-heads",
+    "2",
+    "--head-dim",
+    "8",
+    "--d-ff",
+    "16",
+    "--threads",
+    "1",
+    "--eval-envs-per-game",
+    "2",
+    "--eval-episodes",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +49,9 @@ def ddp(tmp_path_factory):
     for _ in range(2):
         one.train_step()
     one.save(out / "one.pt")
-    proc = run_torchrun(WORKER, str(out), str(out / "one.pt"), *TINY, "--out", str(out / "example"),
-                        "--total-frames", "80")
+    proc = run_torchrun(
+        WORKER, str(out), str(out / "one.pt"), *TINY, "--out", str(out / "example"), "--total-frames", "80"
+    )
     return out, json.loads((out / "result.json").read_text()), proc.stdout
 
 

@@ -26,8 +26,13 @@ def norm(game: str, score: float) -> float:
 
 def test_score_rows_give_means_intervals_and_the_iqm_over_games_and_runs():
     rng = np.random.default_rng(0)
-    runs = [{"train": {0: rng.normal(5 + r, 1, 30), 1: rng.normal(0, 0.5, 30)},
-             "test": {0: rng.normal(3, 1, 30), 1: rng.normal(-1, 0.5, 30)}} for r in range(3)]
+    runs = [
+        {
+            "train": {0: rng.normal(5 + r, 1, 30), 1: rng.normal(0, 0.5, 30)},
+            "test": {0: rng.normal(3, 1, 30), 1: rng.normal(-1, 0.5, 30)},
+        }
+        for r in range(3)
+    ]
     rows = score_rows(runs, ["a", "b"], norm, reps=500)
     assert [r["game"] for r in rows] == ["a", "b", "IQM (2 games x 3 runs)"]
     value, low, high = (float(v.strip("[],")) for v in rows[0]["train return"].split())

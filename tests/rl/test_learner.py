@@ -12,10 +12,21 @@ from adaptmem.rl import ImpalaConfig, ImpalaLearner, MultiTaskEnv, RecallEnv, ev
 def make_learner(core: str, num_envs: int = 32, seed: int = 0, srwm_block: str = "rl", **config):
     torch.manual_seed(seed)
     env = RecallEnv(num_envs, num_symbols=3, min_delay=1, max_delay=3, seed=seed)
-    agent = make_agent(env.obs_shape, env.num_actions, core=core, feature_dim=32, lstm_hidden=32,
-                       num_layers=1, num_heads=2, head_dim=16, d_ff=64, srwm_block=srwm_block)
-    cfg = dict(unroll_length=10, batch_size=None, optimizer="adam", learning_rate=3e-3, discount=0.9,
-               total_frames=10**9)
+    agent = make_agent(
+        env.obs_shape,
+        env.num_actions,
+        core=core,
+        feature_dim=32,
+        lstm_hidden=32,
+        num_layers=1,
+        num_heads=2,
+        head_dim=16,
+        d_ff=64,
+        srwm_block=srwm_block,
+    )
+    cfg = dict(
+        unroll_length=10, batch_size=None, optimizer="adam", learning_rate=3e-3, discount=0.9, total_frames=10**9
+    )
     return ImpalaLearner(agent, env, ImpalaConfig(**{**cfg, **config}))
 
 

@@ -15,7 +15,7 @@ def test_smooth_is_a_centred_mean_that_skips_nans():
     got = smooth(y, 3)
     expected = []
     for i in range(len(y)):  # direct: the finite values among y[i-1], y[i], y[i+1]
-        window = [v for v in y[max(0, i - 1):i + 2] if not math.isnan(v)]
+        window = [v for v in y[max(0, i - 1) : i + 2] if not math.isnan(v)]
         expected.append(np.mean(window) if window else np.nan)
     np.testing.assert_allclose(got, expected)
     np.testing.assert_allclose(smooth([2.0, 4.0], 1), [2.0, 4.0])
@@ -33,6 +33,11 @@ def test_first_and_last_fifth_of_the_logged_returns():
 def test_plot_learning_curves_writes_one_figure_with_a_panel_per_game(tmp_path):
     pytest.importorskip("matplotlib")
     rows = [{"step": i, "a": np.sin(i / 5), "b": float("nan") if i % 3 else i / 10} for i in range(50)]
-    path = plot_learning_curves({"srwm": rows, "lstm": rows[::-1]}, ["a", "b"], tmp_path / "curves.png",
-                                random={"a": 0.0, "b": 1.0}, title="test")
+    path = plot_learning_curves(
+        {"srwm": rows, "lstm": rows[::-1]},
+        ["a", "b"],
+        tmp_path / "curves.png",
+        random={"a": 0.0, "b": 1.0},
+        title="test",
+    )
     assert path == tmp_path / "curves.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

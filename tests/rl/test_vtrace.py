@@ -25,8 +25,10 @@ def vtrace_by_definition(log_rhos, discounts, rewards, values, bootstrap, clip_r
     adv = torch.zeros(B, T, dtype=torch.float64)
     for b in range(B):
         V = [float(v) for v in values[b]] + [float(bootstrap[b])]
-        delta = [clip(float(rho[b, t]), clip_rho)
-                 * (float(rewards[b, t]) + float(discounts[b, t]) * V[t + 1] - V[t]) for t in range(T)]
+        delta = [
+            clip(float(rho[b, t]), clip_rho) * (float(rewards[b, t]) + float(discounts[b, t]) * V[t + 1] - V[t])
+            for t in range(T)
+        ]
         for s in range(T):
             total, weight = 0.0, 1.0
             for t in range(s, T):
@@ -46,8 +48,13 @@ def test_vtrace_matches_hand_computed_example():
     # delta_0 = 1.0 * (1 + 0.9 * 1.0 - 0.5) = 1.4          v_0 = 0.5 + 1.4 + 0.9 * 1 * 1.4 = 3.16
     # A_1 = 0.5 * (2 + 0.9 * 2.0 - 1.0) = 1.4              A_0 = 1.0 * (1 + 0.9 * 2.4 - 0.5) = 2.66
     f64 = dict(dtype=torch.float64)
-    out = vtrace(torch.tensor([[math.log(2.0), math.log(0.5)]], **f64), torch.full((1, 2), 0.9, **f64),
-                 torch.tensor([[1.0, 2.0]], **f64), torch.tensor([[0.5, 1.0]], **f64), torch.tensor([2.0], **f64))
+    out = vtrace(
+        torch.tensor([[math.log(2.0), math.log(0.5)]], **f64),
+        torch.full((1, 2), 0.9, **f64),
+        torch.tensor([[1.0, 2.0]], **f64),
+        torch.tensor([[0.5, 1.0]], **f64),
+        torch.tensor([2.0], **f64),
+    )
     torch.testing.assert_close(out.vs, torch.tensor([[3.16, 2.4]], **f64), atol=ATOL, rtol=0)
     torch.testing.assert_close(out.pg_advantages, torch.tensor([[2.66, 1.4]], **f64), atol=ATOL, rtol=0)
 
@@ -55,8 +62,13 @@ def test_vtrace_matches_hand_computed_example():
 def test_vtrace_hand_computed_episode_end_cuts_the_bootstrap():
     # The first transition ends the episode (discount 0): v_0 = r_0 = 1 whatever comes after.
     f64 = dict(dtype=torch.float64)
-    out = vtrace(torch.zeros(1, 2, **f64), torch.tensor([[0.0, 0.5]], **f64), torch.tensor([[1.0, 3.0]], **f64),
-                 torch.tensor([[7.0, 2.0]], **f64), torch.tensor([4.0], **f64))
+    out = vtrace(
+        torch.zeros(1, 2, **f64),
+        torch.tensor([[0.0, 0.5]], **f64),
+        torch.tensor([[1.0, 3.0]], **f64),
+        torch.tensor([[7.0, 2.0]], **f64),
+        torch.tensor([4.0], **f64),
+    )
     # v_1 = 3 + 0.5 * 4 = 5; v_0 = 1; A_0 = 1 - 7 = -6; A_1 = 5 - 2 = 3
     torch.testing.assert_close(out.vs, torch.tensor([[1.0, 5.0]], **f64), atol=ATOL, rtol=0)
     torch.testing.assert_close(out.pg_advantages, torch.tensor([[-6.0, 3.0]], **f64), atol=ATOL, rtol=0)
@@ -71,8 +83,9 @@ def test_vtrace_equals_definition_with_random_episode_ends(clips):
     rewards = torch.randn(B, T, generator=g, dtype=torch.float64)
     values = torch.randn(B, T, generator=g, dtype=torch.float64)
     bootstrap = torch.randn(B, generator=g, dtype=torch.float64)
-    out = vtrace(log_rhos, discounts, rewards, values, bootstrap,
-                 clip_rho=clips[0], clip_pg_rho=clips[1], clip_c=clips[2])
+    out = vtrace(
+        log_rhos, discounts, rewards, values, bootstrap, clip_rho=clips[0], clip_pg_rho=clips[1], clip_c=clips[2]
+    )
     vs, adv = vtrace_by_definition(log_rhos, discounts, rewards, values, bootstrap, *clips)
     torch.testing.assert_close(out.vs, vs, atol=ATOL, rtol=0)
     torch.testing.assert_close(out.pg_advantages, adv, atol=ATOL, rtol=0)
@@ -84,8 +97,13 @@ def test_on_policy_vtrace_targets_are_bootstrapped_discounted_returns():
     rewards = torch.randn(B, T, generator=g, dtype=torch.float64)
     values = torch.randn(B, T, generator=g, dtype=torch.float64)
     bootstrap = torch.randn(B, generator=g, dtype=torch.float64)
-    out = vtrace(torch.zeros(B, T, dtype=torch.float64), torch.full((B, T), gamma, dtype=torch.float64),
-                 rewards, values, bootstrap)
+    out = vtrace(
+        torch.zeros(B, T, dtype=torch.float64),
+        torch.full((B, T), gamma, dtype=torch.float64),
+        rewards,
+        values,
+        bootstrap,
+    )
     for s in range(T):
         ret = sum(gamma ** (t - s) * rewards[:, t] for t in range(s, T)) + gamma ** (T - s) * bootstrap
         torch.testing.assert_close(out.vs[:, s], ret, atol=ATOL, rtol=0)

@@ -85,12 +85,15 @@ def test_the_users_omp_num_threads_wins_but_our_own_setting_does_not(monkeypatch
     assert (cfg.intra_op, cfg.source) == (1, "OMP_NUM_THREADS")
 
 
-@pytest.mark.parametrize("threads,reserved,env,match", [
-    (0, 0, None, r"threads \(--threads\) must be a positive integer or None, got 0"),
-    (True, 0, None, r"threads \(--threads\) must be a positive integer or None, got True"),
-    (None, -1, None, r"reserved must be a non-negative integer, got -1"),
-    (None, 0, "many", r"OMP_NUM_THREADS must be a positive integer, got 'many'"),
-])
+@pytest.mark.parametrize(
+    "threads,reserved,env,match",
+    [
+        (0, 0, None, r"threads \(--threads\) must be a positive integer or None, got 0"),
+        (True, 0, None, r"threads \(--threads\) must be a positive integer or None, got True"),
+        (None, -1, None, r"reserved must be a non-negative integer, got -1"),
+        (None, 0, "many", r"OMP_NUM_THREADS must be a positive integer, got 'many'"),
+    ],
+)
 def test_bad_thread_settings_are_refused_by_name(monkeypatch, threads, reserved, env, match):
     if env is not None:
         monkeypatch.setenv("OMP_NUM_THREADS", env)
@@ -99,17 +102,26 @@ def test_bad_thread_settings_are_refused_by_name(monkeypatch, threads, reserved,
 
 
 def test_passive_waiting_is_set_before_torch_loads_and_a_users_policy_is_kept():
-    code = ("import os, adaptmem.utils.threads as t; t.prefer_passive_waiting(); import torch; "
-            "print(t.configure_threads(1, verbose=False).wait_policy, os.environ.get('OMP_WAIT_POLICY'))")
+    code = (
+        "import os, adaptmem.utils.threads as t; t.prefer_passive_waiting(); import torch; "
+        "print(t.configure_threads(1, verbose=False).wait_policy, os.environ.get('OMP_WAIT_POLICY'))"
+    )
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     env["PYTHONPATH"] = str(ROOT)
-    run = lambda e: subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True,  # noqa: E731
-                                   timeout=120, check=True).stdout.split()
+    run = lambda e: subprocess.run(
+        [sys.executable, "-c", code],
+        env=e,
+        capture_output=True,
+        text=True,  # noqa: E731
+        timeout=120,
+        check=True,
+    ).stdout.split()
     assert run(env) == ["PASSIVE", "PASSIVE"]
     assert run({**env, "OMP_WAIT_POLICY": "ACTIVE"}) == ["ACTIVE", "ACTIVE"]
     late = code.replace("t.prefer_passive_waiting(); import torch", "import torch")  # torch first: too late
-    assert subprocess.run([sys.executable, "-c", late], env=env, capture_output=True, text=True, timeout=120,
-                          check=True).stdout.startswith("default (torch was imported before it was set)")
+    assert subprocess.run(
+        [sys.executable, "-c", late], env=env, capture_output=True, text=True, timeout=120, check=True
+    ).stdout.startswith("default (torch was imported before it was set)")
 
 
 def test_set_threads_is_a_deprecated_alias_of_configure_threads():
