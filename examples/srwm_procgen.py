@@ -35,9 +35,11 @@ from adaptmem.utils.logging import add_wandb_argument
 # parsing the flags does not import torch
 PAPER_GAMES = ("bigfish", "fruitbot", "maze", "leaper", "plunder", "starpilot")
 PAPER_MEMORY_GAMES = ("dodgeball", "heist", "maze", "miner")
+# The memory core is the paper's in every preset; the presets differ in the games, the torso and the schedule.
+CORE = dict(num_layers=2, num_heads=8, head_dim=16, d_ff=512, lstm_hidden=256, srwm_block="rl")
 # Flags left unset take their value from the chosen --config.
 CONFIGS = {
-    # ~7 minutes on an idle 2-core CPU (a 4x cheaper torso: half-resolution frames, half the channels).
+    # ~6 minutes on an idle 2-core CPU (a 4x cheaper torso: half-resolution frames, half the channels).
     # One game and one level where a memorised level pays many times what a random policy gets
     # (starpilot level 0, easy: random 0.3, the agent 5-7 in 200k of its frames), so that learning is
     # unmistakable; of the other games tried, none rose clearly above random within this budget.
@@ -59,12 +61,7 @@ CONFIGS = {
         channels=[8, 16, 16],
         res_blocks=1,
         downsample=2,
-        num_layers=2,
-        num_heads=8,
-        head_dim=16,
-        d_ff=512,
-        lstm_hidden=256,
-        srwm_block="rl",
+        **CORE,
     ),
     # The paper: 6 easy games, 200 levels, batch 32 x unroll 50, RMSProp 6e-4 decayed to 0 over 300M frames.
     "paper": dict(
@@ -82,12 +79,7 @@ CONFIGS = {
         channels=[16, 32, 32],
         res_blocks=2,
         downsample=1,
-        num_layers=2,
-        num_heads=8,
-        head_dim=16,
-        d_ff=512,
-        lstm_hidden=256,
-        srwm_block="rl",
+        **CORE,
     ),
 }
 CONFIGS["memory"] = dict(
