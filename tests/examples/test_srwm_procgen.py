@@ -11,24 +11,16 @@ from adaptmem.utils.checkpoint import read_checkpoint
 from adaptmem.utils.integrity import save_verified
 from tests.examples import load_example
 
-TINY = [
-    "--num-layers",
-    "1",
-    "--num-heads",
-    "2",
-    "--head-dim",
-    "8",
-    "--d-ff",
-    "16",
-    "--lstm-hidden",
-    "8",
-    "--threads",
-    "1",
-    "--eval-envs-per-game",
-    "2",
-    "--eval-episodes",
-    "2",
-]
+TINY = (
+    "--num-layers 1 --num-heads 2 --head-dim 8 --d-ff 16 --lstm-hidden 8 --threads 1 "
+    "--eval-envs-per-game 2 --eval-episodes 2"
+).split()
+
+
+def recall(out, rows, *flags):
+    """A tiny run on the recall task: ``rows`` envs, all in every batch, unrolls of 5 steps."""
+    common = ["--env", "recall", "--envs-per-game", str(rows), "--batch-size", str(rows), "--unroll-length", "5"]
+    return [*common, "--out", str(out), *flags, *TINY]
 
 
 @pytest.fixture(scope="module")
@@ -49,21 +41,7 @@ def test_paper_config_reproduces_the_papers_sizes(example):
 
 
 def test_example_trains_resumes_and_evaluates_on_the_recall_task(example, tmp_path, capsys):
-    run = [
-        "--env",
-        "recall",
-        "--envs-per-game",
-        "4",
-        "--batch-size",
-        "4",
-        "--unroll-length",
-        "5",
-        "--out",
-        str(tmp_path),
-        "--log-every",
-        "20",
-        *TINY,
-    ]
+    run = recall(tmp_path, 4, "--log-every", "20")
     table = example.main(run + ["--total-frames", "100"])
     assert "| recall" in table and "train return" in table and "test return" in table
     assert "random policy" in table and " -> " in table  # the learning table
@@ -85,21 +63,7 @@ def test_example_trains_resumes_and_evaluates_on_the_recall_task(example, tmp_pa
 
 
 def test_example_rejects_resuming_with_a_different_model(example, tmp_path):
-    run = [
-        "--env",
-        "recall",
-        "--envs-per-game",
-        "2",
-        "--batch-size",
-        "2",
-        "--unroll-length",
-        "5",
-        "--out",
-        str(tmp_path),
-        "--total-frames",
-        "10",
-        *TINY,
-    ]
+    run = recall(tmp_path, 2, "--total-frames", "10")
     example.main(run)
     message = r"cannot change when resuming: --kind 'lstm' \(the checkpoint has 'srwm'\)"
     with pytest.raises(ValueError, match=message):
@@ -107,23 +71,7 @@ def test_example_rejects_resuming_with_a_different_model(example, tmp_path):
 
 
 def test_checkpoints_with_the_older_argument_names_still_evaluate(example, tmp_path, capsys):
-    run = [
-        "--env",
-        "recall",
-        "--envs-per-game",
-        "2",
-        "--batch-size",
-        "2",
-        "--unroll-length",
-        "5",
-        "--out",
-        str(tmp_path),
-        "--total-frames",
-        "10",
-        "--kind",
-        "lstm",
-        *TINY,
-    ]
+    run = recall(tmp_path, 2, "--total-frames", "10", "--kind", "lstm")
     example.main(run)
     ckpt = read_checkpoint(tmp_path / "last.pt")
     renamed = {"kind": "core", "num_layers": "layers", "num_heads": "heads"}
@@ -175,21 +123,7 @@ def test_ctrl_c_saves_a_checkpoint_and_the_results_and_resume_completes(example,
         signal.raise_signal(signal.SIGINT)  # as if the user pressed Ctrl-C during this step
         return stats
 
-    run = [
-        "--env",
-        "recall",
-        "--envs-per-game",
-        "4",
-        "--batch-size",
-        "4",
-        "--unroll-length",
-        "5",
-        "--out",
-        str(tmp_path),
-        "--total-frames",
-        "100",
-        *TINY,
-    ]
+    run = recall(tmp_path, 4, "--total-frames", "100")
     monkeypatch.setattr(example.ImpalaLearner, "train_step", train_step_then_ctrl_c)
     before = signal.getsignal(signal.SIGINT)  # SIG_IGN when the tests run as a background job
     with pytest.raises(SystemExit) as exit_:
@@ -216,23 +150,7 @@ def test_a_crash_leaves_the_curves_and_results_up_to_the_last_logged_update(exam
         return train_step(self)
 
     monkeypatch.setattr(example.ImpalaLearner, "train_step", fails_third)
-    run = [
-        "--env",
-        "recall",
-        "--envs-per-game",
-        "4",
-        "--batch-size",
-        "4",
-        "--unroll-length",
-        "5",
-        "--log-every",
-        "20",
-        "--out",
-        str(tmp_path),
-        "--total-frames",
-        "100",
-        *TINY,
-    ]
+    run = recall(tmp_path, 4, "--log-every", "20", "--total-frames", "100")
     with pytest.raises(RuntimeError, match="simulated crash"):
         example.main(run)
     results = (tmp_path / "results.md").read_text()
@@ -241,26 +159,7 @@ def test_a_crash_leaves_the_curves_and_results_up_to_the_last_logged_update(exam
 
 
 def test_compare_trains_each_kind_on_the_same_frames_and_draws_one_figure(example, tmp_path):
-    run = [
-        "--env",
-        "recall",
-        "--envs-per-game",
-        "4",
-        "--batch-size",
-        "4",
-        "--unroll-length",
-        "5",
-        "--out",
-        str(tmp_path),
-        "--total-frames",
-        "60",
-        "--log-every",
-        "20",
-        "--compare",
-        "srwm",
-        "lstm",
-        *TINY,
-    ]
+    run = recall(tmp_path, 4, "--total-frames", "60", "--log-every", "20", "--compare", "srwm", "lstm")
     text = example.main(run)
     assert "# srwm vs lstm" in text and "| game   | random policy | srwm" in text and "lstm agent, evaluation" in text
     for kind in ("srwm", "lstm"):
@@ -274,27 +173,7 @@ def test_eval_of_several_seeds_aggregates_them(example, tmp_path, capsys):
     paths = []
     for seed in (0, 1):
         out = tmp_path / f"s{seed}"
-        example.main(
-            [
-                "--env",
-                "recall",
-                "--envs-per-game",
-                "2",
-                "--batch-size",
-                "2",
-                "--unroll-length",
-                "5",
-                "--out",
-                str(out),
-                "--total-frames",
-                "40",
-                "--log-every",
-                "10",
-                "--seed",
-                str(seed),
-                *TINY,
-            ]
-        )
+        example.main(recall(out, 2, "--total-frames", "40", "--log-every", "10", "--seed", str(seed)))
         paths.append(str(out / "last.pt"))
     text = example.main(["--eval", *paths, "--out", str(tmp_path), *TINY])
     assert text.count("training frames") == 2 and "All 2 checkpoints" in text
