@@ -42,11 +42,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
     ARGS = parse_args()
 
-import torch  # noqa: E402
+import torch
 
-from adaptmem.data.fewshot import Episode  # noqa: E402
-from adaptmem.models import build_fewshot_learner, episode_loss  # noqa: E402
-from adaptmem.utils import configure_threads, count_parameters  # noqa: E402
+from adaptmem.data.fewshot import Episode
+from adaptmem.models import build_fewshot_learner, episode_loss
+from adaptmem.utils import configure_threads, count_parameters
 
 
 def main(argv: Sequence[str] | argparse.Namespace | None = None) -> None:

@@ -54,10 +54,10 @@ def parse(argv: Sequence[str] | None = None) -> Config:
 if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
     CONFIG = parse()
 
-import torch  # noqa: E402
+import torch
 
-from adaptmem.layers import SRWM, DeltaNet  # noqa: E402
-from adaptmem.ops import OpCall, delta_rule, resolve_backend, srwm  # noqa: E402
+from adaptmem.layers import SRWM, DeltaNet
+from adaptmem.ops import OpCall, delta_rule, resolve_backend, srwm
 
 
 def srwm_floor(B: int, H: int, D: int, T: int, C: int, x_bytes: int) -> dict[str, float]:

@@ -33,10 +33,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
     ARGS = parse_args()
 
-import torch  # noqa: E402
+import torch
 
-from adaptmem.models.lm import FAST_KINDS, build_lm, match_d_ff, train_step  # noqa: E402
-from adaptmem.utils import configure_threads, count_parameters  # noqa: E402
+from adaptmem.models.lm import FAST_KINDS, build_lm, match_d_ff, train_step
+from adaptmem.utils import configure_threads, count_parameters
 
 KINDS = ("transformer", *FAST_KINDS)
 

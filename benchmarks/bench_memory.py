@@ -63,12 +63,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
     ARGS = parse_args()
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
-from adaptmem.memory import EpisodicMemory, MbPA, faiss_available  # noqa: E402
-from adaptmem.memory.episodic import _BLOCK  # noqa: E402
-from adaptmem.utils import configure_threads, markdown_table  # noqa: E402
+from adaptmem.memory import EpisodicMemory, MbPA, faiss_available
+from adaptmem.memory.episodic import _BLOCK
+from adaptmem.utils import configure_threads, markdown_table
 
 
 def timeit(fn, repeats: int) -> float:

@@ -41,10 +41,10 @@ if __name__ == "__main__":  # answer --help and bad flags before the heavy impor
     ARGS = parse_args()
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import torch  # noqa: E402
-from _harness import load_note, measure, measure_interleaved, table  # noqa: E402
+import torch
+from _harness import load_note, measure, measure_interleaved, table
 
-from adaptmem.utils import configure_threads  # noqa: E402
+from adaptmem.utils import configure_threads
 
 
 def warm_numba() -> None:

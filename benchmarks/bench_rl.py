@@ -55,12 +55,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
     ARGS = parse_args()
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from adaptmem.rl import CORES, ImpalaConfig, ImpalaLearner, VecEnv, make_agent, make_procgen, procgen_unavailable  # noqa: E402
-from adaptmem.rl.envs import EpisodeTracker, StepResult, check_actions  # noqa: E402
-from adaptmem.utils import configure_threads, count_parameters  # noqa: E402
+from adaptmem.rl import CORES, ImpalaConfig, ImpalaLearner, VecEnv, make_agent, make_procgen, procgen_unavailable
+from adaptmem.rl.envs import EpisodeTracker, StepResult, check_actions
+from adaptmem.utils import configure_threads, count_parameters
 
 
 class RandomFrames(VecEnv):

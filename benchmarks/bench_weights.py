@@ -48,16 +48,16 @@ if __name__ == "__main__":  # answer --help and bad flags before the heavy impor
     ARGS = parse_args()
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from _harness import time_interleaved  # noqa: E402
+import torch
+import torch.nn.functional as F
+from _harness import time_interleaved
 
-from adaptmem.utils import configure_threads  # noqa: E402
-from adaptmem.weights import WeightSpec, functional_rnn, load_into  # noqa: E402
-from adaptmem.weights.functional import numba_unavailable  # noqa: E402
-from adaptmem.weights.zoo import ZooConfig  # noqa: E402
-from adaptmem.weights.zoo import formal_language as fl  # noqa: E402
-from adaptmem.weights.zoo.generate import _FormalLanguage, plan_runs  # noqa: E402
+from adaptmem.utils import configure_threads
+from adaptmem.weights import WeightSpec, functional_rnn, load_into
+from adaptmem.weights.functional import numba_unavailable
+from adaptmem.weights.zoo import ZooConfig
+from adaptmem.weights.zoo import formal_language as fl
+from adaptmem.weights.zoo.generate import _FormalLanguage, plan_runs
 
 
 def lstm_flops(spec: WeightSpec, n: int, batch: int, T: int) -> int:

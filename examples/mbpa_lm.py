@@ -102,14 +102,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
     ARGS = parse_args()
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-from adaptmem.data.text import batchify, bptt_batches, load_corpus, num_bptt_batches  # noqa: E402
-from adaptmem.memory import EpisodicMemory, MbPA, NeuralCache, mix_log_probs  # noqa: E402
-from adaptmem.utils import configure_threads, load_checkpoint, progress, save_checkpoint, seed_everything  # noqa: E402
-from adaptmem.utils.integrity import load_verified, save_verified  # noqa: E402
+from adaptmem.data.text import batchify, bptt_batches, load_corpus, num_bptt_batches
+from adaptmem.memory import EpisodicMemory, MbPA, NeuralCache, mix_log_probs
+from adaptmem.utils import configure_threads, load_checkpoint, progress, save_checkpoint, seed_everything
+from adaptmem.utils.integrity import load_verified, save_verified
 
 EVAL_FORMAT = "adaptmem.mbpa_lm.evaluation"  # the resume file's format name (checksummed header)
 

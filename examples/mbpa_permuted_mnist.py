@@ -74,17 +74,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
     ARGS = parse_args()
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.func import functional_call, grad, vmap  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, vmap
 
-from adaptmem.data.mnist import load_mnist  # noqa: E402
-from adaptmem.memory import EpisodicMemory, MbPA  # noqa: E402
-from adaptmem.utils import configure_threads, progress, seed_everything  # noqa: E402
-from adaptmem.utils.integrity import load_verified, save_verified  # noqa: E402
-from adaptmem.utils.logging import plot_curves  # noqa: E402
-from adaptmem.utils.seed import get_rng_state, set_rng_state  # noqa: E402
+from adaptmem.data.mnist import load_mnist
+from adaptmem.memory import EpisodicMemory, MbPA
+from adaptmem.utils import configure_threads, progress, seed_everything
+from adaptmem.utils.integrity import load_verified, save_verified
+from adaptmem.utils.logging import plot_curves
+from adaptmem.utils.seed import get_rng_state, set_rng_state
 
 
 class MLP(nn.Module):

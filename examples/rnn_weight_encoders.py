@@ -89,21 +89,21 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
 if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
     CONFIG = parse_args()
 
-import torch  # noqa: E402
+import torch
 
-from adaptmem.utils import configure_threads, count_parameters, seed_everything  # noqa: E402
+from adaptmem.utils import configure_threads, count_parameters, seed_everything
 from adaptmem.weights import (
     DownstreamProbe,
     EmulationConfig,
     Emulator,
-    build_encoder,  # noqa: E402
+    build_encoder,
     downstream_targets,
     encode,
     evaluate_emulation,
     plot_pca,
     train_emulation,
 )
-from adaptmem.weights.zoo import ZooConfig, ZooDataset, generate_zoo  # noqa: E402
+from adaptmem.weights.zoo import ZooConfig, ZooDataset, generate_zoo
 
 
 def encoder_kwargs(name: str, cfg: Config, kind: str) -> dict:

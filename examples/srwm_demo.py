@@ -64,11 +64,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
 if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
     CONFIG = parse_args()
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
-from adaptmem.layers import FastWeightStack, layer_kinds  # noqa: E402
-from adaptmem.utils import configure_threads, count_parameters, progress, seed_everything  # noqa: E402
+from adaptmem.layers import FastWeightStack, layer_kinds
+from adaptmem.utils import configure_threads, count_parameters, progress, seed_everything
 
 
 def make_batch(cfg: Config, batch_size: int, gen: torch.Generator):

@@ -201,32 +201,32 @@ def build_parser() -> argparse.ArgumentParser:
 if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
     ARGS = parse_args()
 
-import torch  # noqa: E402
-from torch.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from adaptmem.data.fewshot import (
     DATASETS,
     Episode,
     EpisodeDataset,
-    episode_loader,  # noqa: E402
+    episode_loader,
     evaluate_lake_runs,
     load_fewshot_splits,
 )
-from adaptmem.models import MODELS, build_fewshot_learner, episode_loss, evaluate_episodes  # noqa: E402
+from adaptmem.models import MODELS, build_fewshot_learner, episode_loss, evaluate_episodes
 from adaptmem.utils import (
     MetricLogger,
     configure_threads,
     count_parameters,
-    load_checkpoint,  # noqa: E402
+    load_checkpoint,
     progress,
     save_checkpoint,
     seed_everything,
 )
-from adaptmem.utils.amp import autocast, grad_scaler  # noqa: E402
-from adaptmem.utils.checkpoint import read_checkpoint, resolve_resume_args  # noqa: E402
-from adaptmem.utils.distributed import all_reduce_mean, barrier, cleanup_distributed, init_distributed  # noqa: E402
-from adaptmem.utils.logging import plot_curves  # noqa: E402
-from adaptmem.utils.schedules import lambda_scheduler, noam  # noqa: E402
+from adaptmem.utils.amp import autocast, grad_scaler
+from adaptmem.utils.checkpoint import read_checkpoint, resolve_resume_args
+from adaptmem.utils.distributed import all_reduce_mean, barrier, cleanup_distributed, init_distributed
+from adaptmem.utils.logging import plot_curves
+from adaptmem.utils.schedules import lambda_scheduler, noam
 
 
 def make_model(args: argparse.Namespace, image_shape: tuple[int, ...]) -> torch.nn.Module:

@@ -234,24 +234,24 @@ def _finish(cfg: Config) -> Config:
 if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
     CONFIG = parse_args()
 
-import torch  # noqa: E402
+import torch
 
-from adaptmem.data.text import KNOWN_CORPORA, Vocab, known_corpus, load_corpus  # noqa: E402
-from adaptmem.models.lm import KINDS, TokenStreams, build_lm, evaluate, generate, match_d_ff, train_step  # noqa: E402
+from adaptmem.data.text import KNOWN_CORPORA, Vocab, known_corpus, load_corpus
+from adaptmem.models.lm import KINDS, TokenStreams, build_lm, evaluate, generate, match_d_ff, train_step
 from adaptmem.utils import (
     MetricLogger,
     configure_threads,
     count_parameters,
-    load_checkpoint,  # noqa: E402
+    load_checkpoint,
     progress,
     save_checkpoint,
     seed_everything,
 )
-from adaptmem.utils.amp import grad_scaler  # noqa: E402
-from adaptmem.utils.checkpoint import read_checkpoint, resolve_resume_args  # noqa: E402
-from adaptmem.utils.distributed import all_reduce_mean, barrier, cleanup_distributed, init_distributed  # noqa: E402
-from adaptmem.utils.logging import plot_curves  # noqa: E402
-from adaptmem.utils.schedules import warmup_cosine  # noqa: E402
+from adaptmem.utils.amp import grad_scaler
+from adaptmem.utils.checkpoint import read_checkpoint, resolve_resume_args
+from adaptmem.utils.distributed import all_reduce_mean, barrier, cleanup_distributed, init_distributed
+from adaptmem.utils.logging import plot_curves
+from adaptmem.utils.schedules import warmup_cosine
 
 
 def build_kwargs(cfg: Config, kind: str, vocab_size: int) -> dict:

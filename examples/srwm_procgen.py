@@ -231,9 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
 if __name__ == "__main__":  # answer --help and bad flags before the heavy imports below
     ARGS = parse_args()
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from adaptmem.rl import (  # noqa: E402
+from adaptmem.rl import (
     CORES,
     ImpalaConfig,
     ImpalaLearner,
@@ -248,8 +248,8 @@ from adaptmem.rl import (  # noqa: E402
     random_returns,
     score_rows,
 )
-from adaptmem.rl.report import learning_table, plot_learning_curves  # noqa: E402
-from adaptmem.utils import (  # noqa: E402
+from adaptmem.rl.report import learning_table, plot_learning_curves
+from adaptmem.utils import (
     MetricLogger,
     atomic_write_text,
     configure_threads,
@@ -258,8 +258,8 @@ from adaptmem.utils import (  # noqa: E402
     progress,
     seed_everything,
 )
-from adaptmem.utils.checkpoint import read_checkpoint, resolve_resume_args  # noqa: E402
-from adaptmem.utils.distributed import (  # noqa: E402
+from adaptmem.utils.checkpoint import read_checkpoint, resolve_resume_args
+from adaptmem.utils.distributed import (
     DistInfo,
     any_rank,
     barrier,
@@ -267,7 +267,7 @@ from adaptmem.utils.distributed import (  # noqa: E402
     init_distributed,
     split_evenly,
 )
-from adaptmem.utils.interrupt import GracefulStop  # noqa: E402
+from adaptmem.utils.interrupt import GracefulStop
 
 
 def build_env(args: argparse.Namespace, start_level: int, seed: int, envs_per_game: int) -> MultiTaskEnv:
