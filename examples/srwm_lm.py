@@ -357,6 +357,19 @@ def train(cfg: Config, kind: str, corpus, dist, device: torch.device, given: dic
         wandb_name=kind,
     )
     last = min(max_steps, cfg.halt_after or max_steps)
+
+    def validate(max_tokens: int | None = None) -> float:  # the periodic slice, or (None) the whole split
+        return evaluate(
+            net,
+            corpus.valid,
+            batch_size=cfg.eval_batch_size,
+            seq_len=cfg.seq_len,
+            reset_every=cfg.reset_every,
+            max_tokens=max_tokens,
+            rank=dist.rank,
+            world_size=dist.world_size,
+        )
+
     bar = progress(range(step, last), total=last - step, desc=kind, disable=None if dist.is_main else True)
     done = step
     for step in bar:
@@ -381,16 +394,7 @@ def train(cfg: Config, kind: str, corpus, dist, device: torch.device, given: dic
             log.log("train", done, loss=loss, lr=cfg.lr * schedule(step), time=elapsed, wall=wall)
             bar.set_postfix(loss=f"{loss:.3f}")
         if done % cfg.eval_interval == 0 or done == last:
-            val = evaluate(
-                net,
-                corpus.valid,
-                batch_size=cfg.eval_batch_size,
-                seq_len=cfg.seq_len,
-                reset_every=cfg.reset_every,
-                max_tokens=cfg.eval_tokens,
-                rank=dist.rank,
-                world_size=dist.world_size,
-            )
+            val = validate(max_tokens=cfg.eval_tokens)
             log.log("valid", done, loss=val, time=elapsed, wall=wall)
             states = [None] * dist.world_size
             if dist.enabled:  # every rank's carried state goes into the checkpoint
@@ -423,15 +427,7 @@ def train(cfg: Config, kind: str, corpus, dist, device: torch.device, given: dic
         "tokens": done * cfg.batch_size * cfg.seq_len * dist.world_size,
     }
     if done == max_steps:  # finished: score the whole validation set
-        result["valid"] = evaluate(
-            net,
-            corpus.valid,
-            batch_size=cfg.eval_batch_size,
-            seq_len=cfg.seq_len,
-            reset_every=cfg.reset_every,
-            rank=dist.rank,
-            world_size=dist.world_size,
-        )
+        result["valid"] = validate()
     if dist.is_main:
         curves = {s: ([r["step"] for r in log.read(s)], [r["loss"] for r in log.read(s)]) for s in ("train", "valid")}
         plot_curves(curves, run_dir / "curves.png", ylabel="loss (nats/token)", title=f"{kind} on {corpus.name}")
